@@ -1,0 +1,157 @@
+//! The host side of the plugin capabilities: one file per WIT interface.
+//!
+//! Every host call runs against a [`CapCtx`]: the caller the host authenticated, the
+//! plugin identity, and the *effective* capabilities (what the manifest declares
+//! intersected with what the tenant granted). Each call checks its capability first
+//! and answers `denied` — never a trap — when it is missing. Every data access is
+//! scoped by `caller.tenant_id`, which the plugin cannot choose.
+
+mod config;
+mod log;
+mod storage;
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::bindings::{self, Caller, WitError};
+use crate::manifest::Capabilities;
+use crate::store::{Db, StoreError};
+
+/// The backends capabilities use. Cheap to clone; shared by every call.
+#[derive(Clone, Debug)]
+pub struct Services {
+    /// The database.
+    pub db: Db,
+}
+
+/// Which plugin version a call runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginRef {
+    /// Plugin id from the manifest.
+    pub id: String,
+    /// Its version.
+    pub version: String,
+}
+
+/// Counters a call accumulates, reported for execution tracking.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallStats {
+    /// Host calls made by the guest.
+    pub host_calls: u32,
+    /// Log lines written (including dropped ones).
+    pub log_lines: u32,
+    /// Host calls refused with `denied`.
+    pub denied: u32,
+}
+
+/// Everything a host call may use, bound to one call of one plugin for one caller.
+#[derive(Debug)]
+pub struct CapCtx {
+    /// Who the call is for (tenant, user, roles, request id).
+    pub caller: Caller,
+    /// The plugin being run.
+    pub plugin: PluginRef,
+    /// Effective capabilities: declared by the manifest and granted by the tenant.
+    pub grants: Arc<Capabilities>,
+    /// Backends.
+    pub services: Services,
+    /// Counters for this call.
+    pub stats: CallStats,
+}
+
+/// A capability a host call needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cap {
+    Storage,
+    Config,
+}
+
+impl CapCtx {
+    /// Count a host call and check that `cap` is granted.
+    pub(crate) fn require(&mut self, cap: Cap) -> Result<(), WitError> {
+        self.stats.host_calls += 1;
+        let (granted, name) = match cap {
+            Cap::Storage => (self.grants.storage, "storage"),
+            Cap::Config => (self.grants.config, "config"),
+        };
+        if granted {
+            Ok(())
+        } else {
+            self.stats.denied += 1;
+            Err(WitError::Denied(format!(
+                "capability `{name}` is not available: the manifest must declare it and the tenant must grant it"
+            )))
+        }
+    }
+
+    /// Turn a store failure into the guest-visible error; internal details are logged
+    /// with the request id and replaced by a generic message.
+    pub(crate) fn store_error(&self, e: StoreError) -> WitError {
+        match e {
+            StoreError::NotFound(m) => WitError::NotFound(m),
+            StoreError::Conflict(m) => WitError::Conflict(m),
+            StoreError::Invalid(m) => WitError::Invalid(m),
+            StoreError::Limit(m) => WitError::Limit(m),
+            e @ (StoreError::Database(_) | StoreError::Corrupt(_)) => {
+                tracing::error!(
+                    error = ?e,
+                    tenant = %self.caller.tenant_id,
+                    plugin = %self.plugin.id,
+                    request_id = %self.caller.request_id,
+                    "host call failed"
+                );
+                WitError::Internal(format!(
+                    "the host could not complete the call (request {})",
+                    self.caller.request_id
+                ))
+            }
+        }
+    }
+}
+
+impl bindings::plinth::plugin::types::Host for CapCtx {}
+
+/// Check that a component imports only interfaces its manifest may use: the Plinth
+/// interfaces of the capabilities it declares (`log` and `types` are always allowed)
+/// and WASI (sandboxed: no files, sockets or environment are provided). Returns every
+/// offending import with the reason.
+pub fn check_imports(imports: &[String], declared: &Capabilities) -> Result<(), Vec<String>> {
+    let problems: Vec<String> = imports
+        .iter()
+        .filter_map(|import| {
+            if import.starts_with("wasi:") {
+                return None;
+            }
+            let Some(rest) = import.strip_prefix("plinth:plugin/") else {
+                return Some(format!("`{import}` is not an interface Plinth provides"));
+            };
+            let interface = rest.split('@').next().unwrap_or(rest);
+            let needed = match interface {
+                "types" | "log" => return None,
+                "config" => ("config", declared.config),
+                "storage" => ("storage", declared.storage),
+                other => {
+                    return Some(format!(
+                        "`plinth:plugin/{other}` is not an interface this host provides"
+                    ));
+                }
+            };
+            match needed {
+                (_, true) => None,
+                (cap, false) => Some(format!(
+                    "the component imports `{import}` but the manifest does not declare `[capabilities] {cap} = true`"
+                )),
+            }
+        })
+        .collect();
+    if problems.is_empty() { Ok(()) } else { Err(problems) }
+}
+
+/// Add every Plinth interface to `linker`, reaching the [`CapCtx`] through `get`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut CapCtx,
+) -> wasmtime::Result<()> {
+    bindings::Plugin::add_to_linker::<T, HasSelf<CapCtx>>(linker, get)
+}

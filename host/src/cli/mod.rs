@@ -1,0 +1,68 @@
+//! The `plinth` command line: key generation, the plugin author's tools (scaffold,
+//! build, pack, verify, inspect, call) and, in later modules, the server and
+//! operator commands. Errors are reported as `error: …` with their causes; nothing
+//! here panics on bad input.
+
+mod keys;
+mod plugin;
+mod scaffold;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Plinth — a multi-tenant CRM platform whose every feature is a WebAssembly plugin.
+#[derive(Debug, Parser)]
+#[command(name = "plinth", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create an Ed25519 publisher key: writes the private key (mode 0600), prints the
+    /// public key and its key id.
+    Keygen(keys::KeygenArgs),
+    /// Tools for plugin authors: scaffold, build, pack, verify, inspect and call plugins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// Exit codes beyond 0/1, so scripts can tell outcomes apart.
+pub(crate) mod exit {
+    /// A package is intact but its signature was not checked (no key given).
+    pub const UNVERIFIED: u8 = 3;
+}
+
+/// Parse arguments, run the command, print errors with their causes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Keygen(args) => keys::keygen(args),
+        Command::Plugin(cmd) => plugin::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PLINTH_LOG").unwrap_or_else(|_| EnvFilter::new("warn,plugin=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Run a future on a fresh tokio runtime (for commands that need async).
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    Ok(rt.block_on(future))
+}

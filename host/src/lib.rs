@@ -1,0 +1,26 @@
+//! # plinth-host
+//!
+//! The trusted host of the Plinth CRM platform. It owns tenancy, identity, storage,
+//! audit and API versioning, and runs every CRM feature as a signed WebAssembly
+//! component against the `plinth:plugin` WIT world (see `wit/`).
+//!
+//! Modules, each owning one concern (dependencies point inward):
+//! - [`runtime`]: the wasmtime engine, limits and instance cache — no HTTP here;
+//! - [`caps`]: the host side of each WIT capability interface;
+//! - [`store`]: the database (sqlx), the only place SQL lives;
+//! - [`manifest`] and [`package`]: plugin manifests and signed packages;
+//! - [`cli`]: the `plinth` command.
+
+pub mod bindings;
+pub mod bundled;
+pub mod caps;
+pub mod cli;
+pub mod guest_build;
+pub mod manifest;
+pub mod package;
+pub mod runtime;
+pub mod sandbox;
+pub mod store;
+
+/// Version of the `plinth:plugin` WIT package this host implements.
+pub const WIT_VERSION: semver::Version = semver::Version::new(1, 0, 0);

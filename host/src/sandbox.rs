@@ -1,0 +1,233 @@
+//! An in-process host for one plugin: the same runtime and capabilities the server
+//! uses, with its own SQLite storage. Backs `plinth plugin call` and the runtime tests.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::Digest as _;
+
+use crate::bindings::{Caller, Request, Response};
+use crate::caps::{PluginRef, Services};
+use crate::manifest::{EndpointMatch, Manifest, Role};
+use crate::package::Digest;
+use crate::runtime::{CallOutcome, Invocation, LoadedComponent, Runtime, RuntimeConfig};
+use crate::store::Db;
+
+/// Tenant id used for sandbox calls.
+pub const SANDBOX_TENANT: &str = "sandbox";
+
+/// A plugin loaded into a [`Sandbox`].
+#[derive(Debug, Clone)]
+pub struct SandboxPlugin {
+    /// Its manifest.
+    pub manifest: Arc<Manifest>,
+    /// The compiled component.
+    pub component: Arc<LoadedComponent>,
+}
+
+/// Runtime + storage for running plugins locally.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    runtime: Runtime,
+    services: Services,
+}
+
+/// Why a sandbox request did not reach the plugin or failed in it.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// No declared endpoint has this path.
+    #[error("the manifest declares no endpoint at {0}")]
+    NoEndpoint(String),
+    /// The path is declared for other methods.
+    #[error("{method} is not declared for this path (declared: {allowed})")]
+    MethodNotAllowed {
+        /// The method asked for.
+        method: String,
+        /// Methods the manifest declares for the path.
+        allowed: String,
+    },
+    /// The caller's role is below the endpoint's minimum.
+    #[error("the endpoint requires role {required} or higher")]
+    Forbidden {
+        /// The minimum role.
+        required: Role,
+    },
+    /// The runtime refused or failed the call.
+    #[error(transparent)]
+    Call(#[from] crate::runtime::CallError),
+}
+
+impl Sandbox {
+    /// A sandbox whose storage lives in `data_dir/sandbox.db`.
+    pub async fn open(data_dir: &Path, config: RuntimeConfig) -> anyhow::Result<Sandbox> {
+        std::fs::create_dir_all(data_dir)?;
+        let db = Db::open_sqlite(&data_dir.join("sandbox.db")).await?;
+        Ok(Sandbox {
+            runtime: Runtime::new(config)?,
+            services: Services { db },
+        })
+    }
+
+    /// A sandbox over an existing runtime and database.
+    pub fn with(runtime: Runtime, db: Db) -> Sandbox {
+        Sandbox {
+            runtime,
+            services: Services { db },
+        }
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.services.db
+    }
+
+    /// Compile and link a plugin from its manifest and component bytes.
+    pub async fn load(&self, manifest: Manifest, component: Vec<u8>) -> anyhow::Result<SandboxPlugin> {
+        // Content-addressed by the component itself: the same bytes share one compilation.
+        let digest = Digest::from_bytes(sha2::Sha256::digest(&component).into());
+        let runtime = self.runtime.clone();
+        let loaded = tokio::task::spawn_blocking(move || runtime.load(digest, &component)).await??;
+        Ok(SandboxPlugin {
+            manifest: Arc::new(manifest),
+            component: loaded,
+        })
+    }
+
+    /// The invocation for a sandbox caller with `role`, granting everything the
+    /// manifest declares.
+    pub fn invocation(&self, plugin: &SandboxPlugin, role: Role) -> Invocation {
+        Invocation {
+            caller: Caller {
+                tenant_id: SANDBOX_TENANT.into(),
+                user_id: Some("sandbox-user".into()),
+                roles: vec![role.as_str().to_string()],
+                api_version: "2026-11-01".into(),
+                request_id: ulid::Ulid::new().to_string(),
+            },
+            plugin: PluginRef {
+                id: plugin.manifest.plugin.id.clone(),
+                version: plugin.manifest.plugin.version.to_string(),
+            },
+            grants: Arc::new(plugin.manifest.capabilities.clone()),
+            limits: self.runtime.limits().for_manifest(&plugin.manifest.limits),
+        }
+    }
+
+    /// Route a request as the server does: it must match a declared endpoint and the
+    /// role must meet the endpoint's minimum.
+    pub async fn request(
+        &self,
+        plugin: &SandboxPlugin,
+        role: Role,
+        request: Request,
+    ) -> Result<CallOutcome<Response>, SandboxError> {
+        match plugin.manifest.find_endpoint(&request.method, &request.path) {
+            EndpointMatch::NotFound => return Err(SandboxError::NoEndpoint(request.path)),
+            EndpointMatch::MethodNotAllowed(allowed) => {
+                return Err(SandboxError::MethodNotAllowed {
+                    method: request.method,
+                    allowed: allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
+                });
+            }
+            EndpointMatch::Found(endpoint, _) if !role.at_least(endpoint.role) => {
+                return Err(SandboxError::Forbidden {
+                    required: endpoint.role,
+                });
+            }
+            EndpointMatch::Found(..) => {}
+        }
+        let invocation = self.invocation(plugin, role);
+        Ok(self
+            .runtime
+            .handle(&plugin.component, invocation, &self.services, request)
+            .await)
+    }
+
+    /// Call the plugin's `handle` export directly, without endpoint routing (for tests
+    /// of hostile guests whose manifests declare nothing).
+    pub async fn handle_raw(&self, plugin: &SandboxPlugin, role: Role, request: Request) -> CallOutcome<Response> {
+        let invocation = self.invocation(plugin, role);
+        self.runtime
+            .handle(&plugin.component, invocation, &self.services, request)
+            .await
+    }
+}
+
+/// Build a WIT request from a method, a path with an optional `?query`, and a body.
+pub fn request(method: &str, path_and_query: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Request {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    Request {
+        method: method.to_ascii_uppercase(),
+        path: path.to_string(),
+        query: form_pairs(query),
+        headers,
+        body,
+    }
+}
+
+fn form_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// Decode `%XX` escapes and `+` (as space); invalid escapes are kept literally.
+pub fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                match (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) {
+                    (Some(h), Some(l)) => {
+                        out.push(h * 16 + l);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_is_total() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("é%C3%A9"), "éé");
+    }
+
+    #[test]
+    fn request_splits_query() {
+        let r = request("get", "/greet/ada?lang=de&x", vec![], vec![]);
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.path, "/greet/ada");
+        assert_eq!(r.query, vec![("lang".into(), "de".into()), ("x".into(), String::new())]);
+    }
+}

@@ -1,0 +1,205 @@
+//! The database layer: connection pools, migrations and one repository per kind of
+//! data. This is the only module that contains SQL.
+//!
+//! Both SQLite (the embedded default, one file with WAL) and PostgreSQL are reached
+//! through sqlx's `Any` driver with `$n` placeholders, which both databases accept, so
+//! every query is written once. Where the two dialects differ (JSON access, row locks)
+//! the repository asks [`Dialect`]. Every tenant-owned query takes the tenant id as a
+//! parameter and filters on it; no SQL is ever assembled from caller-provided text.
+
+mod documents;
+mod settings;
+pub mod time;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use documents::{BatchOp, DocFilter, DocOp, Document, DocumentPage, DocumentQuery, Documents, Scope};
+pub use settings::Settings;
+
+/// Which SQL database is behind a [`Db`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// Errors from the store. Callers map them to API problems or WIT errors; the
+/// `Database` variant's details are logged, never shown to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The addressed row does not exist (in this tenant).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Optimistic concurrency or uniqueness failure.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The request is malformed.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// A size or count limit.
+    #[error("limit: {0}")]
+    Limit(String),
+    /// The database failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// Stored data could not be decoded (a bug or corruption).
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A handle on the database: pools plus dialect. Cheap to clone.
+///
+/// SQLite allows one writer at a time; rather than let concurrent writers collide and
+/// retry on `SQLITE_BUSY`, writes go through a one-connection pool (so they queue in
+/// the pool) while reads use several connections, which WAL lets run alongside the
+/// writer. On PostgreSQL both handles are the same pool.
+#[derive(Clone, Debug)]
+pub struct Db {
+    read: AnyPool,
+    write: AnyPool,
+    dialect: Dialect,
+}
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Db {
+    /// Connect to `url` (`sqlite:///path/plinth.db`, `sqlite:relative.db` or
+    /// `postgres://…`) and run pending migrations.
+    pub async fn connect(url: &str) -> StoreResult<Db> {
+        sqlx::any::install_default_drivers();
+        let db = if url.starts_with("sqlite:") {
+            let options = AnyConnectOptions::from_str(&sqlite_url_with_create(url))?;
+            let write = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(sqlite_pragmas)
+                .connect_with(options.clone())
+                .await?;
+            let read = AnyPoolOptions::new()
+                .max_connections(8)
+                .after_connect(sqlite_pragmas)
+                .connect_with(options)
+                .await?;
+            Db {
+                read,
+                write,
+                dialect: Dialect::Sqlite,
+            }
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(32)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(url)
+                .await?;
+            Db {
+                read: pool.clone(),
+                write: pool,
+                dialect: Dialect::Postgres,
+            }
+        } else {
+            return Err(StoreError::Invalid(
+                "the database URL must start with sqlite: or postgres://".into(),
+            ));
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Open (creating if needed) the SQLite database file at `path`.
+    pub async fn open_sqlite(path: &Path) -> StoreResult<Db> {
+        Db::connect(&format!("sqlite://{}", path.display())).await
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let migrator = match self.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATOR,
+            Dialect::Postgres => &POSTGRES_MIGRATOR,
+        };
+        migrator
+            .run(&self.write)
+            .await
+            .map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))
+    }
+
+    /// The SQL dialect in use.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Pool for reads that need not see the caller's own in-flight transaction.
+    pub fn reader(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// Pool for writes (and reads that must be consistent with them).
+    pub fn writer(&self) -> &AnyPool {
+        &self.write
+    }
+
+    /// Plugin document storage of one plugin in one tenant.
+    pub fn documents<'a>(&'a self, tenant: &'a str, plugin: &'a str) -> Documents<'a> {
+        Documents::new(self, Scope { tenant, plugin })
+    }
+
+    /// Settings of one plugin in one tenant.
+    pub fn settings<'a>(&'a self, tenant: &'a str, plugin: &'a str) -> Settings<'a> {
+        Settings::new(self, Scope { tenant, plugin })
+    }
+
+    /// Check the database answers (for readiness probes).
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    /// Close all connections (at shutdown, so SQLite checkpoints its WAL).
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+type ConnectFuture<'c> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
+
+/// Per-connection SQLite settings: WAL (readers never block the writer), foreign keys,
+/// and a busy timeout for the rare read that meets a checkpoint.
+fn sqlite_pragmas(conn: &mut sqlx::AnyConnection, _meta: sqlx::pool::PoolConnectionMetadata) -> ConnectFuture<'_> {
+    Box::pin(async move {
+        conn.execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+        )
+        .await?;
+        Ok(())
+    })
+}
+
+/// sqlx opens SQLite read-only unless asked to create: add `mode=rwc` when no mode is given.
+fn sqlite_url_with_create(url: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// Whether a sqlx error is a unique-constraint violation (a duplicate key).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation),
+        _ => false,
+    }
+}
