@@ -13,7 +13,7 @@ use crate::package::Digest;
 use crate::runtime::{CallOutcome, Invocation, LoadedComponent, Runtime, RuntimeConfig};
 use crate::store::Db;
 
-/// Tenant id used for sandbox calls.
+/// Tenant id used for sandbox calls unless [`Sandbox::for_tenant`] says otherwise.
 pub const SANDBOX_TENANT: &str = "sandbox";
 
 /// A plugin loaded into a [`Sandbox`].
@@ -30,6 +30,7 @@ pub struct SandboxPlugin {
 pub struct Sandbox {
     runtime: Runtime,
     services: Services,
+    tenant: String,
 }
 
 /// Why a sandbox request did not reach the plugin or failed in it.
@@ -65,6 +66,7 @@ impl Sandbox {
         Ok(Sandbox {
             runtime: Runtime::new(config)?,
             services: Services { db },
+            tenant: SANDBOX_TENANT.into(),
         })
     }
 
@@ -73,6 +75,15 @@ impl Sandbox {
         Sandbox {
             runtime,
             services: Services { db },
+            tenant: SANDBOX_TENANT.into(),
+        }
+    }
+
+    /// The same sandbox acting for another tenant (sharing runtime and database).
+    pub fn for_tenant(&self, tenant: &str) -> Sandbox {
+        Sandbox {
+            tenant: tenant.to_string(),
+            ..self.clone()
         }
     }
 
@@ -103,7 +114,7 @@ impl Sandbox {
     pub fn invocation(&self, plugin: &SandboxPlugin, role: Role) -> Invocation {
         Invocation {
             caller: Caller {
-                tenant_id: SANDBOX_TENANT.into(),
+                tenant_id: self.tenant.clone(),
                 user_id: Some("sandbox-user".into()),
                 roles: vec![role.as_str().to_string()],
                 api_version: "2026-11-01".into(),

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
 pub use error::{CallError, LoadError};
 pub use limits::{CallLimits, HostLimits};
@@ -32,7 +32,8 @@ use crate::package::Digest;
 use cache::DiskCache;
 use state::CallState;
 
-/// How often the epoch advances; deadlines are accurate to about this much.
+/// How often the epoch advances: a running guest yields to other tasks this often,
+/// and deadlines are accurate to about this much.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Extra wall-clock time a call gets beyond its deadline before the host abandons a
 /// stuck host call (the epoch only interrupts guest code, not awaited host futures).
@@ -379,9 +380,18 @@ impl Runtime {
         };
         let mut store = Store::new(&self.inner.engine, CallState::new(caps, limits.memory_bytes));
         store.limiter(|s| &mut s.limiter);
-        let ticks = limits.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
+        // Every epoch tick the guest yields to the executor, so a spinning plugin
+        // shares its worker thread instead of holding it; once the wall-clock
+        // deadline has passed the next tick traps it instead.
+        let deadline = started + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+            }
+        });
 
         let run = async {
             let plugin = component.pre.instantiate_async(&mut store).await?;
