@@ -67,9 +67,6 @@ pub(crate) struct MemoryLimiter {
     pub(crate) peak: u64,
 }
 
-/// Table elements a guest may grow to; generous for Rust guests, bounded for hostile ones.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
-
 impl MemoryLimiter {
     pub(crate) fn new(limit: u64) -> Self {
         MemoryLimiter {
@@ -92,7 +89,7 @@ impl ResourceLimiter for MemoryLimiter {
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        Ok(desired <= super::MAX_TABLE_ELEMENTS)
     }
 }
 
