@@ -11,16 +11,21 @@
 //! - [`manifest`] and [`package`]: plugin manifests and signed packages;
 //! - [`cli`]: the `plinth` command.
 
+pub mod api;
 pub mod bindings;
 pub mod bundled;
 pub mod caps;
 pub mod cli;
+pub mod demo;
 pub mod guest_build;
 pub mod manifest;
 pub mod package;
 pub mod runtime;
 pub mod sandbox;
+pub mod server;
 pub mod store;
+pub mod tenancy;
+pub mod versioning;
 
 /// Version of the `plinth:plugin` WIT package this host implements.
 pub const WIT_VERSION: semver::Version = semver::Version::new(1, 0, 0);

@@ -1,9 +1,15 @@
 //! Helpers for Plinth's end-to-end tests: the test guests built from `tests/guests`,
-//! and sandboxes over the real runtime and a temporary database.
+//! sandboxes over the real runtime, and real servers on 127.0.0.1:0 over SQLite — or
+//! PostgreSQL, when `PLINTH_TEST_DATABASE_URL` names a server (each test then gets a
+//! fresh database of its own).
 
 use plinth_host::manifest::Manifest;
 use plinth_host::runtime::RuntimeConfig;
 use plinth_host::sandbox::{Sandbox, SandboxPlugin};
+use plinth_host::server::{self, RunningServer, ServerConfig};
+use plinth_host::store::Db;
+use plinth_host::store::audit::Actor;
+use serde_json::Value;
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
@@ -46,5 +52,153 @@ pub fn test_runtime_config() -> RuntimeConfig {
     RuntimeConfig {
         max_concurrent_calls: 32,
         ..RuntimeConfig::default()
+    }
+}
+
+/// Which database the tests run on.
+pub fn database_kind() -> &'static str {
+    if std::env::var_os("PLINTH_TEST_DATABASE_URL").is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
+/// A fresh, empty database: a temporary SQLite file, or a new PostgreSQL database
+/// on the server named by `PLINTH_TEST_DATABASE_URL`.
+pub async fn fresh_db(dir: &std::path::Path) -> Db {
+    match std::env::var("PLINTH_TEST_DATABASE_URL") {
+        Ok(admin_url) => {
+            use sqlx::Connection as _;
+            let name = format!("plinth_test_{}", ulid::Ulid::new().to_string().to_lowercase());
+            let mut admin = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .expect("create database");
+            let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+            Db::connect(&format!("{base}/{name}"))
+                .await
+                .expect("connect to the test database")
+        }
+        Err(_) => Db::open_sqlite(&dir.join("plinth.db")).await.expect("open SQLite"),
+    }
+}
+
+/// A real server on 127.0.0.1:0 with its own data directory and database.
+pub struct TestServer {
+    /// The running server.
+    pub server: RunningServer,
+    /// Base URL, `http://127.0.0.1:port`.
+    pub url: String,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// A tenant created for a test, with its owner's API key.
+#[derive(Debug, Clone)]
+pub struct TestTenant {
+    /// Tenant id.
+    pub id: String,
+    /// Owner user id.
+    pub owner_id: String,
+    /// Owner's API key.
+    pub key: String,
+}
+
+impl TestServer {
+    /// Start a server.
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = ServerConfig::new(dir.path().to_path_buf());
+        config.listen = "127.0.0.1:0".parse().expect("addr");
+        let db = fresh_db(dir.path()).await;
+        let server = server::start_with_db(config, db).await.expect("server starts");
+        let url = server.url();
+        TestServer {
+            server,
+            url,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    /// The server's database (for setup and for tampering tests).
+    pub fn db(&self) -> &Db {
+        &self.server.state.db
+    }
+
+    /// Create a tenant with an owner directly through the tenancy service.
+    pub async fn tenant(&self, name: &str) -> TestTenant {
+        let created = plinth_host::tenancy::create_tenant(
+            self.db(),
+            name,
+            &format!("owner@{}.test", name.to_lowercase().replace(' ', "-")),
+            "Owner",
+            plinth_host::versioning::DEFAULT_VERSION,
+            &Actor::system(),
+        )
+        .await
+        .expect("tenant created");
+        TestTenant {
+            id: created.tenant.id,
+            owner_id: created.owner.id,
+            key: created.api_key,
+        }
+    }
+
+    /// Send a request with an optional key and JSON body; returns status, headers, JSON.
+    pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        Reply::from(req.send().await.expect("request sent")).await
+    }
+
+    /// Stop the server gracefully.
+    pub async fn stop(self) {
+        self.server.shutdown().await.expect("clean shutdown");
+    }
+}
+
+/// A response, read completely.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Body as JSON (`Null` when empty or not JSON).
+    pub body: Value,
+    /// Raw body text.
+    pub text: String,
+}
+
+impl Reply {
+    /// Read a reqwest response.
+    pub async fn from(response: reqwest::Response) -> Reply {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }

@@ -6,6 +6,7 @@
 mod keys;
 mod plugin;
 mod scaffold;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,11 @@ enum Command {
     /// Tools for plugin authors: scaffold, build, pack, verify, inspect and call plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Run the server (127.0.0.1:8080, SQLite in ./plinth-data unless told otherwise).
+    Serve(serve::ServeArgs),
+    /// Operator tasks on the server's database: tenants, operator tokens.
+    #[command(subcommand)]
+    Admin(serve::AdminCommand),
 }
 
 /// Exit codes beyond 0/1, so scripts can tell outcomes apart.
@@ -42,6 +48,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keygen(args) => keys::keygen(args),
         Command::Plugin(cmd) => plugin::run(cmd),
+        Command::Serve(args) => serve::serve(args),
+        Command::Admin(cmd) => serve::admin(cmd),
     };
     match result {
         Ok(code) => code,
@@ -54,7 +62,8 @@ pub fn main() -> ExitCode {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("PLINTH_LOG").unwrap_or_else(|_| EnvFilter::new("warn,plugin=info"));
+    let filter = EnvFilter::try_from_env("PLINTH_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -7,8 +7,10 @@
 //! the repository asks [`Dialect`]. Every tenant-owned query takes the tenant id as a
 //! parameter and filters on it; no SQL is ever assembled from caller-provided text.
 
+pub mod audit;
 mod documents;
 mod settings;
+pub mod tenancy;
 pub mod time;
 
 use std::path::Path;
@@ -20,6 +22,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use documents::{BatchOp, DocFilter, DocOp, Document, DocumentPage, DocumentQuery, Documents, Scope};
 pub use settings::Settings;
+pub use tenancy::Tx;
 
 /// Which SQL database is behind a [`Db`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,156 @@
+//! The HTTP API: axum routers, extractors and the one error type. Handlers are small
+//! `async fn`s that validate input and call services; `app(state)` builds the whole
+//! router so tests can drive it without a socket.
+//!
+//! Middleware, outermost first: request id (`x-request-id`, generated when absent),
+//! tracing span per request, panic → 500 problem, body limit, request metrics,
+//! authentication.
+
+pub mod auth;
+pub mod context;
+mod error;
+pub mod json;
+mod system;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::response::IntoResponse;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use auth::{Auth, AuthCache, Operator};
+pub use context::Ctx;
+pub use error::{ApiError, ApiResult, FieldProblem, PROBLEM_BASE};
+pub use json::ApiJson;
+
+use crate::runtime::Runtime;
+use crate::store::Db;
+
+/// Server settings the API needs.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            body_limit: 2 * 1024 * 1024,
+        }
+    }
+}
+
+/// Shared state of every handler. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<AppInner>);
+
+/// What [`AppState`] holds.
+#[derive(Debug)]
+pub struct AppInner {
+    /// The database.
+    pub db: Db,
+    /// The plugin runtime.
+    pub runtime: Runtime,
+    /// API settings.
+    pub config: ApiConfig,
+    /// Resolved API keys.
+    pub auth_cache: AuthCache,
+    /// Prometheus exposition of the process's metrics.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// State over a database and runtime.
+    pub fn new(db: Db, runtime: Runtime, config: ApiConfig) -> AppState {
+        AppState(Arc::new(AppInner {
+            db,
+            runtime,
+            config,
+            auth_cache: AuthCache::default(),
+            metrics: system::metrics_handle(),
+        }))
+    }
+
+    /// Start the background work the API relies on (batched key-usage writes).
+    /// Returns when `shutdown` resolves, after a final flush.
+    pub async fn run_background(self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.flush_key_uses().await,
+                () = &mut shutdown => {
+                    self.flush_key_uses().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn flush_key_uses(&self) {
+        let uses = self.auth_cache.take_pending_uses();
+        if let Err(e) = self.db.touch_keys(&uses).await {
+            tracing::warn!(error = ?e, "could not record API key usage");
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct MakeUlid;
+
+impl MakeRequestId for MakeUlid {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        ulid::Ulid::new().to_string().parse().ok().map(RequestId::new)
+    }
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let request_id = HeaderName::from_static(context::REQUEST_ID_HEADER);
+    Router::new()
+        .merge(system::routes())
+        .fallback(|| async { ApiError::not_found("no such endpoint").into_response() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this endpoint does not support that method",
+            )
+            .into_response()
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(axum::middleware::from_fn(system::record_metrics))
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeUlid))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    let id = req
+                        .headers()
+                        .get(context::REQUEST_ID_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                }))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::internal("handler panicked").into_response()
+                })),
+        )
+        .with_state(state)
+}

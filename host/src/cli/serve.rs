@@ -1,0 +1,172 @@
+//! `plinth serve` and `plinth admin …`: run the server, and operator tasks that work
+//! directly on its database.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use super::block_on;
+use crate::server::{self, ServerConfig};
+use crate::store::audit::Actor;
+use crate::versioning::DEFAULT_VERSION;
+
+/// Where the server keeps its data; shared by `serve` and `admin`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct DataArgs {
+    /// Data directory (SQLite database, compiled-component cache, keys).
+    #[arg(long, env = "PLINTH_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (`postgres://user:pass@host/db`); default: SQLite in the data dir.
+    #[arg(long, env = "PLINTH_DATABASE_URL", value_name = "URL")]
+    database_url: Option<String>,
+    /// TOML file with any of: listen, data_dir, database_url, body_limit,
+    /// plugin_timeout_ms, plugin_memory_mib. Flags and environment win over it.
+    #[arg(long, env = "PLINTH_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PLINTH_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Also create (once) a demo tenant with users of every role and a realistic data
+    /// set, and print its API keys.
+    #[arg(long, env = "PLINTH_DEMO")]
+    demo: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Create a tenant with an owner user; prints the owner's API key once.
+    CreateTenant(CreateTenantArgs),
+    /// Create an operator token for the operator REST endpoints; printed once.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct CreateTenantArgs {
+    /// Tenant name.
+    name: String,
+    /// The owner's email.
+    #[arg(long, default_value = "owner@example.com")]
+    owner_email: String,
+    /// The owner's name.
+    #[arg(long, default_value = "Owner")]
+    owner_name: String,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TokenArgs {
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+/// The config file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    body_limit: Option<usize>,
+    plugin_timeout_ms: Option<u64>,
+    plugin_memory_mib: Option<u64>,
+}
+
+fn config(data: &DataArgs, listen: Option<SocketAddr>) -> anyhow::Result<ServerConfig> {
+    let file: FileConfig = match &data.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("{} is not a valid config file", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let data_dir = data
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("plinth-data"));
+    let mut config = ServerConfig::new(data_dir);
+    if let Some(addr) = listen.or(file.listen) {
+        config.listen = addr;
+    }
+    config.database_url = data.database_url.clone().or(file.database_url);
+    if let Some(limit) = file.body_limit {
+        config.api.body_limit = limit;
+    }
+    if let Some(ms) = file.plugin_timeout_ms {
+        config.limits.max_timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(mib) = file.plugin_memory_mib {
+        config.limits.max_memory_bytes = mib * 1024 * 1024;
+    }
+    Ok(config)
+}
+
+pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = config(&args.data, args.listen)?;
+    block_on(async move {
+        let db = config.open_db().await?;
+        if args.demo {
+            crate::demo::ensure(&db, &config.data_dir).await?.print();
+        }
+        let running = server::start_with_db(config.clone(), db).await?;
+        let store = match &config.database_url {
+            Some(_) => "PostgreSQL".to_string(),
+            None => config.data_dir.join("plinth.db").display().to_string(),
+        };
+        tracing::info!(addr = %running.addr, %store, "plinth is serving");
+        eprintln!("plinth is serving on {} (data: {store})", running.url());
+        let stop = running.stopper();
+        tokio::spawn(async move {
+            server::shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stop.send(true);
+        });
+        running.wait().await?;
+        Ok(ExitCode::SUCCESS)
+    })?
+}
+
+pub(crate) fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AdminCommand::CreateTenant(args) => {
+            let config = config(&args.data, None)?;
+            block_on(async move {
+                let db = config.open_db().await?;
+                let created = crate::tenancy::create_tenant(
+                    &db,
+                    &args.name,
+                    &args.owner_email,
+                    &args.owner_name,
+                    DEFAULT_VERSION,
+                    &Actor::system(),
+                )
+                .await?;
+                println!("tenant:   {} ({})", created.tenant.name, created.tenant.id);
+                println!("owner:    {} ({})", created.owner.email, created.owner.id);
+                println!("api key:  {}   (shown once: store it now)", created.api_key);
+                db.close().await;
+                Ok(ExitCode::SUCCESS)
+            })?
+        }
+        AdminCommand::Token(args) => {
+            let config = config(&args.data, None)?;
+            block_on(async move {
+                let db = config.open_db().await?;
+                let token = crate::tenancy::create_operator_token(&db).await?;
+                println!("operator token: {token}   (shown once: store it now)");
+                db.close().await;
+                Ok(ExitCode::SUCCESS)
+            })?
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Starting and stopping the HTTP server: data directory, database, runtime, router,
+//! listener, background workers and graceful shutdown (in-flight requests finish).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, ApiConfig, AppState};
+use crate::runtime::{HostLimits, Runtime, RuntimeConfig};
+use crate::store::Db;
+
+/// Everything needed to start a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Data directory: SQLite database (unless `database_url`), compiled-component cache.
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL instead of the embedded SQLite file.
+    pub database_url: Option<String>,
+    /// API settings.
+    pub api: ApiConfig,
+    /// Plugin call ceilings.
+    pub limits: HostLimits,
+}
+
+impl ServerConfig {
+    /// Defaults: 127.0.0.1:8080, `./plinth-data`, SQLite.
+    pub fn new(data_dir: PathBuf) -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir,
+            database_url: None,
+            api: ApiConfig::default(),
+            limits: HostLimits::default(),
+        }
+    }
+
+    /// Open (creating when needed) the data directory and the database.
+    pub async fn open_db(&self) -> anyhow::Result<Db> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("could not create the data directory {}", self.data_dir.display()))?;
+        match &self.database_url {
+            Some(url) => Db::connect(url).await.context("could not connect to the database"),
+            None => {
+                let path = self.data_dir.join("plinth.db");
+                Db::open_sqlite(&path)
+                    .await
+                    .with_context(|| format!("could not open {}", path.display()))
+            }
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The application state (database, runtime…).
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop accepting, let in-flight requests finish, flush background work, close
+    /// the database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.context("server task panicked")??;
+        self.state.db.close().await;
+        Ok(())
+    }
+
+    /// Wait until the server stops by itself (after a shutdown signal).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task panicked")??;
+        self.state.db.close().await;
+        Ok(())
+    }
+
+    /// A handle that stops the server when sent `true`.
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+/// Open everything and start serving in the background.
+pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    let db = config.open_db().await?;
+    start_with_db(config, db).await
+}
+
+/// Start serving over an already-open database.
+pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<RunningServer> {
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(config.data_dir.join("cache")),
+        limits: config.limits,
+        ..RuntimeConfig::default()
+    })?;
+    let state = AppState::new(db, runtime, config.api.clone());
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = watch::channel(false);
+    let app = api::app(state.clone());
+    let background = state.clone();
+    let mut stopped_bg = stopped.clone();
+    let task = tokio::spawn(async move {
+        let bg = tokio::spawn(background.run_background(async move {
+            let _ = stopped_bg.wait_for(|s| *s).await;
+        }));
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+            .context("the HTTP server failed")?;
+        bg.await.context("background task panicked")?;
+        Ok(())
+    });
+    Ok(RunningServer {
+        addr,
+        state,
+        stop,
+        task,
+    })
+}
+
+/// Resolve when the process receives SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,397 @@
+//! Tenants, users, API keys and operator tokens. Secrets never reach this module:
+//! callers pass the SHA-256 of a secret, and lookups go by that hash.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Db, StoreError, StoreResult, time};
+
+/// Transaction type used across repositories.
+pub type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tenant {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// API version used when neither the request nor the key names one.
+    pub default_api_version: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// A user of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    /// Tenant.
+    #[serde(skip)]
+    pub tenant_id: String,
+    /// Id.
+    pub id: String,
+    /// Email, unique in the tenant.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// `owner`, `admin`, `manager`, `member` or `read-only`.
+    pub role: String,
+    /// `active` or `disabled`.
+    pub status: String,
+    /// Version for optimistic concurrency.
+    pub version: i64,
+    /// Creation time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+/// An API key's metadata (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    /// Tenant.
+    #[serde(skip)]
+    pub tenant_id: String,
+    /// Id.
+    pub id: String,
+    /// The user it acts as.
+    pub user_id: String,
+    /// Name given at creation.
+    pub name: String,
+    /// The first characters of the secret, to recognise it.
+    pub prefix: String,
+    /// Pinned API version, if any.
+    pub api_version: Option<String>,
+    /// Who created it.
+    pub created_by: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+    /// Last time it authenticated a request (updated at most once a minute).
+    pub last_used_at: Option<String>,
+    /// Expiry, if any.
+    pub expires_at: Option<String>,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// Everything a request needs to know about the key that authenticated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedKey {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Tenant status.
+    pub tenant_status: String,
+    /// The tenant's default API version.
+    pub tenant_api_version: String,
+    /// Key id.
+    pub key_id: String,
+    /// The key's pinned API version.
+    pub key_api_version: Option<String>,
+    /// Expiry.
+    pub expires_at: Option<String>,
+    /// Revocation.
+    pub revoked_at: Option<String>,
+    /// The user.
+    pub user_id: String,
+    /// The user's role.
+    pub role: String,
+    /// The user's status.
+    pub user_status: String,
+}
+
+const USER_COLUMNS: &str = "tenant_id, id, email, name, role, status, version, created_at, updated_at";
+const KEY_COLUMNS: &str =
+    "tenant_id, id, user_id, name, prefix, api_version, created_by, created_at, last_used_at, expires_at, revoked_at";
+
+fn user_from(r: &sqlx::any::AnyRow) -> StoreResult<User> {
+    Ok(User {
+        tenant_id: r.try_get("tenant_id")?,
+        id: r.try_get("id")?,
+        email: r.try_get("email")?,
+        name: r.try_get("name")?,
+        role: r.try_get("role")?,
+        status: r.try_get("status")?,
+        version: r.try_get("version")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn key_from(r: &sqlx::any::AnyRow) -> StoreResult<ApiKey> {
+    Ok(ApiKey {
+        tenant_id: r.try_get("tenant_id")?,
+        id: r.try_get("id")?,
+        user_id: r.try_get("user_id")?,
+        name: r.try_get("name")?,
+        prefix: r.try_get("prefix")?,
+        api_version: r.try_get("api_version")?,
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+        expires_at: r.try_get("expires_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
+}
+
+fn tenant_from(r: &sqlx::any::AnyRow) -> StoreResult<Tenant> {
+    Ok(Tenant {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        default_api_version: r.try_get("default_api_version")?,
+        status: r.try_get("status")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// Create a tenant and its audit chain.
+pub async fn insert_tenant(tx: &mut Tx<'_>, name: &str, default_api_version: &str) -> StoreResult<Tenant> {
+    let tenant = Tenant {
+        id: ulid::Ulid::new().to_string(),
+        name: name.to_string(),
+        default_api_version: default_api_version.to_string(),
+        status: "active".into(),
+        created_at: time::now(),
+    };
+    sqlx::query("INSERT INTO tenants (id, name, default_api_version, status, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&tenant.id)
+        .bind(&tenant.name)
+        .bind(&tenant.default_api_version)
+        .bind(&tenant.status)
+        .bind(&tenant.created_at)
+        .execute(&mut **tx)
+        .await?;
+    super::audit::init_chain(tx, &tenant.id).await?;
+    Ok(tenant)
+}
+
+/// Create a user. A duplicate email in the tenant is a conflict.
+pub async fn insert_user(tx: &mut Tx<'_>, tenant: &str, email: &str, name: &str, role: &str) -> StoreResult<User> {
+    let now = time::now();
+    let user = User {
+        tenant_id: tenant.to_string(),
+        id: ulid::Ulid::new().to_string(),
+        email: email.to_string(),
+        name: name.to_string(),
+        role: role.to_string(),
+        status: "active".into(),
+        version: 1,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    let result = sqlx::query(
+        "INSERT INTO users (tenant_id, id, email, name, role, status, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8)",
+    )
+    .bind(tenant)
+    .bind(&user.id)
+    .bind(email)
+    .bind(name)
+    .bind(role)
+    .bind(&user.status)
+    .bind(&user.created_at)
+    .bind(&user.updated_at)
+    .execute(&mut **tx)
+    .await;
+    match result {
+        Ok(_) => Ok(user),
+        Err(e) if super::is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+            "a user with email {email} already exists"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Fields of a new API key (the secret itself is hashed by the caller).
+#[derive(Debug, Clone)]
+pub struct NewKey<'a> {
+    /// The user it acts as.
+    pub user_id: &'a str,
+    /// A name.
+    pub name: &'a str,
+    /// SHA-256 (hex) of the secret.
+    pub secret_hash: &'a str,
+    /// Display prefix of the secret.
+    pub prefix: &'a str,
+    /// Pinned API version.
+    pub api_version: Option<&'a str>,
+    /// Creator.
+    pub created_by: Option<&'a str>,
+    /// Expiry.
+    pub expires_at: Option<&'a str>,
+}
+
+/// Store a new API key.
+pub async fn insert_key(tx: &mut Tx<'_>, tenant: &str, key: NewKey<'_>) -> StoreResult<ApiKey> {
+    let stored = ApiKey {
+        tenant_id: tenant.to_string(),
+        id: ulid::Ulid::new().to_string(),
+        user_id: key.user_id.to_string(),
+        name: key.name.to_string(),
+        prefix: key.prefix.to_string(),
+        api_version: key.api_version.map(str::to_string),
+        created_by: key.created_by.map(str::to_string),
+        created_at: time::now(),
+        last_used_at: None,
+        expires_at: key.expires_at.map(str::to_string),
+        revoked_at: None,
+    };
+    sqlx::query(
+        "INSERT INTO api_keys (tenant_id, id, user_id, name, secret_hash, prefix, api_version, created_by, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(tenant)
+    .bind(&stored.id)
+    .bind(key.user_id)
+    .bind(key.name)
+    .bind(key.secret_hash)
+    .bind(key.prefix)
+    .bind(key.api_version)
+    .bind(key.created_by)
+    .bind(&stored.created_at)
+    .bind(key.expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(stored)
+}
+
+impl Db {
+    /// Look up the key whose secret hashes to `secret_hash`, with its user and tenant.
+    pub async fn resolve_key(&self, secret_hash: &str) -> StoreResult<Option<ResolvedKey>> {
+        let row = sqlx::query(
+            "SELECT k.tenant_id, t.status AS tenant_status, t.default_api_version, k.id AS key_id, \
+                    k.api_version AS key_api_version, k.expires_at, k.revoked_at, \
+                    u.id AS user_id, u.role, u.status AS user_status \
+             FROM api_keys k \
+             JOIN tenants t ON t.id = k.tenant_id \
+             JOIN users u ON u.tenant_id = k.tenant_id AND u.id = k.user_id \
+             WHERE k.secret_hash = $1",
+        )
+        .bind(secret_hash)
+        .fetch_optional(self.reader())
+        .await?;
+        row.map(|r| {
+            Ok(ResolvedKey {
+                tenant_id: r.try_get("tenant_id")?,
+                tenant_status: r.try_get("tenant_status")?,
+                tenant_api_version: r.try_get("default_api_version")?,
+                key_id: r.try_get("key_id")?,
+                key_api_version: r.try_get("key_api_version")?,
+                expires_at: r.try_get("expires_at")?,
+                revoked_at: r.try_get("revoked_at")?,
+                user_id: r.try_get("user_id")?,
+                role: r.try_get("role")?,
+                user_status: r.try_get("user_status")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Record when keys were last used (batched by the caller, off the request path).
+    pub async fn touch_keys(&self, uses: &[(String, String, String)]) -> StoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer().begin().await?;
+        for (tenant, key, at) in uses {
+            sqlx::query("UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(key)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A tenant by id.
+    pub async fn tenant(&self, id: &str) -> StoreResult<Option<Tenant>> {
+        let row = sqlx::query("SELECT id, name, default_api_version, status, created_at FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(tenant_from).transpose()
+    }
+
+    /// All tenants, in creation order.
+    pub async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT id, name, default_api_version, status, created_at FROM tenants ORDER BY id")
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(tenant_from).collect()
+    }
+
+    /// A user of `tenant`.
+    pub async fn user(&self, tenant: &str, id: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(self.reader())
+        .await?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    /// Users of `tenant` in id order, after `after`, at most `limit`.
+    pub async fn users(&self, tenant: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(tenant)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(user_from).collect()
+    }
+
+    /// An API key's metadata.
+    pub async fn api_key(&self, tenant: &str, id: &str) -> StoreResult<Option<ApiKey>> {
+        let row = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(self.reader())
+        .await?;
+        row.as_ref().map(key_from).transpose()
+    }
+
+    /// API keys of `tenant` in id order, after `after`, at most `limit`.
+    pub async fn api_keys(&self, tenant: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<ApiKey>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(tenant)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(key_from).collect()
+    }
+
+    /// Store a new operator token (by hash).
+    pub async fn insert_operator_token(&self, secret_hash: &str) -> StoreResult<String> {
+        let id = ulid::Ulid::new().to_string();
+        sqlx::query("INSERT INTO operator_tokens (id, secret_hash, created_at) VALUES ($1, $2, $3)")
+            .bind(&id)
+            .bind(secret_hash)
+            .bind(time::now())
+            .execute(self.writer())
+            .await?;
+        Ok(id)
+    }
+
+    /// Whether an unrevoked operator token has this hash.
+    pub async fn operator_token_valid(&self, secret_hash: &str) -> StoreResult<bool> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM operator_tokens WHERE secret_hash = $1 AND revoked_at IS NULL")
+                .bind(secret_hash)
+                .fetch_optional(self.reader())
+                .await?;
+        Ok(found.is_some())
+    }
+}
