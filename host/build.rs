@@ -37,12 +37,11 @@ fn run() -> Result<(), String> {
         crates.extend(dirs);
     }
 
-    // Same target dir on every build so incremental guest builds are fast; separate
-    // from the host's so the nested cargo does not wait on the outer one's lock.
-    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir).join("guests"),
-        None => root.join("target").join("guests"),
-    };
+    // Always this checkout's own target/guests (even under CARGO_TARGET_DIR): the same
+    // dir on every build keeps guest builds incremental, it is separate from the
+    // host's so the nested cargo does not wait on the outer one's lock, and two
+    // checkouts sharing a CARGO_TARGET_DIR never overwrite each other's components.
+    let target_dir = root.join("target").join("guests");
 
     let mut code =
         String::from("/// First-party plugins built from this repository.\npub static BUNDLED: &[Bundled] = &[\n");

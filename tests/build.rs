@@ -21,10 +21,11 @@ fn run() -> Result<(), String> {
     for watched in ["sdk", "wit", "tests/guests", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir).join("guests"),
-        None => root.join("target").join("guests"),
-    };
+    // Always this checkout's own target/guests (even under CARGO_TARGET_DIR): the same
+    // dir on every build keeps guest builds incremental, it is separate from the
+    // host's so the nested cargo does not wait on the outer one's lock, and two
+    // checkouts sharing a CARGO_TARGET_DIR never overwrite each other's components.
+    let target_dir = root.join("target").join("guests");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(manifest_dir.join("guests"))
         .map_err(|e| e.to_string())?
         .filter_map(Result::ok)
