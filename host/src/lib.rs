@@ -20,6 +20,7 @@ pub mod demo;
 pub mod guest_build;
 pub mod manifest;
 pub mod package;
+pub mod records;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;

@@ -150,6 +150,52 @@ impl TestServer {
         }
     }
 
+    /// Add a user with `role` to a tenant and give them an API key.
+    pub async fn user(&self, tenant: &TestTenant, name: &str, role: &str) -> TestUser {
+        use plinth_host::store::tenancy::{NewKey, insert_key, insert_user};
+        let mut tx = self.db().writer().begin().await.expect("begin");
+        let email = format!(
+            "{}@{}.test",
+            name.to_lowercase().replace(' ', "."),
+            tenant.id.to_lowercase()
+        );
+        let user = insert_user(&mut tx, &tenant.id, &email, name, role)
+            .await
+            .expect("user");
+        let secret = plinth_host::tenancy::new_secret(plinth_host::tenancy::KEY_PREFIX);
+        insert_key(
+            &mut tx,
+            &tenant.id,
+            NewKey {
+                user_id: &user.id,
+                name: "test",
+                secret_hash: &secret.hash,
+                prefix: "plk_test",
+                api_version: None,
+                created_by: None,
+                expires_at: None,
+            },
+        )
+        .await
+        .expect("key");
+        tx.commit().await.expect("commit");
+        TestUser {
+            id: user.id,
+            key: secret.plaintext,
+        }
+    }
+
+    /// Run one SQL statement with text parameters (test setup and tampering).
+    pub async fn sql(&self, statement: &str, params: &[&str]) {
+        let mut q = sqlx::query(statement);
+        for p in params {
+            q = q.bind(*p);
+        }
+        q.execute(self.db().writer())
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+
     /// Send a request with an optional key and JSON body; returns status, headers, JSON.
     pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
@@ -167,6 +213,15 @@ impl TestServer {
     pub async fn stop(self) {
         self.server.shutdown().await.expect("clean shutdown");
     }
+}
+
+/// A user created for a test.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    /// User id.
+    pub id: String,
+    /// API key.
+    pub key: String,
 }
 
 /// A response, read completely.

@@ -10,6 +10,8 @@ pub mod auth;
 pub mod context;
 mod error;
 pub mod json;
+mod objects;
+pub mod records;
 mod system;
 
 use std::sync::Arc;
@@ -123,6 +125,8 @@ pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(context::REQUEST_ID_HEADER);
     Router::new()
         .merge(system::routes())
+        .merge(objects::routes())
+        .merge(records::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint").into_response() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

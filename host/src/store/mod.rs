@@ -9,7 +9,10 @@
 
 pub mod audit;
 mod documents;
+mod objects;
+pub mod records;
 mod settings;
+pub(crate) mod sql;
 pub mod tenancy;
 pub mod time;
 

@@ -1,0 +1,540 @@
+//! CRM records: storage, visibility and queries. Every function takes the tenant;
+//! every read that a user makes goes through the visibility predicate, computed in
+//! SQL from the group closure table: a record is visible to its owner, to members of
+//! any group it is shared with, and to members of any *ancestor* of such a group.
+//! Owners and admins (`Viewer::all`) see everything in their tenant.
+
+use serde_json::Value;
+use sqlx::Row;
+
+use super::sql::{Arg, Builder, any_json};
+use super::{Db, Dialect, StoreError, StoreResult, Tx};
+use crate::records::query::{
+    AggregateQuery, Bound, Bucket, Cursor, Deleted, FieldRef, Func, Kind, ListQuery, Op, Resolved, Target,
+};
+
+/// A stored record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Id (ULID).
+    pub id: String,
+    /// Object name.
+    pub object: String,
+    /// Owning user.
+    pub owner_id: String,
+    /// Field values (a JSON object).
+    pub data: Value,
+    /// Version, from 1, +1 per change.
+    pub version: i64,
+    /// Creation time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+    /// Creator.
+    pub created_by: Option<String>,
+    /// Last changer.
+    pub updated_by: Option<String>,
+    /// Soft-deletion time.
+    pub deleted_at: Option<String>,
+}
+
+/// Who is looking, for visibility.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Viewer {
+    /// The user.
+    pub user_id: String,
+    /// Sees everything in the tenant (owner/admin roles, or the host itself).
+    pub all: bool,
+}
+
+/// Which record: tenant, object and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Tenant.
+    pub tenant: &'a str,
+    /// Object name.
+    pub object: &'a str,
+    /// Record id.
+    pub id: &'a str,
+}
+
+/// Who changes a record, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp<'a> {
+    /// The user.
+    pub by: &'a str,
+    /// The time (`store::time::now()`).
+    pub at: &'a str,
+}
+
+/// What access is being checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read.
+    Read,
+    /// Change or delete.
+    Write,
+}
+
+const COLUMNS: &str = "r.tenant_id, r.id, r.object, r.owner_id, r.data, r.version, r.created_at, r.updated_at, r.created_by, r.updated_by, r.deleted_at";
+
+fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<Record> {
+    let data: String = row.try_get("data")?;
+    Ok(Record {
+        tenant_id: row.try_get("tenant_id")?,
+        id: row.try_get("id")?,
+        object: row.try_get("object")?,
+        owner_id: row.try_get("owner_id")?,
+        data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(format!("record data: {e}")))?,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        created_by: row.try_get("created_by")?,
+        updated_by: row.try_get("updated_by")?,
+        deleted_at: row.try_get("deleted_at")?,
+    })
+}
+
+/// Append ` AND <record r is visible/writable by viewer>` to `b`.
+fn push_visibility(b: &mut Builder, viewer: &Viewer, access: Access) {
+    if viewer.all {
+        return;
+    }
+    let user = b.text(viewer.user_id.clone());
+    let rw = if access == Access::Write {
+        " AND s.access = 'read-write'"
+    } else {
+        ""
+    };
+    b.push(&format!(
+        " AND (r.owner_id = {user} OR EXISTS (SELECT 1 FROM record_shares s \
+         JOIN group_closure c ON c.tenant_id = s.tenant_id AND c.descendant_id = s.group_id \
+         JOIN group_members m ON m.tenant_id = c.tenant_id AND m.group_id = c.ancestor_id AND m.user_id = {user} \
+         WHERE s.tenant_id = r.tenant_id AND s.record_id = r.id{rw}))"
+    ));
+}
+
+/// The SQL expression for a field, per dialect.
+fn expr(b: &mut Builder, dialect: Dialect, field: &FieldRef) -> String {
+    match &field.target {
+        Target::Column(col) => format!("r.{col}"),
+        Target::Json(path) => match dialect {
+            Dialect::Sqlite => {
+                let p = b.text(format!("$.{}", path.join(".")));
+                format!("json_extract(r.data, {p})")
+            }
+            Dialect::Postgres => {
+                let p = b.text(format!("{{{}}}", path.join(",")));
+                let raw = format!("(r.data::jsonb #>> {p}::text[])");
+                match field.kind {
+                    Kind::Text => format!("({raw} COLLATE \"C\")"),
+                    Kind::Number => format!("({raw}::double precision)"),
+                    Kind::Bool => format!("(({raw})::boolean::int)"),
+                }
+            }
+        },
+    }
+}
+
+fn bind(b: &mut Builder, v: &Bound) -> String {
+    match v {
+        Bound::Text(s) => b.text(s.clone()),
+        Bound::Number(n) => b.arg(Arg::Float(*n)),
+        Bound::Bool(i) => b.arg(Arg::Int(*i)),
+    }
+}
+
+fn push_filters(b: &mut Builder, dialect: Dialect, filters: &[Resolved]) {
+    for f in filters {
+        let e = expr(b, dialect, &f.field);
+        let clause = match f.op {
+            Op::IsNull if f.null => format!("{e} IS NULL"),
+            Op::IsNull => format!("{e} IS NOT NULL"),
+            Op::In => {
+                let list: Vec<String> = f.values.iter().map(|v| bind(b, v)).collect();
+                format!("{e} IN ({})", list.join(", "))
+            }
+            Op::Contains | Op::Prefix => {
+                let Some(Bound::Text(s)) = f.values.first() else {
+                    continue;
+                };
+                let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                let (pattern, lhs) = if f.op == Op::Contains {
+                    (format!("%{}%", escaped.to_lowercase()), format!("lower({e})"))
+                } else {
+                    (format!("{escaped}%"), e.clone())
+                };
+                let p = b.text(pattern);
+                // Case-sensitive prefix match on SQLite needs GLOB-free LIKE with
+                // case_sensitive_like off; the extra `substr` comparison makes it exact.
+                match f.op {
+                    Op::Prefix => {
+                        let raw = b.text(s.clone());
+                        format!("({lhs} LIKE {p} ESCAPE '\\' AND substr({e}, 1, length({raw})) = {raw})")
+                    }
+                    _ => format!("{lhs} LIKE {p} ESCAPE '\\'"),
+                }
+            }
+            op => {
+                let Some(v) = f.values.first() else { continue };
+                let v = bind(b, v);
+                let sym = match op {
+                    Op::Eq => "=",
+                    Op::Ne => "<>",
+                    Op::Lt => "<",
+                    Op::Lte => "<=",
+                    Op::Gt => ">",
+                    _ => ">=",
+                };
+                format!("{e} {sym} {v}")
+            }
+        };
+        b.push(" AND ").push(&clause);
+    }
+}
+
+fn deleted_clause(deleted: Deleted) -> &'static str {
+    match deleted {
+        Deleted::Exclude => " AND r.deleted_at IS NULL",
+        Deleted::Include => "",
+        Deleted::Only => " AND r.deleted_at IS NOT NULL",
+    }
+}
+
+fn json_bound(kind: Kind, v: &Value) -> Option<Bound> {
+    match (kind, v) {
+        (_, Value::Null) => None,
+        (Kind::Number, v) => v.as_f64().map(Bound::Number),
+        (Kind::Bool, v) => v.as_i64().or_else(|| v.as_bool().map(i64::from)).map(Bound::Bool),
+        (Kind::Text, Value::String(s)) => Some(Bound::Text(s.clone())),
+        (Kind::Text, v) => Some(Bound::Text(v.to_string())),
+    }
+}
+
+/// The value a record has for a sort key, as stored (for the next cursor).
+fn sort_value(record: &Record, field: &FieldRef) -> Value {
+    match &field.target {
+        Target::Column(c) => match *c {
+            "id" => record.id.clone().into(),
+            "owner_id" => record.owner_id.clone().into(),
+            "created_at" => record.created_at.clone().into(),
+            "updated_at" => record.updated_at.clone().into(),
+            "created_by" => record.created_by.clone().into(),
+            "updated_by" => record.updated_by.clone().into(),
+            "deleted_at" => record.deleted_at.clone().into(),
+            "version" => record.version.into(),
+            _ => Value::Null,
+        },
+        Target::Json(path) => path
+            .iter()
+            .try_fold(&record.data, |v, k| v.get(k))
+            .cloned()
+            .unwrap_or(Value::Null),
+    }
+}
+
+impl Db {
+    /// Insert a new record.
+    pub async fn insert_record(&self, tx: &mut Tx<'_>, r: &Record) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO records (tenant_id, id, object, owner_id, data, version, created_at, updated_at, created_by, updated_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&r.tenant_id)
+        .bind(&r.id)
+        .bind(&r.object)
+        .bind(&r.owner_id)
+        .bind(r.data.to_string())
+        .bind(r.version)
+        .bind(&r.created_at)
+        .bind(&r.updated_at)
+        .bind(&r.created_by)
+        .bind(&r.updated_by)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// A record if `viewer` has `access` to it (deleted ones only with `include_deleted`).
+    pub async fn record_for(
+        &self,
+        tx: Option<&mut Tx<'_>>,
+        record: RecordRef<'_>,
+        viewer: &Viewer,
+        access: Access,
+        include_deleted: bool,
+    ) -> StoreResult<Option<Record>> {
+        let mut b = Builder::new(&format!("SELECT {COLUMNS} FROM records r WHERE r.tenant_id = "));
+        let t = b.text(record.tenant);
+        let o = b.text(record.object);
+        let i = b.text(record.id);
+        b.push(&format!("{t} AND r.object = {o} AND r.id = {i}"));
+        if !include_deleted {
+            b.push(" AND r.deleted_at IS NULL");
+        }
+        push_visibility(&mut b, viewer, access);
+        let row = match tx {
+            Some(tx) => b.query().fetch_optional(&mut **tx).await?,
+            None => b.query().fetch_optional(self.reader()).await?,
+        };
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Write new data for a record if it is at `expected_version` (or at any version
+    /// when `None`). Returns the new version, or `None` if the version did not match.
+    pub async fn update_record(
+        &self,
+        tx: &mut Tx<'_>,
+        record: RecordRef<'_>,
+        owner_id: &str,
+        data: &Value,
+        expected_version: i64,
+        stamp: Stamp<'_>,
+    ) -> StoreResult<Option<i64>> {
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE records SET data = $3, owner_id = $4, version = version + 1, updated_at = $5, updated_by = $6 \
+             WHERE tenant_id = $1 AND id = $2 AND version = $7 RETURNING version",
+        )
+        .bind(record.tenant)
+        .bind(record.id)
+        .bind(data.to_string())
+        .bind(owner_id)
+        .bind(stamp.at)
+        .bind(stamp.by)
+        .bind(expected_version)
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(version)
+    }
+
+    /// Soft-delete (`deleted = true`) or restore a record at `expected_version`.
+    pub async fn set_record_deleted(
+        &self,
+        tx: &mut Tx<'_>,
+        record: RecordRef<'_>,
+        deleted: bool,
+        expected_version: i64,
+        stamp: Stamp<'_>,
+    ) -> StoreResult<Option<i64>> {
+        let deleted_at = deleted.then_some(stamp.at);
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE records SET deleted_at = $3, version = version + 1, updated_at = $4, updated_by = $5 \
+             WHERE tenant_id = $1 AND id = $2 AND version = $6 RETURNING version",
+        )
+        .bind(record.tenant)
+        .bind(record.id)
+        .bind(deleted_at)
+        .bind(stamp.at)
+        .bind(stamp.by)
+        .bind(expected_version)
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(version)
+    }
+
+    /// Which of `ids` are live records of `object` in the tenant (for reference checks).
+    pub async fn existing_records(
+        &self,
+        tx: &mut Tx<'_>,
+        tenant: &str,
+        object: &str,
+        ids: &[String],
+    ) -> StoreResult<Vec<String>> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(500) {
+            let mut b = Builder::new("SELECT r.id FROM records r WHERE r.tenant_id = ");
+            let t = b.text(tenant);
+            let o = b.text(object);
+            let list: Vec<String> = chunk.iter().map(|id| b.text(id.clone())).collect();
+            b.push(&format!(
+                "{t} AND r.object = {o} AND r.deleted_at IS NULL AND r.id IN ({})",
+                list.join(", ")
+            ));
+            for row in b.query().fetch_all(&mut **tx).await? {
+                found.push(row.try_get::<String, _>(0)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Which of `ids` are active users of the tenant.
+    pub async fn existing_users(&self, tx: &mut Tx<'_>, tenant: &str, ids: &[String]) -> StoreResult<Vec<String>> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(500) {
+            let mut b = Builder::new("SELECT id FROM users WHERE tenant_id = ");
+            let t = b.text(tenant);
+            let list: Vec<String> = chunk.iter().map(|id| b.text(id.clone())).collect();
+            b.push(&format!("{t} AND status = 'active' AND id IN ({})", list.join(", ")));
+            for row in b.query().fetch_all(&mut **tx).await? {
+                found.push(row.try_get::<String, _>(0)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// One page of the records of `object` that `viewer` may see, in sort order
+    /// (then id), continuing after the query's cursor. Returns the page and the
+    /// cursor of the next one.
+    pub async fn list_records(
+        &self,
+        tenant: &str,
+        object: &str,
+        viewer: &Viewer,
+        q: &ListQuery,
+    ) -> StoreResult<(Vec<Record>, Option<String>)> {
+        let dialect = self.dialect();
+        let mut b = Builder::new(&format!("SELECT {COLUMNS} FROM records r WHERE r.tenant_id = "));
+        let t = b.text(tenant);
+        let o = b.text(object);
+        b.push(&format!("{t} AND r.object = {o}"));
+        b.push(deleted_clause(q.deleted));
+        push_visibility(&mut b, viewer, Access::Read);
+        push_filters(&mut b, dialect, &q.filters);
+
+        let exprs: Vec<String> = q.sort.iter().map(|k| expr(&mut b, dialect, &k.field)).collect();
+        if let Some(cursor) = &q.cursor {
+            // Lexicographic "after": for key i, all earlier keys equal and key i after;
+            // finally all keys equal and a greater id. ASC sorts NULLs first and DESC
+            // sorts them last, in both databases (explicit NULLS FIRST/LAST below).
+            let mut alternatives = Vec::new();
+            let mut equal_so_far: Vec<String> = Vec::new();
+            for (i, key) in q.sort.iter().enumerate() {
+                let e = &exprs[i];
+                let v = json_bound(key.field.kind, &cursor.values[i]);
+                let after = match (&v, key.desc) {
+                    (None, false) => format!("{e} IS NOT NULL"),
+                    (None, true) => "1 = 0".to_string(),
+                    (Some(v), false) => {
+                        let p = bind(&mut b, v);
+                        format!("{e} > {p}")
+                    }
+                    (Some(v), true) => {
+                        let p = bind(&mut b, v);
+                        format!("({e} < {p} OR {e} IS NULL)")
+                    }
+                };
+                let mut conj = equal_so_far.clone();
+                conj.push(after);
+                alternatives.push(format!("({})", conj.join(" AND ")));
+                let eq = match &v {
+                    None => format!("{e} IS NULL"),
+                    Some(v) => {
+                        let p = bind(&mut b, v);
+                        format!("{e} = {p}")
+                    }
+                };
+                equal_so_far.push(eq);
+            }
+            let id = b.text(cursor.id.clone());
+            equal_so_far.push(format!("r.id > {id}"));
+            alternatives.push(format!("({})", equal_so_far.join(" AND ")));
+            b.push(&format!(" AND ({})", alternatives.join(" OR ")));
+        }
+        let mut order: Vec<String> = q
+            .sort
+            .iter()
+            .zip(&exprs)
+            .map(|(k, e)| {
+                if k.desc {
+                    format!("{e} DESC NULLS LAST")
+                } else {
+                    format!("{e} ASC NULLS FIRST")
+                }
+            })
+            .collect();
+        order.push("r.id ASC".into());
+        let limit = b.arg(Arg::Int(i64::from(q.limit) + 1));
+        b.push(&format!(" ORDER BY {} LIMIT {limit}", order.join(", ")));
+
+        let rows = b.query().fetch_all(self.reader()).await?;
+        let mut records = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+        let next = if records.len() > q.limit as usize {
+            records.truncate(q.limit as usize);
+            records.last().map(|last| {
+                Cursor {
+                    values: q.sort.iter().map(|k| sort_value(last, &k.field)).collect(),
+                    id: last.id.clone(),
+                }
+                .encode()
+            })
+        } else {
+            None
+        };
+        Ok((records, next))
+    }
+
+    /// Group and measure the records of `object` that `viewer` may see, in SQL.
+    /// Returns one JSON object per group: the group keys by name, then the measures.
+    pub async fn aggregate_records(
+        &self,
+        tenant: &str,
+        object: &str,
+        viewer: &Viewer,
+        q: &AggregateQuery,
+        max_groups: u32,
+    ) -> StoreResult<(Vec<serde_json::Map<String, Value>>, bool)> {
+        let dialect = self.dialect();
+        let mut b = Builder::new("SELECT ");
+        let mut select = Vec::new();
+        let mut keys = Vec::new();
+        for (i, g) in q.group_by.iter().enumerate() {
+            let e = expr(&mut b, dialect, &g.field);
+            let e = match g.bucket {
+                None => e,
+                Some(Bucket::Day) => format!("substr({e}, 1, 10)"),
+                Some(Bucket::Month) => format!("substr({e}, 1, 7)"),
+                Some(Bucket::Year) => format!("substr({e}, 1, 4)"),
+                Some(Bucket::Quarter) => format!(
+                    "(substr({e}, 1, 4) || '-Q' || CAST(((CAST(substr({e}, 6, 2) AS INTEGER) + 2) / 3) AS TEXT))"
+                ),
+            };
+            select.push(format!("{e} AS k{i}"));
+            keys.push(format!("k{i}"));
+        }
+        for (i, m) in q.measures.iter().enumerate() {
+            let e = match &m.field {
+                Some(f) => expr(&mut b, dialect, f),
+                None => String::new(),
+            };
+            select.push(match m.func {
+                Func::Count => format!("COUNT(*) AS m{i}"),
+                Func::Sum => format!("SUM({e}) AS m{i}"),
+                Func::Avg => format!("AVG({e}) AS m{i}"),
+                Func::Min => format!("MIN({e}) AS m{i}"),
+                Func::Max => format!("MAX({e}) AS m{i}"),
+                Func::CountDistinct => format!("COUNT(DISTINCT {e}) AS m{i}"),
+            });
+        }
+        b.push(&select.join(", "));
+        b.push(" FROM records r WHERE r.tenant_id = ");
+        let t = b.text(tenant);
+        let o = b.text(object);
+        b.push(&format!("{t} AND r.object = {o} AND r.deleted_at IS NULL"));
+        push_visibility(&mut b, viewer, Access::Read);
+        push_filters(&mut b, dialect, &q.filters);
+        if !keys.is_empty() {
+            b.push(&format!(" GROUP BY {} ORDER BY {}", keys.join(", "), keys.join(", ")));
+        }
+        let limit = b.arg(Arg::Int(i64::from(max_groups) + 1));
+        b.push(&format!(" LIMIT {limit}"));
+        let rows = b.query().fetch_all(self.reader()).await?;
+        let truncated = rows.len() > max_groups as usize;
+        let out = rows
+            .iter()
+            .take(max_groups as usize)
+            .map(|row| {
+                let mut obj = serde_json::Map::new();
+                for (i, g) in q.group_by.iter().enumerate() {
+                    obj.insert(g.name.clone(), any_json(row, i));
+                }
+                for (i, m) in q.measures.iter().enumerate() {
+                    obj.insert(m.alias.clone(), any_json(row, q.group_by.len() + i));
+                }
+                obj
+            })
+            .collect();
+        Ok((out, truncated))
+    }
+}

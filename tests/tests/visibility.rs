@@ -1,0 +1,235 @@
+//! Record visibility through a 5-level group tree: a record shared with a group is
+//! visible to that group's members and to members of every ancestor group, never to
+//! members of descendants or siblings; owners see their own; admins see all. Checked
+//! through list, get and aggregate on the REST API.
+
+use std::collections::BTreeSet;
+
+use plinth_tests::{TestServer, TestUser};
+use serde_json::json;
+
+const LEVELS: usize = 5;
+
+#[tokio::test]
+async fn five_level_tree_each_user_sees_exactly_their_subtree() {
+    let s = TestServer::start().await;
+    let t = s.tenant("Acme").await;
+    let now = "2026-11-24T00:00:00.000Z";
+
+    // Groups L0 > L1 > L2 > L3 > L4, plus a sibling S1 under L0; closure rows for all.
+    let mut groups: Vec<String> = Vec::new();
+    for level in 0..LEVELS {
+        let id = format!("G{level:0>25}");
+        match groups.last() {
+            Some(parent) => {
+                s.sql(
+                    "INSERT INTO groups (tenant_id, id, name, parent_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+                    &[&t.id, &id, &format!("Level {level}"), parent, now],
+                )
+                .await
+            }
+            None => {
+                s.sql(
+                    "INSERT INTO groups (tenant_id, id, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+                    &[&t.id, &id, &format!("Level {level}"), now],
+                )
+                .await
+            }
+        }
+        groups.push(id);
+    }
+    let sibling = format!("S{:0>25}", 1);
+    s.sql(
+        "INSERT INTO groups (tenant_id, id, name, parent_id, created_at, updated_at) VALUES ($1, $2, 'Sibling', $3, $4, $4)",
+        &[&t.id, &sibling, &groups[0], now],
+    )
+    .await;
+    let mut closure: Vec<(String, String, usize)> = Vec::new();
+    for (d, desc) in groups.iter().enumerate() {
+        for (a, anc) in groups.iter().enumerate().take(d + 1) {
+            closure.push((anc.clone(), desc.clone(), d - a));
+        }
+    }
+    closure.push((sibling.clone(), sibling.clone(), 0));
+    closure.push((groups[0].clone(), sibling.clone(), 1));
+    for (a, d, depth) in &closure {
+        s.sql(
+            "INSERT INTO group_closure (tenant_id, ancestor_id, descendant_id, depth) VALUES ($1, $2, $3, CAST($4 AS INTEGER))",
+            &[&t.id, a, d, &depth.to_string()],
+        )
+        .await;
+    }
+
+    // One member per level, one in the sibling group, one in no group.
+    let mut members: Vec<TestUser> = Vec::new();
+    for (level, g) in groups.iter().enumerate() {
+        let u = s.user(&t, &format!("Level{level}"), "member").await;
+        s.sql(
+            "INSERT INTO group_members (tenant_id, group_id, user_id, added_at) VALUES ($1, $2, $3, $4)",
+            &[&t.id, g, &u.id, now],
+        )
+        .await;
+        members.push(u);
+    }
+    let side = s.user(&t, "Side", "member").await;
+    s.sql(
+        "INSERT INTO group_members (tenant_id, group_id, user_id, added_at) VALUES ($1, $2, $3, $4)",
+        &[&t.id, &sibling, &side.id, now],
+    )
+    .await;
+    let loner = s.user(&t, "Loner", "manager").await;
+    let admin = s.user(&t, "Admin", "admin").await;
+
+    // Two accounts shared at each level, one shared with the sibling, one unshared,
+    // and one owned by the level-4 member.
+    let mut shared_at: Vec<Vec<String>> = vec![Vec::new(); LEVELS];
+    let create = |name: String| {
+        let (s, key) = (&s, t.key.clone());
+        async move {
+            let r = s
+                .call(
+                    "POST",
+                    "/api/v1/records/account",
+                    Some(&key),
+                    Some(json!({ "fields": { "name": name } })),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            r.body["id"].as_str().unwrap().to_string()
+        }
+    };
+    for (level, g) in groups.iter().enumerate() {
+        for n in 0..2 {
+            let id = create(format!("L{level}-{n}")).await;
+            s.sql(
+                "INSERT INTO record_shares (tenant_id, record_id, group_id, access, created_at) VALUES ($1, $2, $3, 'read', $4)",
+                &[&t.id, &id, g, now],
+            )
+            .await;
+            shared_at[level].push(id);
+        }
+    }
+    let sibling_record = create("Sibling".into()).await;
+    s.sql(
+        "INSERT INTO record_shares (tenant_id, record_id, group_id, access, created_at) VALUES ($1, $2, $3, 'read', $4)",
+        &[&t.id, &sibling_record, &sibling, now],
+    )
+    .await;
+    let unshared = create("Private".into()).await;
+    let r = s
+        .call(
+            "POST",
+            "/api/v1/records/account",
+            Some(&members[4].key),
+            Some(json!({ "fields": { "name": "Own" } })),
+        )
+        .await;
+    let own4 = r.body["id"].as_str().unwrap().to_string();
+    let everything: BTreeSet<String> = shared_at
+        .iter()
+        .flatten()
+        .cloned()
+        .chain([sibling_record.clone(), unshared.clone(), own4.clone()])
+        .collect();
+
+    let visible = |key: String| {
+        let s = &s;
+        async move {
+            let r = s
+                .call("GET", "/api/v1/records/account?limit=500", Some(&key), None)
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string())
+                .collect::<BTreeSet<_>>()
+        }
+    };
+    let count = |key: String| {
+        let s = &s;
+        async move {
+            let r = s
+                .call(
+                    "POST",
+                    "/api/v1/records/account/aggregate",
+                    Some(&key),
+                    Some(json!({ "measures": [{"fn": "count"}] })),
+                )
+                .await;
+            r.body["rows"][0]["count"].as_u64().unwrap() as usize
+        }
+    };
+
+    for (level, member) in members.iter().enumerate() {
+        // Shares at this level and every level below it (ancestors see their subtree).
+        let mut expected: BTreeSet<String> = shared_at[level..].iter().flatten().cloned().collect();
+        if level == 0 {
+            expected.insert(sibling_record.clone());
+        }
+        if level == 4 {
+            expected.insert(own4.clone());
+        }
+        let seen = visible(member.key.clone()).await;
+        assert_eq!(seen, expected, "level {level} list");
+        assert_eq!(
+            count(member.key.clone()).await,
+            expected.len(),
+            "level {level} aggregate"
+        );
+        for id in &everything {
+            let status = s
+                .call("GET", &format!("/api/v1/records/account/{id}"), Some(&member.key), None)
+                .await
+                .status;
+            assert_eq!(
+                status,
+                if expected.contains(id) { 200 } else { 404 },
+                "level {level} get {id}"
+            );
+        }
+        // Read shares do not allow writes: visible but not writable → 403.
+        let target = &shared_at[level][0];
+        let r = s
+            .call(
+                "PATCH",
+                &format!("/api/v1/records/account/{target}"),
+                Some(&member.key),
+                Some(json!({ "fields": { "city": "X" } })),
+            )
+            .await;
+        assert_eq!(r.status, 403, "level {level} write through a read share");
+    }
+    assert_eq!(
+        visible(side.key.clone()).await,
+        BTreeSet::from([sibling_record.clone()])
+    );
+    assert!(visible(loner.key.clone()).await.is_empty());
+    assert_eq!(visible(admin.key.clone()).await, everything);
+    assert_eq!(count(admin.key.clone()).await, everything.len());
+
+    // A read-write share lets the level-2 member (and ancestors) edit.
+    s.sql(
+        "UPDATE record_shares SET access = 'read-write' WHERE tenant_id = $1 AND record_id = $2",
+        &[&t.id, &shared_at[3][0]],
+    )
+    .await;
+    for (level, member) in members.iter().enumerate() {
+        let r = s
+            .call(
+                "PATCH",
+                &format!("/api/v1/records/account/{}", shared_at[3][0]),
+                Some(&member.key),
+                Some(json!({ "fields": { "city": format!("C{level}") } })),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            if level <= 3 { 200 } else { 404 },
+            "level {level}: {}",
+            r.text
+        );
+    }
+    s.stop().await;
+}
