@@ -13,8 +13,8 @@ use crate::package::Digest;
 use crate::runtime::{CallOutcome, Invocation, LoadedComponent, Runtime, RuntimeConfig};
 use crate::store::Db;
 
-/// Tenant id used for sandbox calls unless [`Sandbox::for_tenant`] says otherwise.
-pub const SANDBOX_TENANT: &str = "sandbox";
+/// Name of the tenant a sandbox creates on first use.
+pub const SANDBOX_TENANT: &str = "Sandbox";
 
 /// A plugin loaded into a [`Sandbox`].
 #[derive(Debug, Clone)]
@@ -31,6 +31,7 @@ pub struct Sandbox {
     runtime: Runtime,
     services: Services,
     tenant: String,
+    user: Option<String>,
 }
 
 /// Why a sandbox request did not reach the plugin or failed in it.
@@ -63,28 +64,38 @@ impl Sandbox {
     pub async fn open(data_dir: &Path, config: RuntimeConfig) -> anyhow::Result<Sandbox> {
         std::fs::create_dir_all(data_dir)?;
         let db = Db::open_sqlite(&data_dir.join("sandbox.db")).await?;
+        let (tenant, user) = sandbox_tenant(&db).await?;
         Ok(Sandbox {
             runtime: Runtime::new(config)?,
             services: Services { db },
-            tenant: SANDBOX_TENANT.into(),
+            tenant,
+            user: Some(user),
         })
     }
 
-    /// A sandbox over an existing runtime and database.
-    pub fn with(runtime: Runtime, db: Db) -> Sandbox {
+    /// A sandbox over an existing runtime and database, acting for `tenant` and
+    /// `user` (`None`: a system call, as for timers and events).
+    pub fn with(runtime: Runtime, db: Db, tenant: &str, user: Option<&str>) -> Sandbox {
         Sandbox {
             runtime,
             services: Services { db },
-            tenant: SANDBOX_TENANT.into(),
+            tenant: tenant.to_string(),
+            user: user.map(str::to_string),
         }
     }
 
-    /// The same sandbox acting for another tenant (sharing runtime and database).
-    pub fn for_tenant(&self, tenant: &str) -> Sandbox {
+    /// The same sandbox acting for another tenant and user (sharing runtime and database).
+    pub fn acting_as(&self, tenant: &str, user: Option<&str>) -> Sandbox {
         Sandbox {
             tenant: tenant.to_string(),
+            user: user.map(str::to_string),
             ..self.clone()
         }
+    }
+
+    /// The tenant calls run in.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
     }
 
     /// The runtime.
@@ -115,7 +126,7 @@ impl Sandbox {
         Invocation {
             caller: Caller {
                 tenant_id: self.tenant.clone(),
-                user_id: Some("sandbox-user".into()),
+                user_id: self.user.clone(),
                 roles: vec![role.as_str().to_string()],
                 api_version: "2026-11-01".into(),
                 request_id: ulid::Ulid::new().to_string(),
@@ -167,6 +178,26 @@ impl Sandbox {
             .handle(&plugin.component, invocation, &self.services, request)
             .await
     }
+}
+
+/// The sandbox's own tenant and its owner, created on first use.
+async fn sandbox_tenant(db: &Db) -> anyhow::Result<(String, String)> {
+    if let Some(t) = db.tenants().await?.into_iter().find(|t| t.name == SANDBOX_TENANT) {
+        let owner = db.users(&t.id, None, 1).await?.into_iter().next();
+        if let Some(owner) = owner {
+            return Ok((t.id, owner.id));
+        }
+    }
+    let created = crate::tenancy::create_tenant(
+        db,
+        SANDBOX_TENANT,
+        "developer@sandbox.local",
+        "Developer",
+        crate::versioning::DEFAULT_VERSION,
+        &crate::store::audit::Actor::system(),
+    )
+    .await?;
+    Ok((created.tenant.id, created.owner.id))
 }
 
 /// Build a WIT request from a method, a path with an optional `?query`, and a body.

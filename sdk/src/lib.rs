@@ -8,6 +8,7 @@
 //! - [`Request`] / [`Response`] with JSON helpers, and one [`Error`] type that becomes
 //!   an RFC 9457 problem response with the right status;
 //! - typed [`storage`] (serde in, serde out, versions for optimistic concurrency),
+//!   [`records`] (CRM records: find, aggregate in SQL, create, update), [`audit`],
 //!   [`config`] and [`log`].
 //!
 //! ```no_run
@@ -40,11 +41,13 @@
 // when expanded inside a plugin crate.
 extern crate self as plinth_sdk;
 
+pub mod audit;
 mod caller;
 pub mod config;
 mod error;
 mod http;
 pub mod log;
+pub mod records;
 mod router;
 pub mod storage;
 #[doc(hidden)]

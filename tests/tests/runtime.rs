@@ -52,7 +52,7 @@ async fn hello_greets_and_counts_per_tenant() {
     assert_eq!(post(sb.clone()).await, 1);
     assert_eq!(post(sb.clone()).await, 2);
     // Another tenant has its own storage: the plugin cannot name a tenant.
-    assert_eq!(post(sb.for_tenant("other")).await, 1);
+    assert_eq!(post(sb.acting_as("other-tenant", Some("someone"))).await, 1);
     assert_eq!(post(sb.clone()).await, 3);
 }
 

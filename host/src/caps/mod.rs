@@ -6,8 +6,10 @@
 //! and answers `denied` — never a trap — when it is missing. Every data access is
 //! scoped by `caller.tenant_id`, which the plugin cannot choose.
 
+mod audit;
 mod config;
 mod log;
+mod records;
 mod storage;
 
 use std::sync::Arc;
@@ -65,7 +67,11 @@ pub struct CapCtx {
 pub(crate) enum Cap {
     Storage,
     Config,
+    Audit,
 }
+
+/// Record metadata that any granted object exposes, whatever its field list.
+pub(crate) const RECORD_META: &[&str] = &["id", "owner_id", "created_at", "updated_at", "version"];
 
 impl CapCtx {
     /// Count a host call and check that `cap` is granted.
@@ -74,6 +80,7 @@ impl CapCtx {
         let (granted, name) = match cap {
             Cap::Storage => (self.grants.storage, "storage"),
             Cap::Config => (self.grants.config, "config"),
+            Cap::Audit => (self.grants.audit, "audit"),
         };
         if granted {
             Ok(())
@@ -82,6 +89,39 @@ impl CapCtx {
             Err(WitError::Denied(format!(
                 "capability `{name}` is not available: the manifest must declare it and the tenant must grant it"
             )))
+        }
+    }
+
+    /// The records-service identity of this call: the calling user with their role,
+    /// or — for calls with no user — the plugin itself, seeing all records of the
+    /// objects it was granted.
+    pub(crate) fn who(&self) -> crate::records::Who {
+        let role = self.caller.roles.first().and_then(|r| r.parse().ok());
+        match (&self.caller.user_id, role) {
+            (Some(user), Some(role)) => crate::records::Who {
+                tenant: self.caller.tenant_id.clone(),
+                user_id: user.clone(),
+                role,
+                actor: self.actor(),
+            },
+            _ => crate::records::Who {
+                tenant: self.caller.tenant_id.clone(),
+                user_id: format!("plugin:{}", self.plugin.id),
+                role: crate::manifest::Role::Admin,
+                actor: self.actor(),
+            },
+        }
+    }
+
+    /// The audit actor: this plugin (and version), for the calling user if any.
+    pub(crate) fn actor(&self) -> crate::store::audit::Actor {
+        crate::store::audit::Actor {
+            user_id: self.caller.user_id.clone(),
+            key_id: None,
+            plugin: Some(format!("{}@{}", self.plugin.id, self.plugin.version)),
+            request_id: Some(self.caller.request_id.clone()),
+            api_version: Some(self.caller.api_version.clone()),
+            client: None,
         }
     }
 
@@ -131,6 +171,8 @@ pub fn check_imports(imports: &[String], declared: &Capabilities) -> Result<(), 
                 "types" | "log" => return None,
                 "config" => ("config", declared.config),
                 "storage" => ("storage", declared.storage),
+                "audit" => ("audit", declared.audit),
+                "records" => ("[capabilities.records.<object>]", !declared.records.is_empty()),
                 other => {
                     return Some(format!(
                         "`plinth:plugin/{other}` is not an interface this host provides"

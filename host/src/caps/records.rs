@@ -1,0 +1,350 @@
+//! `records`: CRM records for plugins, limited by the manifest (declared objects and
+//! fields; writes only with `read-write`) and by the caller's visibility. Calls with
+//! no user (timers, events) act for the plugin and see every record of the declared
+//! objects — the tenant granted exactly that.
+
+use serde_json::{Map, Value};
+
+use super::{CapCtx, RECORD_META};
+use crate::bindings::WitError;
+use crate::bindings::plinth::plugin::records::{
+    AggregateFn, AggregateQuery, CrmRecord, Filter, FindQuery, Host, Op, Page,
+};
+use crate::manifest::{Access, FieldSet};
+use crate::records::query::{self, AggregateRequest, Cursor, Func, ListQuery, Measure};
+use crate::records::{self, Change, NewRecord, RecordError};
+use crate::store::records::Record;
+
+/// Largest JSON argument accepted (fields, filter values).
+const MAX_JSON: usize = 1024 * 1024;
+
+fn to_wit(r: &Record, allowed: &FieldSet) -> CrmRecord {
+    let fields: Map<String, Value> = r
+        .data
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| allowed.allows(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    CrmRecord {
+        id: r.id.clone(),
+        object: r.object.clone(),
+        owner_id: r.owner_id.clone(),
+        version: u64::try_from(r.version).unwrap_or_default(),
+        fields: Value::Object(fields).to_string(),
+        created_at: r.created_at.clone(),
+        updated_at: r.updated_at.clone(),
+    }
+}
+
+fn op(o: Op) -> query::Op {
+    match o {
+        Op::Eq => query::Op::Eq,
+        Op::Ne => query::Op::Ne,
+        Op::Lt => query::Op::Lt,
+        Op::Lte => query::Op::Lte,
+        Op::Gt => query::Op::Gt,
+        Op::Gte => query::Op::Gte,
+        Op::In => query::Op::In,
+        Op::Contains => query::Op::Contains,
+        Op::Prefix => query::Op::Prefix,
+        Op::IsNull => query::Op::IsNull,
+    }
+}
+
+fn parse_json(what: &str, s: &str) -> Result<Value, WitError> {
+    if s.len() > MAX_JSON {
+        return Err(WitError::Limit(format!("{what} is larger than {MAX_JSON} bytes")));
+    }
+    serde_json::from_str(s).map_err(|e| WitError::Invalid(format!("{what} is not JSON: {e}")))
+}
+
+/// The base field name of a filter/sort/group path (`amount.currency` → `amount`,
+/// `close_date:month` → `close_date`).
+fn base(field: &str) -> &str {
+    field.split(['.', ':']).next().unwrap_or(field)
+}
+
+impl CapCtx {
+    /// Check the manifest grants `object` (and write access when asked); returns the
+    /// fields the plugin may touch.
+    fn record_grant(&mut self, object: &str, write: bool) -> Result<FieldSet, WitError> {
+        self.stats.host_calls += 1;
+        let Some(grant) = self.grants.records.get(object) else {
+            self.stats.denied += 1;
+            return Err(WitError::Denied(format!(
+                "records of `{object}` are not available: the manifest must declare [capabilities.records.{object}] and the tenant must grant it"
+            )));
+        };
+        if write && grant.access != Access::ReadWrite {
+            self.stats.denied += 1;
+            return Err(WitError::Denied(format!(
+                "the plugin may read `{object}` records but not write them"
+            )));
+        }
+        Ok(grant.fields.clone())
+    }
+
+    fn check_fields<'a>(
+        &mut self,
+        allowed: &FieldSet,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), WitError> {
+        for name in names {
+            let b = base(name);
+            if !RECORD_META.contains(&b) && !allowed.allows(b) {
+                self.stats.denied += 1;
+                return Err(WitError::Denied(format!("the manifest does not declare field `{b}`")));
+            }
+        }
+        Ok(())
+    }
+
+    fn record_error(&self, e: RecordError) -> WitError {
+        match e {
+            RecordError::NotFound(m) => WitError::NotFound(m),
+            RecordError::Invalid(problems) => WitError::Invalid(
+                problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.field, p.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            RecordError::Forbidden(m) => WitError::Denied(m),
+            RecordError::VersionMismatch { expected, current } => {
+                WitError::Conflict(format!("the record is at version {current}, not {expected}"))
+            }
+            RecordError::BadRequest(m) => WitError::Invalid(m),
+            RecordError::Store(e) => self.store_error(e),
+        }
+    }
+
+    fn filters(&mut self, allowed: &FieldSet, filters: Vec<Filter>) -> Result<Vec<query::Filter>, WitError> {
+        self.check_fields(allowed, filters.iter().map(|f| f.field.as_str()))?;
+        filters
+            .into_iter()
+            .map(|f| {
+                Ok(query::Filter {
+                    field: f.field,
+                    op: op(f.op),
+                    value: parse_json("filter value", &f.value)?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn problems(p: Vec<crate::api::FieldProblem>) -> WitError {
+    WitError::Invalid(
+        p.iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
+
+impl Host for CapCtx {
+    async fn get(&mut self, object: String, id: String) -> wasmtime::Result<Result<CrmRecord, WitError>> {
+        let allowed = match self.record_grant(&object, false) {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        let db = self.services.db.clone();
+        let result = records::get(&db, &self.who(), &object, &id, false).await;
+        Ok(result.map(|r| to_wit(&r, &allowed)).map_err(|e| self.record_error(e)))
+    }
+
+    async fn find(&mut self, object: String, q: FindQuery) -> wasmtime::Result<Result<Page, WitError>> {
+        let run = async {
+            let allowed = self.record_grant(&object, false)?;
+            let filters = self.filters(&allowed, q.filters)?;
+            self.check_fields(&allowed, q.sort.iter().map(|s| s.field.as_str()))?;
+            self.check_fields(&allowed, q.fields.iter().map(String::as_str))?;
+            let db = self.services.db.clone();
+            let schema = records::schema(&db, &self.caller.tenant_id, &object)
+                .await
+                .map_err(|e| self.record_error(e))?;
+            let filters = query::resolve_filters(&schema, &filters, "filters").map_err(problems)?;
+            let sort_text: Vec<String> = q
+                .sort
+                .iter()
+                .map(|s| {
+                    if s.descending {
+                        format!("-{}", s.field)
+                    } else {
+                        s.field.clone()
+                    }
+                })
+                .collect();
+            let sort = query::parse_sort(&schema, &sort_text.join(",")).map_err(|p| WitError::Invalid(p.message))?;
+            let limit = match q.limit {
+                0 => query::DEFAULT_LIMIT,
+                n if n > query::MAX_LIMIT => {
+                    return Err(WitError::Invalid(format!("limit must be at most {}", query::MAX_LIMIT)));
+                }
+                n => n,
+            };
+            let cursor = match &q.cursor {
+                Some(c) => Some(
+                    Cursor::decode(c, sort.len())
+                        .ok_or_else(|| WitError::Invalid("the cursor is not one this query returned".into()))?,
+                ),
+                None => None,
+            };
+            let list = ListQuery {
+                filters,
+                sort,
+                fields: None,
+                cursor,
+                limit,
+                ..ListQuery::default()
+            };
+            let (page, next) = records::list(&db, &self.who(), &object, &list)
+                .await
+                .map_err(|e| self.record_error(e))?;
+            let keep = if q.fields.is_empty() {
+                allowed.clone()
+            } else {
+                FieldSet::Only(q.fields.iter().filter(|f| allowed.allows(f)).cloned().collect())
+            };
+            Ok(Page {
+                records: page.iter().map(|r| to_wit(r, &keep)).collect(),
+                next_cursor: next,
+            })
+        };
+        Ok(run.await)
+    }
+
+    async fn aggregate(
+        &mut self,
+        object: String,
+        q: AggregateQuery,
+    ) -> wasmtime::Result<Result<Vec<String>, WitError>> {
+        let run = async {
+            let allowed = self.record_grant(&object, false)?;
+            let filters = self.filters(&allowed, q.filters)?;
+            self.check_fields(&allowed, q.group_by.iter().map(String::as_str))?;
+            self.check_fields(&allowed, q.measures.iter().filter_map(|m| m.field.as_deref()))?;
+            let req = AggregateRequest {
+                group_by: q.group_by,
+                measures: q
+                    .measures
+                    .into_iter()
+                    .map(|m| Measure {
+                        func: match m.function {
+                            AggregateFn::Count => Func::Count,
+                            AggregateFn::Sum => Func::Sum,
+                            AggregateFn::Avg => Func::Avg,
+                            AggregateFn::Min => Func::Min,
+                            AggregateFn::Max => Func::Max,
+                            AggregateFn::CountDistinct => Func::CountDistinct,
+                        },
+                        field: m.field,
+                        alias: m.alias,
+                    })
+                    .collect(),
+                filters,
+            };
+            let db = self.services.db.clone();
+            let schema = records::schema(&db, &self.caller.tenant_id, &object)
+                .await
+                .map_err(|e| self.record_error(e))?;
+            let resolved = query::resolve_aggregate(&schema, &req).map_err(problems)?;
+            let (rows, truncated) = records::aggregate(&db, &self.who(), &object, &resolved)
+                .await
+                .map_err(|e| self.record_error(e))?;
+            if truncated {
+                return Err(WitError::Limit(format!(
+                    "more than {} groups; add filters",
+                    records::MAX_GROUPS
+                )));
+            }
+            Ok(rows.into_iter().map(|r| Value::Object(r).to_string()).collect())
+        };
+        Ok(run.await)
+    }
+
+    async fn create(
+        &mut self,
+        object: String,
+        fields: String,
+        owner_id: Option<String>,
+    ) -> wasmtime::Result<Result<CrmRecord, WitError>> {
+        let run = async {
+            let allowed = self.record_grant(&object, true)?;
+            let fields = parse_json("fields", &fields)?;
+            let names: Vec<String> = fields
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            self.check_fields(&allowed, names.iter().map(String::as_str))?;
+            if self.caller.user_id.is_none() && owner_id.is_none() {
+                return Err(WitError::Invalid("a call with no user must name the owner-id".into()));
+            }
+            let db = self.services.db.clone();
+            let created = records::create(&db, &self.who(), &object, vec![NewRecord { fields, owner_id }], false)
+                .await
+                .map_err(|e| self.record_error(e))?;
+            created
+                .first()
+                .map(|r| to_wit(r, &allowed))
+                .ok_or_else(|| WitError::Internal("create returned nothing".into()))
+        };
+        Ok(run.await)
+    }
+
+    async fn update(
+        &mut self,
+        object: String,
+        id: String,
+        fields: String,
+        expected_version: Option<u64>,
+    ) -> wasmtime::Result<Result<CrmRecord, WitError>> {
+        let run = async {
+            let allowed = self.record_grant(&object, true)?;
+            let fields = parse_json("fields", &fields)?;
+            let names: Vec<String> = fields
+                .as_object()
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            self.check_fields(&allowed, names.iter().map(String::as_str))?;
+            let expected_version = expected_version.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+            let change = Change {
+                id,
+                fields,
+                owner_id: None,
+                expected_version,
+            };
+            let db = self.services.db.clone();
+            let updated = records::update(&db, &self.who(), &object, vec![change], false)
+                .await
+                .map_err(|e| self.record_error(e))?;
+            updated
+                .first()
+                .map(|r| to_wit(r, &allowed))
+                .ok_or_else(|| WitError::Internal("update returned nothing".into()))
+        };
+        Ok(run.await)
+    }
+
+    async fn delete(
+        &mut self,
+        object: String,
+        id: String,
+        expected_version: Option<u64>,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        let run = async {
+            self.record_grant(&object, true)?;
+            let expected = expected_version.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+            let db = self.services.db.clone();
+            records::set_deleted(&db, &self.who(), &object, &id, true, expected)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.record_error(e))
+        };
+        Ok(run.await)
+    }
+}
