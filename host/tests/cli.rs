@@ -227,7 +227,10 @@ fn inspect_shows_manifest_digest_key_and_imports() {
         .iter()
         .filter_map(|i| i.as_str())
         .collect();
-    assert!(imports.iter().any(|i| i.starts_with("plinth:plugin/storage@1.")), "{imports:?}");
+    assert!(
+        imports.iter().any(|i| i.starts_with("plinth:plugin/storage@1.")),
+        "{imports:?}"
+    );
     assert!(
         !imports.iter().any(|i| i.starts_with("plinth:plugin/config")),
         "{imports:?}"

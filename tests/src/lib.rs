@@ -112,10 +112,15 @@ pub struct TestTenant {
 impl TestServer {
     /// Start a server.
     pub async fn start() -> TestServer {
+        TestServer::start_with(|db| db).await
+    }
+
+    /// Start a server whose database is adjusted by `tune` first.
+    pub async fn start_with(tune: impl FnOnce(Db) -> Db) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServerConfig::new(dir.path().to_path_buf());
         config.listen = "127.0.0.1:0".parse().expect("addr");
-        let db = fresh_db(dir.path()).await;
+        let db = tune(fresh_db(dir.path()).await);
         let server = server::start_with_db(config, db).await.expect("server starts");
         let url = server.url();
         TestServer {

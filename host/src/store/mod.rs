@@ -74,6 +74,7 @@ pub struct Db {
     read: AnyPool,
     write: AnyPool,
     dialect: Dialect,
+    sparse_shares: i64,
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -101,6 +102,7 @@ impl Db {
                 read,
                 write,
                 dialect: Dialect::Sqlite,
+                sparse_shares: records::SPARSE_SHARES,
             }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
@@ -112,6 +114,7 @@ impl Db {
                 read: pool.clone(),
                 write: pool,
                 dialect: Dialect::Postgres,
+                sparse_shares: records::SPARSE_SHARES,
             }
         } else {
             return Err(StoreError::Invalid(
@@ -136,6 +139,14 @@ impl Db {
             .run(&self.write)
             .await
             .map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))
+    }
+
+    /// Set the share count below which record listings start from the viewer's
+    /// shares rather than from the records index (default 5,000). Both plans give the
+    /// same result; this only moves the point where one becomes cheaper.
+    pub fn with_visibility_threshold(mut self, shares: i64) -> Db {
+        self.sparse_shares = shares;
+        self
     }
 
     /// The SQL dialect in use.
