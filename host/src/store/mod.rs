@@ -9,6 +9,8 @@
 
 pub mod audit;
 mod documents;
+pub mod installations;
+pub mod marketplace;
 mod objects;
 pub mod records;
 mod settings;
