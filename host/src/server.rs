@@ -25,6 +25,9 @@ pub struct ServerConfig {
     pub api: ApiConfig,
     /// Plugin call ceilings.
     pub limits: HostLimits,
+    /// Sign (with a local key kept in the data dir) and publish the bundled
+    /// first-party plugins on start. On by default for the embedded database.
+    pub first_party: bool,
 }
 
 impl ServerConfig {
@@ -36,6 +39,7 @@ impl ServerConfig {
             database_url: None,
             api: ApiConfig::default(),
             limits: HostLimits::default(),
+            first_party: true,
         }
     }
 
@@ -108,6 +112,13 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         ..RuntimeConfig::default()
     })?;
     let state = AppState::new(db, runtime, config.api.clone());
+    if config.first_party {
+        let outcomes =
+            crate::marketplace::bootstrap::publish_first_party(&state.db, &state.runtime, &config.data_dir).await?;
+        for (plugin, version, outcome) in outcomes {
+            tracing::info!(%plugin, %version, ?outcome, "first-party plugin");
+        }
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("could not listen on {}", config.listen))?;

@@ -110,16 +110,29 @@ pub struct TestTenant {
 }
 
 impl TestServer {
+    /// Start a server whose catalog holds the first-party plugins (signed with a
+    /// key created in its data dir, as in embedded mode).
+    pub async fn start_with_first_party() -> TestServer {
+        TestServer::start_inner(true, |db| db).await
+    }
+
     /// Start a server.
     pub async fn start() -> TestServer {
-        TestServer::start_with(|db| db).await
+        TestServer::start_inner(false, |db| db).await
     }
 
     /// Start a server whose database is adjusted by `tune` first.
     pub async fn start_with(tune: impl FnOnce(Db) -> Db) -> TestServer {
+        TestServer::start_inner(false, tune).await
+    }
+
+    async fn start_inner(first_party: bool, tune: impl FnOnce(Db) -> Db) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServerConfig::new(dir.path().to_path_buf());
         config.listen = "127.0.0.1:0".parse().expect("addr");
+        // Compiling the bundled plugins costs every test a few seconds; marketplace
+        // tests that need them use `start_with_first_party`.
+        config.first_party = first_party;
         let db = tune(fresh_db(dir.path()).await);
         let server = server::start_with_db(config, db).await.expect("server starts");
         let url = server.url();
@@ -190,6 +203,53 @@ impl TestServer {
         }
     }
 
+    /// A fresh operator token.
+    pub async fn operator_token(&self) -> String {
+        plinth_host::tenancy::create_operator_token(self.db())
+            .await
+            .expect("operator token")
+    }
+
+    /// Register a publisher with a new key (through the operator API) and give it an
+    /// upload token.
+    pub async fn publisher(&self, id: &str) -> TestPublisher {
+        let op = self.operator_token().await;
+        let key = plinth_host::package::SecretKey::generate();
+        let body = serde_json::json!({ "id": id, "public_key": key.public_key().to_text() });
+        let r = self
+            .call("POST", "/api/v1/operator/publishers", Some(&op), Some(body))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let r = self
+            .call(
+                "POST",
+                &format!("/api/v1/operator/publishers/{id}/tokens"),
+                Some(&op),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        TestPublisher {
+            id: id.into(),
+            key,
+            token: r.body["token"].as_str().expect("token").to_string(),
+        }
+    }
+
+    /// Upload a package with a publisher token.
+    pub async fn publish(&self, token: &str, package: Vec<u8>) -> Reply {
+        let res = self
+            .http
+            .post(format!("{}/api/v1/marketplace/packages", self.url))
+            .bearer_auth(token)
+            .header("content-type", "application/octet-stream")
+            .body(package)
+            .send()
+            .await
+            .expect("request sent");
+        Reply::from(res).await
+    }
+
     /// Run one SQL statement with text parameters (test setup and tampering).
     pub async fn sql(&self, statement: &str, params: &[&str]) {
         let mut q = sqlx::query(statement);
@@ -218,6 +278,34 @@ impl TestServer {
     pub async fn stop(self) {
         self.server.shutdown().await.expect("clean shutdown");
     }
+}
+
+/// A publisher registered for a test: its signing key and upload token.
+pub struct TestPublisher {
+    /// Publisher id.
+    pub id: String,
+    /// Signing key.
+    pub key: plinth_host::package::SecretKey,
+    /// Upload token.
+    pub token: String,
+}
+
+impl TestPublisher {
+    /// Sign a manifest and component into a package file.
+    pub fn pack(&self, manifest: &str, component: &[u8]) -> Vec<u8> {
+        plinth_host::package::Package::sign(manifest.as_bytes().to_vec(), component.to_vec(), &self.key)
+            .expect("package signs")
+            .encode()
+    }
+}
+
+/// The raw `plugin.toml` text and component of a test guest.
+pub fn guest_files(name: &str) -> (String, Vec<u8>) {
+    let (_, manifest, component) = GUESTS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .unwrap_or_else(|| panic!("no test guest named {name}"));
+    (manifest.to_string(), component.to_vec())
 }
 
 /// A user created for a test.

@@ -168,14 +168,18 @@ impl AuthCache {
 
 /// Middleware: resolve a Bearer API key, if present, into an [`Auth`] extension.
 /// A present but invalid key is refused here (401) whatever the route; an absent
-/// one is left to the routes that need it. Operator tokens pass through untouched.
+/// one is left to the routes that need it. Operator and publisher tokens pass
+/// through untouched.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     let token = match bearer(&parts) {
         Ok(t) => t.map(str::to_string),
         Err(e) => return e.into_response(),
     };
-    if let Some(token) = token.filter(|t| !t.starts_with(OPERATOR_PREFIX)) {
+    // Operator and publisher tokens are checked by the endpoints that take them.
+    let other =
+        |t: &String| t.starts_with(OPERATOR_PREFIX) || t.starts_with(crate::marketplace::publishers::TOKEN_PREFIX);
+    if let Some(token) = token.filter(|t| !other(t)) {
         match resolve(&state, &token).await {
             Ok(auth) => {
                 parts.extensions.insert(auth);

@@ -9,8 +9,12 @@
 pub mod auth;
 pub mod context;
 mod error;
+mod installations;
 pub mod json;
+mod marketplace;
 mod objects;
+pub mod plugins;
+mod publishers;
 pub mod records;
 mod system;
 
@@ -66,6 +70,10 @@ pub struct AppInner {
     pub auth_cache: AuthCache,
     /// Prometheus exposition of the process's metrics.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Tenants' installed plugins.
+    pub plugins: std::sync::Arc<crate::plugins::PluginHost>,
+    /// Compiled JSON Schemas of plugin endpoint bodies.
+    pub plugin_schemas: plugins::SchemaCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -78,12 +86,15 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// State over a database and runtime.
     pub fn new(db: Db, runtime: Runtime, config: ApiConfig) -> AppState {
+        let plugins = Arc::new(crate::plugins::PluginHost::new(db.clone(), runtime.clone()));
         AppState(Arc::new(AppInner {
             db,
             runtime,
             config,
             auth_cache: AuthCache::default(),
             metrics: system::metrics_handle(),
+            plugins,
+            plugin_schemas: plugins::SchemaCache::default(),
         }))
     }
 
@@ -127,6 +138,10 @@ pub fn app(state: AppState) -> Router {
         .merge(system::routes())
         .merge(objects::routes())
         .merge(records::routes())
+        .merge(marketplace::routes())
+        .merge(installations::routes())
+        .merge(publishers::routes())
+        .merge(plugins::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint").into_response() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -99,6 +99,9 @@ fn config(data: &DataArgs, listen: Option<SocketAddr>) -> anyhow::Result<ServerC
         config.listen = addr;
     }
     config.database_url = data.database_url.clone().or(file.database_url);
+    // Embedded mode publishes the bundled plugins itself; with PostgreSQL the
+    // operator loads packages signed elsewhere (or passes --demo).
+    config.first_party = config.database_url.is_none();
     if let Some(limit) = file.body_limit {
         config.api.body_limit = limit;
     }
@@ -112,7 +115,8 @@ fn config(data: &DataArgs, listen: Option<SocketAddr>) -> anyhow::Result<ServerC
 }
 
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = config(&args.data, args.listen)?;
+    let mut config = config(&args.data, args.listen)?;
+    config.first_party |= args.demo;
     block_on(async move {
         let db = config.open_db().await?;
         if args.demo {

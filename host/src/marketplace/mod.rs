@@ -4,4 +4,5 @@
 pub mod bootstrap;
 pub mod install;
 pub mod publish;
+pub mod publishers;
 pub mod trust;

@@ -39,13 +39,6 @@ pub struct Active {
     pub component: Arc<LoadedComponent>,
 }
 
-impl Active {
-    /// Whether the installation serves requests.
-    pub fn enabled(&self) -> bool {
-        self.installation.state == state::ENABLED
-    }
-}
-
 /// Why an installed plugin could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
@@ -60,8 +53,19 @@ pub enum PluginError {
     Load(String),
 }
 
-/// A cached lookup: the installation (or its absence) and when it was read.
-type CacheEntry = (Option<Arc<Active>>, Instant);
+/// What a tenant has of a plugin.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    /// Not installed (or uninstalled).
+    NotInstalled,
+    /// Installed but not serving (disabled, or its key revoked); nothing is loaded.
+    Inactive(Installation),
+    /// Enabled and ready to call.
+    Active(Arc<Active>),
+}
+
+/// A cached lookup and when it was made.
+type CacheEntry = (Resolved, Instant);
 
 /// Resolves and runs tenants' installed plugins.
 #[derive(Debug)]
@@ -107,9 +111,8 @@ impl PluginHost {
         self.active.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    /// The tenant's installation of `plugin` unless it is uninstalled (any other
-    /// state, so callers can tell "disabled" from "not installed").
-    pub async fn active(&self, tenant: &str, plugin: &str) -> Result<Option<Arc<Active>>, PluginError> {
+    /// What the tenant has of `plugin`: only an enabled installation is loaded.
+    pub async fn resolve(&self, tenant: &str, plugin: &str) -> Result<Resolved, PluginError> {
         let key = (tenant.to_string(), plugin.to_string());
         if let Some((found, at)) = self.active.read().unwrap_or_else(|p| p.into_inner()).get(&key)
             && at.elapsed() < CACHE_TTL
@@ -117,8 +120,10 @@ impl PluginHost {
             return Ok(found.clone());
         }
         let found = match self.db.installation(None, tenant, plugin).await? {
-            Some(i) if i.state != state::UNINSTALLED => Some(Arc::new(self.prepare(i).await?)),
-            _ => None,
+            None => Resolved::NotInstalled,
+            Some(i) if i.state == state::UNINSTALLED => Resolved::NotInstalled,
+            Some(i) if i.state == state::ENABLED => Resolved::Active(Arc::new(self.prepare(i).await?)),
+            Some(i) => Resolved::Inactive(i),
         };
         self.active
             .write()

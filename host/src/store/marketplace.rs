@@ -468,8 +468,17 @@ impl Db {
             .collect()
     }
 
-    /// Create or replace the tenant's review of a plugin.
-    pub async fn upsert_review(&self, tenant: &str, plugin: &str, rating: i64, body: &str) -> StoreResult<Review> {
+    /// Create or replace the tenant's review of a plugin inside `tx`; returns the
+    /// previous review, if any.
+    pub async fn upsert_review(
+        &self,
+        tx: &mut super::Tx<'_>,
+        tenant: &str,
+        plugin: &str,
+        rating: i64,
+        body: &str,
+    ) -> StoreResult<(Option<Review>, Review)> {
+        let before = review_in(tx, tenant, plugin).await?;
         let now = time::now();
         sqlx::query(
             "INSERT INTO reviews (tenant_id, plugin_id, rating, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
@@ -481,13 +490,40 @@ impl Db {
         .bind(rating)
         .bind(body)
         .bind(&now)
-        .execute(self.writer())
+        .execute(&mut **tx)
         .await?;
-        let row = sqlx::query("SELECT plugin_id, rating, body, created_at, updated_at FROM reviews WHERE tenant_id = $1 AND plugin_id = $2")
+        let after = review_in(tx, tenant, plugin)
+            .await?
+            .ok_or_else(|| StoreError::NotFound("review".into()))?;
+        Ok((before, after))
+    }
+
+    /// Delete the tenant's review inside `tx`; returns it, if there was one.
+    pub async fn delete_review(
+        &self,
+        tx: &mut super::Tx<'_>,
+        tenant: &str,
+        plugin: &str,
+    ) -> StoreResult<Option<Review>> {
+        let before = review_in(tx, tenant, plugin).await?;
+        sqlx::query("DELETE FROM reviews WHERE tenant_id = $1 AND plugin_id = $2")
             .bind(tenant)
             .bind(plugin)
-            .fetch_one(self.reader())
+            .execute(&mut **tx)
             .await?;
+        Ok(before)
+    }
+}
+
+async fn review_in(tx: &mut super::Tx<'_>, tenant: &str, plugin: &str) -> StoreResult<Option<Review>> {
+    let row = sqlx::query(
+        "SELECT plugin_id, rating, body, created_at, updated_at FROM reviews WHERE tenant_id = $1 AND plugin_id = $2",
+    )
+    .bind(tenant)
+    .bind(plugin)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|row| {
         Ok(Review {
             plugin_id: row.try_get("plugin_id")?,
             rating: row.try_get("rating")?,
@@ -495,17 +531,8 @@ impl Db {
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         })
-    }
-
-    /// Delete the tenant's review; false if there was none.
-    pub async fn delete_review(&self, tenant: &str, plugin: &str) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM reviews WHERE tenant_id = $1 AND plugin_id = $2")
-            .bind(tenant)
-            .bind(plugin)
-            .execute(self.writer())
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
+    })
+    .transpose()
 }
 
 #[cfg(test)]

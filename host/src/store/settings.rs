@@ -40,6 +40,36 @@ impl<'a> Settings<'a> {
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
+    /// Set (or with `None` remove) one setting inside `tx` (so the change and its
+    /// audit event commit together).
+    pub async fn set_in(&self, tx: &mut super::Tx<'_>, key: &str, value: Option<&str>) -> StoreResult<()> {
+        match value {
+            Some(v) => {
+                sqlx::query(
+                    "INSERT INTO plugin_settings (tenant_id, plugin_id, setting_key, value, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, plugin_id, setting_key) \
+                     DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                )
+                .bind(self.scope.tenant)
+                .bind(self.scope.plugin)
+                .bind(key)
+                .bind(v)
+                .bind(time::now())
+                .execute(&mut **tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM plugin_settings WHERE tenant_id = $1 AND plugin_id = $2 AND setting_key = $3")
+                    .bind(self.scope.tenant)
+                    .bind(self.scope.plugin)
+                    .bind(key)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Set (or with `None` remove) one setting.
     pub async fn set(&self, key: &str, value: Option<&str>) -> StoreResult<()> {
         match value {
