@@ -176,28 +176,26 @@ async fn list(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Response> {
 }
 
 async fn history(state: &AppState, tenant: &str, plugin: &str) -> ApiResult<Vec<Value>> {
-    let rows: Vec<(
-        i64,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )> = sqlx::query_as(
-        "SELECT seq, occurred_at, action, actor_user, actor_plugin, before_state, after_state FROM audit_events \
-         WHERE tenant_id = $1 AND entity_type = 'plugin' AND entity_id = $2 ORDER BY seq DESC LIMIT 100",
-    )
-    .bind(tenant)
-    .bind(plugin)
-    .fetch_all(state.db.reader())
-    .await
-    .map_err(ApiError::internal)?;
-    Ok(rows
-        .into_iter()
-        .map(|(seq, at, action, user, by_plugin, before, after)| {
-            let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str::<Value>(&s).ok()).unwrap_or(Value::Null);
-            json!({ "seq": seq, "at": at, "action": action, "user": user, "plugin_actor": by_plugin, "before": parse(before), "after": parse(after) })
+    let parse = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|s| serde_json::from_str::<Value>(s).ok())
+            .unwrap_or(Value::Null)
+    };
+    Ok(state
+        .db
+        .entity_events(tenant, "plugin", plugin, 100)
+        .await?
+        .iter()
+        .map(|e| {
+            json!({
+                "seq": e.seq,
+                "at": e.occurred_at,
+                "action": e.action,
+                "user": e.actor_user,
+                "plugin_actor": e.actor_plugin,
+                "before": parse(&e.before_state),
+                "after": parse(&e.after_state),
+            })
         })
         .collect())
 }

@@ -254,7 +254,7 @@ async fn put_review(
         return Err(problems);
     }
     let installed = state.db.installation(None, &ctx.auth.tenant_id, &id).await?;
-    if !installed.is_some_and(|i| i.state != state::UNINSTALLED) {
+    if installed.is_none_or(|i| i.state == state::UNINSTALLED) {
         return Err(ApiError::forbidden(format!(
             "only tenants that have `{id}` installed may review it"
         )));

@@ -59,7 +59,7 @@ pub enum Resolved {
     /// Not installed (or uninstalled).
     NotInstalled,
     /// Installed but not serving (disabled, or its key revoked); nothing is loaded.
-    Inactive(Installation),
+    Inactive(Box<Installation>),
     /// Enabled and ready to call.
     Active(Arc<Active>),
 }
@@ -123,7 +123,7 @@ impl PluginHost {
             None => Resolved::NotInstalled,
             Some(i) if i.state == state::UNINSTALLED => Resolved::NotInstalled,
             Some(i) if i.state == state::ENABLED => Resolved::Active(Arc::new(self.prepare(i).await?)),
-            Some(i) => Resolved::Inactive(i),
+            Some(i) => Resolved::Inactive(Box::new(i)),
         };
         self.active
             .write()

@@ -176,6 +176,29 @@ pub fn changed_fields(before: Option<&serde_json::Value>, after: Option<&serde_j
     keys
 }
 
+impl super::Db {
+    /// The latest events about one entity, newest first (at most `limit`).
+    pub async fn entity_events(
+        &self,
+        tenant: &str,
+        entity_type: &str,
+        entity_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE tenant_id = $1 AND entity_type = $2 AND entity_id = $3 \
+             ORDER BY seq DESC LIMIT $4"
+        ))
+        .bind(tenant)
+        .bind(entity_type)
+        .bind(entity_id)
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(AuditEvent::from_row).collect()
+    }
+}
+
 /// Create the chain head of a new tenant (inside the tenant-creation transaction).
 pub async fn init_chain(tx: &mut sqlx::Transaction<'_, sqlx::Any>, tenant: &str) -> StoreResult<()> {
     sqlx::query("INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2)")
