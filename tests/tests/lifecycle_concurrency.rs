@@ -1,0 +1,130 @@
+//! Enable/disable and upgrade while 50 requests are in flight: the only error is the
+//! documented 404 while disabled, and no request that starts after the upgrade
+//! completes is served by the old version.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plinth_tests::{TestServer, guest_files};
+use serde_json::json;
+
+struct Sample {
+    started: Instant,
+    ended: Instant,
+    status: u16,
+    version: Option<String>,
+    problem: Option<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lifecycle_changes_under_fifty_concurrent_requests() {
+    let s = TestServer::start().await;
+    let acme = s.publisher("acme").await;
+    for crate_name in ["counter-v1", "counter-v2"] {
+        let (m, c) = guest_files(crate_name);
+        assert_eq!(s.publish(&acme.token, acme.pack(&m, &c)).await.status, 201);
+    }
+    let t = s.tenant("T").await;
+    let r = s
+        .call(
+            "POST",
+            "/api/v1/installations",
+            Some(&t.key),
+            Some(json!({ "plugin": "counter", "version": "1.0.0", "grants": "all" })),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..50 {
+        let (http, url, key, stop) = (
+            s.http.clone(),
+            format!("{}/api/v1/plugins/counter/version", s.url),
+            t.key.clone(),
+            stop.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = Instant::now();
+                let res = http
+                    .get(&url)
+                    .bearer_auth(&key)
+                    .send()
+                    .await
+                    .expect("request completes");
+                let status = res.status().as_u16();
+                let body: serde_json::Value = res.json().await.unwrap_or_default();
+                samples.push(Sample {
+                    started,
+                    ended: Instant::now(),
+                    status,
+                    version: body["version"].as_str().map(str::to_string),
+                    problem: body["type"].as_str().map(str::to_string),
+                });
+            }
+            samples
+        }));
+    }
+    let step = |path: &'static str, body: Option<serde_json::Value>| {
+        let (s, key) = (&s, t.key.clone());
+        async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let before = Instant::now();
+            let r = s.call("POST", path, Some(&key), body).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.text);
+            (before, Instant::now())
+        }
+    };
+    let (disable_start, disable_done) = step("/api/v1/installations/counter/disable", None).await;
+    let (enable_start, enable_done) = step("/api/v1/installations/counter/enable", None).await;
+    let (upgrade_start, upgrade_done) = step(
+        "/api/v1/installations/counter/upgrade",
+        Some(json!({ "version": "2.0.0", "grants": ["audit"] })),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut samples = Vec::new();
+    for w in workers {
+        samples.extend(w.await.unwrap());
+    }
+    assert!(samples.len() > 500, "only {} requests were made", samples.len());
+
+    let disabled = "https://plinth.dev/problems/plugin-disabled";
+    let mut seen_404 = 0;
+    for x in &samples {
+        match x.status {
+            200 => assert!(matches!(x.version.as_deref(), Some("1.0.0" | "2.0.0"))),
+            404 => {
+                assert_eq!(x.problem.as_deref(), Some(disabled));
+                assert!(
+                    x.ended > disable_start && x.started < enable_done,
+                    "404 outside the disabled window"
+                );
+                seen_404 += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+        if x.started > disable_done && x.ended < enable_start {
+            assert_eq!(x.status, 404, "served while disabled");
+        }
+        if x.started > upgrade_done {
+            assert_eq!(
+                x.version.as_deref(),
+                Some("2.0.0"),
+                "old version served after the upgrade"
+            );
+        }
+        if x.ended < upgrade_start {
+            assert_ne!(
+                x.version.as_deref(),
+                Some("2.0.0"),
+                "new version served before the upgrade"
+            );
+        }
+    }
+    assert!(seen_404 > 0, "the disabled window saw no requests");
+    s.stop().await;
+}
