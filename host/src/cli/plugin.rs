@@ -26,6 +26,20 @@ pub(crate) enum PluginCommand {
     Inspect(InspectArgs),
     /// Run one endpoint call in an in-process host with its own storage.
     Call(CallArgs),
+    /// Upload a package to a server's marketplace.
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PublishArgs {
+    /// The package file.
+    file: PathBuf,
+    /// Server base URL, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "PLINTH_SERVER")]
+    server: String,
+    /// Publisher upload token (`plinth admin publisher token NAME`).
+    #[arg(long, env = "PLINTH_PUBLISHER_TOKEN", hide_env_values = true)]
+    token: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,6 +139,7 @@ pub(crate) fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
         PluginCommand::Verify(a) => verify(a),
         PluginCommand::Inspect(a) => inspect(a),
         PluginCommand::Call(a) => call(a),
+        PluginCommand::Publish(a) => publish(a),
     }
 }
 
@@ -374,6 +389,36 @@ fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
             outcome.report.peak_memory / 1024
         );
         sandbox.db().close().await;
+        Ok(ExitCode::SUCCESS)
+    })?
+}
+
+fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
+    // Fail early on a local problem rather than uploading a broken file.
+    let (package, manifest) = read_package(&args.file)?;
+    let url = format!("{}/api/v1/marketplace/packages", args.server.trim_end_matches('/'));
+    block_on(async move {
+        let response = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(&args.token)
+            .header("content-type", "application/octet-stream")
+            .body(package.encode())
+            .send()
+            .await
+            .with_context(|| format!("could not reach {url}"))?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if !status.is_success() {
+            let detail = body["detail"].as_str().unwrap_or("no detail");
+            let reason = body["reason"].as_str().map(|r| format!(" [{r}]")).unwrap_or_default();
+            bail!("the server refused the package ({status}){reason}: {detail}");
+        }
+        println!(
+            "published {} {} (digest {})",
+            manifest.plugin.id,
+            manifest.plugin.version,
+            body["digest"].as_str().unwrap_or_default()
+        );
         Ok(ExitCode::SUCCESS)
     })?
 }

@@ -47,6 +47,61 @@ pub(crate) enum AdminCommand {
     CreateTenant(CreateTenantArgs),
     /// Create an operator token for the operator REST endpoints; printed once.
     Token(TokenArgs),
+    /// Marketplace publishers: register, rotate/retire/revoke keys, upload tokens.
+    #[command(subcommand)]
+    Publisher(PublisherCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum PublisherCommand {
+    /// Register a publisher with its first public key.
+    Add {
+        /// Publisher id (what manifests name in `plugin.publisher`).
+        name: String,
+        /// Its public key (`ed25519:…`, from `plinth keygen`).
+        #[arg(long)]
+        public_key: String,
+        /// Display name.
+        #[arg(long)]
+        display_name: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Add another key (rotation: several keys may be active).
+    AddKey {
+        /// Publisher id.
+        name: String,
+        /// The new public key.
+        #[arg(long)]
+        public_key: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Retire a key: it signs nothing new; packages it signed stay valid.
+    RetireKey {
+        /// Publisher id.
+        name: String,
+        /// Key id.
+        key_id: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Revoke a key: its packages become untrusted and installed versions are disabled.
+    RevokeKey {
+        /// Publisher id.
+        name: String,
+        /// Key id.
+        key_id: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Create an upload token for `plinth plugin publish`; printed once.
+    Token {
+        /// Publisher id.
+        name: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +217,7 @@ pub(crate) fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             })?
         }
+        AdminCommand::Publisher(cmd) => publisher(cmd),
         AdminCommand::Token(args) => {
             let config = config(&args.data, None)?;
             block_on(async move {
@@ -173,4 +229,64 @@ pub(crate) fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
             })?
         }
     }
+}
+
+fn publisher(cmd: PublisherCommand) -> anyhow::Result<ExitCode> {
+    use crate::marketplace::publishers as p;
+    let key = |text: &str| -> anyhow::Result<crate::package::PublicKey> {
+        text.parse().map_err(|e| anyhow::anyhow!("--public-key: {e}"))
+    };
+    let data = match &cmd {
+        PublisherCommand::Add { data, .. }
+        | PublisherCommand::AddKey { data, .. }
+        | PublisherCommand::RetireKey { data, .. }
+        | PublisherCommand::RevokeKey { data, .. }
+        | PublisherCommand::Token { data, .. } => data.clone(),
+    };
+    let config = config(&data, None)?;
+    block_on(async move {
+        let db = config.open_db().await?;
+        match cmd {
+            PublisherCommand::Add {
+                name,
+                public_key,
+                display_name,
+                ..
+            } => {
+                let k = key(&public_key)?;
+                let publisher = p::register(&db, &name, display_name.as_deref().unwrap_or(&name), Some(&k)).await?;
+                println!("publisher {} registered with key {}", publisher.id, k.key_id());
+            }
+            PublisherCommand::AddKey { name, public_key, .. } => {
+                let k = key(&public_key)?;
+                p::add_key(&db, &name, &k).await?;
+                println!("key {} added to {name}", k.key_id());
+            }
+            PublisherCommand::RetireKey { name, key_id, .. } => {
+                p::retire_key(&db, &name, &key_id).await?;
+                println!("key {key_id} of {name} retired");
+            }
+            PublisherCommand::RevokeKey { name, key_id, .. } => {
+                let runtime = crate::runtime::Runtime::new(crate::runtime::RuntimeConfig {
+                    pooling: false,
+                    ..crate::runtime::RuntimeConfig::default()
+                })?;
+                let host = crate::plugins::PluginHost::new(db.clone(), runtime);
+                let r = p::revoke_key(&db, &host, &name, &key_id).await?;
+                println!(
+                    "key {key_id} of {name} revoked: {} packages untrusted, {} installations disabled \
+                     (running servers notice within {}s)",
+                    r.packages.len(),
+                    r.disabled.len(),
+                    crate::plugins::CACHE_TTL.as_secs()
+                );
+            }
+            PublisherCommand::Token { name, .. } => {
+                let token = p::issue_token(&db, &name).await?;
+                println!("upload token for {name}: {token}   (shown once: store it now)");
+            }
+        }
+        db.close().await;
+        Ok(ExitCode::SUCCESS)
+    })?
 }
