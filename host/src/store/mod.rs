@@ -9,9 +9,11 @@
 
 pub mod audit;
 mod documents;
+pub mod request_log;
 mod settings;
 pub mod tenancy;
 pub mod time;
+pub mod versions;
 
 use std::path::Path;
 use std::str::FromStr;
