@@ -6,7 +6,7 @@
 //! tracing span per request, panic → 500 problem, body limit, request metrics,
 //! authentication. Around and inside that, for `/api/v1/**`: request tracking
 //! (outermost: `API-Version` on every response, the request log) and version
-//! selection (innermost, after authentication) — see [`versions`].
+//! selection (innermost, after authentication) — see `versions.rs`.
 
 pub mod auth;
 pub mod context;
@@ -100,7 +100,7 @@ impl AppState {
     }
 
     /// Start the background work the API relies on (batched key-usage writes; the
-    /// request log and registry refresh of [`versions`]). Returns when `shutdown`
+    /// request log and registry refresh of `versions.rs`). Returns when `shutdown`
     /// resolves, after a final flush.
     pub async fn run_background(self, shutdown: impl std::future::Future<Output = ()>) {
         let mut tick = tokio::time::interval(Duration::from_secs(5));

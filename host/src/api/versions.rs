@@ -105,7 +105,8 @@ pub(super) async fn track_requests(State(state): State<AppState>, request: Reque
             key_id: Some(tag.key_id.clone()),
             client,
             api_version: tag.version.clone(),
-            method: method.as_str().to_string(),
+            // Extension methods can be long; the standard ones are at most 7 bytes.
+            method: method.as_str().chars().take(16).collect(),
             route: route.map_or_else(|| "unmatched".to_string(), |r| r.as_str().to_string()),
             status: i64::from(response.status().as_u16()),
             latency_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
