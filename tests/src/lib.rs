@@ -87,6 +87,9 @@ pub async fn fresh_db(dir: &std::path::Path) -> Db {
     }
 }
 
+/// The newest API version: test requests use it unless they choose another.
+pub const NEWEST_VERSION: &str = "2027-01-15";
+
 /// A real server on 127.0.0.1:0 with its own data directory and database.
 pub struct TestServer {
     /// The running server.
@@ -261,10 +264,26 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
 
-    /// Send a request with an optional key and JSON body; returns status, headers, JSON.
+    /// Send a request with an optional key and JSON body, in the newest API version
+    /// ([`NEWEST_VERSION`]); returns status, headers, JSON.
     pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Reply {
+        self.call_in(NEWEST_VERSION, method, path, key, body).await
+    }
+
+    /// Like [`TestServer::call`], in API version `version`.
+    pub async fn call_in(
+        &self,
+        version: &str,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .header("accept-version", version);
         if let Some(key) = key {
             req = req.bearer_auth(key);
         }

@@ -4,7 +4,9 @@
 //!
 //! Middleware, outermost first: request id (`x-request-id`, generated when absent),
 //! tracing span per request, panic → 500 problem, body limit, request metrics,
-//! authentication.
+//! authentication. Around and inside that, for `/api/v1/**`: request tracking
+//! (outermost: `API-Version` on every response, the request log) and version
+//! selection (innermost, after authentication) — see `versions.rs`.
 
 pub mod auth;
 pub mod context;
@@ -17,6 +19,8 @@ pub mod plugins;
 mod publishers;
 pub mod records;
 mod system;
+mod usage;
+mod versions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,12 +47,15 @@ use crate::store::Db;
 pub struct ApiConfig {
     /// Largest request body, in bytes.
     pub body_limit: usize,
+    /// Request log (client tracking) settings.
+    pub request_log: crate::versioning::RequestLogConfig,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             body_limit: 2 * 1024 * 1024,
+            request_log: crate::versioning::RequestLogConfig::default(),
         }
     }
 }
@@ -74,6 +81,10 @@ pub struct AppInner {
     pub plugins: std::sync::Arc<crate::plugins::PluginHost>,
     /// Compiled JSON Schemas of plugin endpoint bodies.
     pub plugin_schemas: plugins::SchemaCache,
+    /// The API version registry.
+    pub versions: crate::versioning::Versions,
+    /// The request log's buffer (written by the background task).
+    pub request_log: crate::versioning::RequestLog,
 }
 
 impl std::ops::Deref for AppState {
@@ -87,6 +98,7 @@ impl AppState {
     /// State over a database and runtime.
     pub fn new(db: Db, runtime: Runtime, config: ApiConfig) -> AppState {
         let plugins = Arc::new(crate::plugins::PluginHost::new(db.clone(), runtime.clone()));
+        let request_log = crate::versioning::RequestLog::new(config.request_log.clone());
         AppState(Arc::new(AppInner {
             db,
             runtime,
@@ -95,19 +107,26 @@ impl AppState {
             metrics: system::metrics_handle(),
             plugins,
             plugin_schemas: plugins::SchemaCache::default(),
+            versions: crate::versioning::Versions::default(),
+            request_log,
         }))
     }
 
-    /// Start the background work the API relies on (batched key-usage writes).
-    /// Returns when `shutdown` resolves, after a final flush.
+    /// Start the background work the API relies on (batched key-usage writes; the
+    /// request log and registry refresh of `versions.rs`). Returns when `shutdown`
+    /// resolves, after a final flush.
     pub async fn run_background(self, shutdown: impl std::future::Future<Output = ()>) {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let (stop_versioning, stopped) = tokio::sync::watch::channel(false);
+        let versioning = tokio::spawn(versions::background(self.clone(), stopped));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = tick.tick() => self.flush_key_uses().await,
                 () = &mut shutdown => {
                     self.flush_key_uses().await;
+                    let _ = stop_versioning.send(true);
+                    let _ = versioning.await;
                     return;
                 }
             }
@@ -142,6 +161,7 @@ pub fn app(state: AppState) -> Router {
         .merge(installations::routes())
         .merge(publishers::routes())
         .merge(plugins::routes())
+        .merge(versions::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint").into_response() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -152,6 +172,10 @@ pub fn app(state: AppState) -> Router {
             )
             .into_response()
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            versions::select_version,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn(system::record_metrics))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
@@ -171,5 +195,9 @@ pub fn app(state: AppState) -> Router {
                     ApiError::internal("handler panicked").into_response()
                 })),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            versions::track_requests,
+        ))
         .with_state(state)
 }

@@ -14,6 +14,7 @@ use super::{ApiError, ApiJson, ApiResult, AppState, Ctx};
 use crate::records::query::{self, AggregateRequest, Cursor, Deleted, ListQuery};
 use crate::records::{self, Change, NewRecord, RecordError, Who};
 use crate::store::records::Record;
+use crate::versioning;
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -79,13 +80,33 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
         .map_err(|_| ApiError::bad_request("If-Match must be an ETag this API returned, like \"3\""))
 }
 
-fn one(record: &Record, status: StatusCode) -> Response {
+/// A record as the request's API version shows it: handlers speak the newest
+/// version, the version-change modules translate.
+fn shown(record: &Record, fields: Option<&[String]>, version: &str) -> Value {
+    let mut json = records::to_json(record, fields);
+    versioning::record_out(version, &mut json);
+    json
+}
+
+fn one(record: &Record, status: StatusCode, version: &str) -> Response {
     (
         status,
         [(header::ETAG, etag(record.version))],
-        axum::Json(records::to_json(record, None)),
+        axum::Json(shown(record, None, version)),
     )
         .into_response()
+}
+
+/// A field name in a filter, sort or group as the newest version names it
+/// (`close_date:month` keeps its bucket).
+fn field_in(ctx: &Ctx, object: &str, name: &str) -> String {
+    match name.split_once(':') {
+        Some((field, bucket)) => format!(
+            "{}:{bucket}",
+            versioning::field_name_in(&ctx.api_version, object, field)
+        ),
+        None => versioning::field_name_in(&ctx.api_version, object, name),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,8 +121,9 @@ async fn create(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(object): Path<String>,
-    ApiJson(body): ApiJson<WriteBody>,
+    ApiJson(mut body): ApiJson<WriteBody>,
 ) -> ApiResult<Response> {
+    versioning::fields_in(&ctx.api_version, &object, &mut body.fields).map_err(|e| e.prefixed("fields"))?;
     let item = NewRecord {
         fields: body.fields,
         owner_id: body.owner_id,
@@ -111,7 +133,7 @@ async fn create(
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::internal("create returned nothing"))?;
-    let mut response = one(&record, StatusCode::CREATED);
+    let mut response = one(&record, StatusCode::CREATED, &ctx.api_version);
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/records/{object}/{}", record.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -134,6 +156,25 @@ fn parse_params<T: for<'de> Deserialize<'de> + Default>(raw: Option<&str>) -> Ap
     }
 }
 
+/// `fields=a,b` in the request's version vocabulary, as newest base field names.
+fn selected_fields(ctx: &Ctx, schema: &records::schema::ObjectSchema, value: &str) -> ApiResult<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    for raw in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let mapped = field_in(ctx, &schema.name, raw);
+        let base = mapped.split('.').next().unwrap_or(&mapped).to_string();
+        if schema.field(&base).is_none() {
+            return Err(ApiError::bad_request(format!(
+                "`{raw}` is not a field of {}",
+                schema.name
+            )));
+        }
+        if !names.contains(&base) {
+            names.push(base);
+        }
+    }
+    Ok(names)
+}
+
 async fn get_one(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -142,15 +183,16 @@ async fn get_one(
 ) -> ApiResult<Response> {
     let params: GetParams = parse_params(raw.as_deref())?;
     let record = records::get(&state.db, &who(&ctx), &object, &id, params.include_deleted).await?;
-    let fields = params
-        .fields
-        .as_deref()
-        .map(|f| f.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>());
-    Ok((
-        [(header::ETAG, etag(record.version))],
-        axum::Json(records::to_json(&record, fields.as_deref())),
-    )
-        .into_response())
+    let fields = match params.fields.as_deref() {
+        Some(f) => Some(selected_fields(
+            &ctx,
+            &records::schema(&state.db, &ctx.auth.tenant_id, &object).await?,
+            f,
+        )?),
+        None => None,
+    };
+    let json = shown(&record, fields.as_deref(), &ctx.api_version);
+    Ok(([(header::ETAG, etag(record.version))], axum::Json(json)).into_response())
 }
 
 async fn patch(
@@ -158,8 +200,9 @@ async fn patch(
     ctx: Ctx,
     Path((object, id)): Path<(String, String)>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<WriteBody>,
+    ApiJson(mut body): ApiJson<WriteBody>,
 ) -> ApiResult<Response> {
+    versioning::fields_in(&ctx.api_version, &object, &mut body.fields).map_err(|e| e.prefixed("fields"))?;
     let change = Change {
         id,
         fields: body.fields,
@@ -171,7 +214,7 @@ async fn patch(
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::internal("update returned nothing"))?;
-    Ok(one(&record, StatusCode::OK))
+    Ok(one(&record, StatusCode::OK, &ctx.api_version))
 }
 
 async fn delete(
@@ -181,7 +224,7 @@ async fn delete(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let record = records::set_deleted(&state.db, &who(&ctx), &object, &id, true, if_match(&headers)?).await?;
-    Ok(one(&record, StatusCode::OK))
+    Ok(one(&record, StatusCode::OK, &ctx.api_version))
 }
 
 async fn restore(
@@ -191,20 +234,24 @@ async fn restore(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let record = records::set_deleted(&state.db, &who(&ctx), &object, &id, false, if_match(&headers)?).await?;
-    Ok(one(&record, StatusCode::OK))
+    Ok(one(&record, StatusCode::OK, &ctx.api_version))
 }
 
 /// Parse the listing's query string: `filter[…]`, `sort`, `fields`, `cursor`,
-/// `limit`, `deleted`; anything else is refused by name.
-pub fn list_query(schema: &records::schema::ObjectSchema, raw: Option<&str>) -> ApiResult<ListQuery> {
+/// `limit`, `deleted`; anything else is refused by name. Field names are in the
+/// request's API version and are translated to the newest.
+pub fn list_query(ctx: &Ctx, schema: &records::schema::ObjectSchema, raw: Option<&str>) -> ApiResult<ListQuery> {
     let pairs: Vec<(String, String)> = match raw {
         None | Some("") => Vec::new(),
         Some(q) => {
             serde_urlencoded::from_str(q).map_err(|e| ApiError::bad_request(format!("query parameters: {e}")))?
         }
     };
-    let filters = query::filters_from_query(&pairs)
+    let mut filters = query::filters_from_query(&pairs)
         .map_err(|p| ApiError::bad_request("invalid filters; see `errors`").with_fields(p))?;
+    for f in &mut filters {
+        f.field = field_in(ctx, &schema.name, &f.field);
+    }
     let filters = query::resolve_filters(schema, &filters, "filter")
         .map_err(|p| ApiError::bad_request("invalid filters; see `errors`").with_fields(p))?;
     let mut q = ListQuery {
@@ -217,23 +264,19 @@ pub fn list_query(schema: &records::schema::ObjectSchema, raw: Option<&str>) -> 
         match key.as_str() {
             k if k.starts_with("filter[") => {}
             "sort" => {
-                q.sort = query::parse_sort(schema, value)
-                    .map_err(|p| ApiError::bad_request(p.message.clone()).with_fields([p]))?
-            }
-            "fields" => {
-                let names: Vec<String> = value
+                let keys: Vec<String> = value
                     .split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(|k| match k.strip_prefix('-') {
+                        Some(name) => format!("-{}", field_in(ctx, &schema.name, name)),
+                        None => field_in(ctx, &schema.name, k.strip_prefix('+').unwrap_or(k)),
+                    })
                     .collect();
-                if let Some(bad) = names.iter().find(|n| schema.field(n).is_none()) {
-                    return Err(ApiError::bad_request(format!(
-                        "`{bad}` is not a field of {}",
-                        schema.name
-                    )));
-                }
-                q.fields = Some(names);
+                q.sort = query::parse_sort(schema, &keys.join(","))
+                    .map_err(|p| ApiError::bad_request(p.message.clone()).with_fields([p]))?;
             }
+            "fields" => q.fields = Some(selected_fields(ctx, schema, value)?),
             "cursor" => cursor = Some(value.clone()),
             "limit" => {
                 q.limit = value
@@ -275,9 +318,12 @@ async fn list(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let schema = records::schema(&state.db, &ctx.auth.tenant_id, &object).await?;
-    let q = list_query(&schema, raw.as_deref())?;
+    let q = list_query(&ctx, &schema, raw.as_deref())?;
     let (page, next) = records::list(&state.db, &who(&ctx), &object, &q).await?;
-    let data: Vec<Value> = page.iter().map(|r| records::to_json(r, q.fields.as_deref())).collect();
+    let data: Vec<Value> = page
+        .iter()
+        .map(|r| shown(r, q.fields.as_deref(), &ctx.api_version))
+        .collect();
     Ok(axum::Json(json!({ "data": data, "next_cursor": next })).into_response())
 }
 
@@ -306,9 +352,18 @@ async fn bulk(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(object): Path<String>,
-    ApiJson(body): ApiJson<BulkBody>,
+    ApiJson(mut body): ApiJson<BulkBody>,
 ) -> ApiResult<Response> {
     let who = who(&ctx);
+    let version = ctx.api_version.clone();
+    for (i, item) in body.create.iter_mut().flatten().enumerate() {
+        versioning::fields_in(&version, &object, &mut item.fields)
+            .map_err(|e| e.prefixed(&format!("records[{i}].fields")))?;
+    }
+    for (i, item) in body.update.iter_mut().flatten().enumerate() {
+        versioning::fields_in(&version, &object, &mut item.fields)
+            .map_err(|e| e.prefixed(&format!("records[{i}].fields")))?;
+    }
     let (records, status) = match (body.create, body.update) {
         (Some(items), None) => {
             let items = items
@@ -340,7 +395,7 @@ async fn bulk(
         }
         _ => return Err(ApiError::bad_request("send exactly one of `create` or `update`")),
     };
-    let data: Vec<Value> = records.iter().map(|r| records::to_json(r, None)).collect();
+    let data: Vec<Value> = records.iter().map(|r| shown(r, None, &version)).collect();
     Ok((status, axum::Json(json!({ "records": data }))).into_response())
 }
 
@@ -348,11 +403,40 @@ async fn aggregate(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(object): Path<String>,
-    ApiJson(body): ApiJson<AggregateRequest>,
+    ApiJson(mut body): ApiJson<AggregateRequest>,
 ) -> ApiResult<Response> {
     let schema = records::schema(&state.db, &ctx.auth.tenant_id, &object).await?;
+    // Results are named as the client named things in its API version.
+    let mut renames: Vec<(String, String)> = Vec::new();
+    for g in &mut body.group_by {
+        let newest = field_in(&ctx, &object, g);
+        renames.push((newest.clone(), g.clone()));
+        *g = newest;
+    }
+    for m in &mut body.measures {
+        if let Some(f) = &mut m.field {
+            if m.alias.is_none() {
+                let func = serde_json::to_value(m.func)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                m.alias = Some(format!("{func}_{}", f.replace('.', "_")));
+            }
+            *f = field_in(&ctx, &object, f);
+        }
+    }
+    for f in &mut body.filters {
+        f.field = field_in(&ctx, &object, &f.field);
+    }
     let q = query::resolve_aggregate(&schema, &body)
         .map_err(|p| ApiError::validation("the aggregate is not valid; see `errors`").with_fields(p))?;
-    let (rows, truncated) = records::aggregate(&state.db, &who(&ctx), &object, &q).await?;
+    let (mut rows, truncated) = records::aggregate(&state.db, &who(&ctx), &object, &q).await?;
+    for row in &mut rows {
+        for (newest, asked) in renames.iter().filter(|(n, a)| n != a) {
+            if let Some(v) = row.remove(newest) {
+                row.insert(asked.clone(), v);
+            }
+        }
+    }
     Ok(axum::Json(json!({ "rows": rows, "truncated": truncated })).into_response())
 }

@@ -23,7 +23,8 @@ pub(crate) struct DataArgs {
     #[arg(long, env = "PLINTH_DATABASE_URL", value_name = "URL")]
     database_url: Option<String>,
     /// TOML file with any of: listen, data_dir, database_url, body_limit,
-    /// plugin_timeout_ms, plugin_memory_mib. Flags and environment win over it.
+    /// plugin_timeout_ms, plugin_memory_mib, request_log_retention_days (default 30,
+    /// 0 keeps the request log forever). Flags and environment win over it.
     #[arg(long, env = "PLINTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -50,6 +51,9 @@ pub(crate) enum AdminCommand {
     /// Marketplace publishers: register, rotate/retire/revoke keys, upload tokens.
     #[command(subcommand)]
     Publisher(PublisherCommand),
+    /// API versions: list them, change a version's lifecycle.
+    #[command(subcommand)]
+    Version(VersionCommand),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -134,6 +138,7 @@ struct FileConfig {
     body_limit: Option<usize>,
     plugin_timeout_ms: Option<u64>,
     plugin_memory_mib: Option<u64>,
+    request_log_retention_days: Option<u32>,
 }
 
 fn config(data: &DataArgs, listen: Option<SocketAddr>) -> anyhow::Result<ServerConfig> {
@@ -165,6 +170,9 @@ fn config(data: &DataArgs, listen: Option<SocketAddr>) -> anyhow::Result<ServerC
     }
     if let Some(mib) = file.plugin_memory_mib {
         config.limits.max_memory_bytes = mib * 1024 * 1024;
+    }
+    if let Some(days) = file.request_log_retention_days {
+        config.api.request_log.retention_days = days;
     }
     Ok(config)
 }
@@ -228,6 +236,7 @@ pub(crate) fn admin(cmd: AdminCommand) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             })?
         }
+        AdminCommand::Version(cmd) => version(cmd),
     }
 }
 
@@ -285,6 +294,91 @@ fn publisher(cmd: PublisherCommand) -> anyhow::Result<ExitCode> {
                 let token = p::issue_token(&db, &name).await?;
                 println!("upload token for {name}: {token}   (shown once: store it now)");
             }
+        }
+        db.close().await;
+        Ok(ExitCode::SUCCESS)
+    })?
+}
+
+// --- plinth admin version … ------------------------------------------------------
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum VersionCommand {
+    /// List the API versions with their lifecycle, dates and successor.
+    List(VersionListArgs),
+    /// Change a version's lifecycle. Running servers pick it up within 10 s.
+    Set(VersionSetArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct VersionListArgs {
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct VersionSetArgs {
+    /// The version, e.g. 2026-11-01.
+    #[arg(value_name = "VERSION")]
+    api_version: String,
+    /// preview, current, deprecated or retired.
+    #[arg(long)]
+    lifecycle: crate::versioning::Lifecycle,
+    /// Deprecation date (YYYY-MM-DD; default: today, or the date already set).
+    #[arg(long, value_parser = parse_date)]
+    deprecation: Option<time::Date>,
+    /// Sunset date (YYYY-MM-DD; default: 180 days after deprecation, or today when retiring).
+    #[arg(long, value_parser = parse_date)]
+    sunset: Option<time::Date>,
+    /// Successor version (default: the next version).
+    #[arg(long)]
+    successor: Option<String>,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+fn parse_date(s: &str) -> Result<time::Date, String> {
+    crate::versioning::lifecycle::parse_date(s).ok_or_else(|| format!("`{s}` is not a date YYYY-MM-DD"))
+}
+
+fn version(cmd: VersionCommand) -> anyhow::Result<ExitCode> {
+    use crate::versioning::lifecycle::format_date;
+    use crate::versioning::{LifecycleChange, Versions};
+
+    let data = match &cmd {
+        VersionCommand::List(a) => &a.data,
+        VersionCommand::Set(a) => &a.data,
+    };
+    let config = config(data, None)?;
+    block_on(async move {
+        let db = config.open_db().await?;
+        let versions = Versions::default();
+        if let VersionCommand::Set(a) = cmd {
+            let change = LifecycleChange {
+                lifecycle: a.lifecycle,
+                deprecation: a.deprecation,
+                sunset: a.sunset,
+                successor: a.successor,
+            };
+            versions.set(&db, &a.api_version, change).await?;
+        } else {
+            versions.reload(&db).await?;
+        }
+        println!(
+            "{:<12} {:<11} {:<12} {:<12} {:<12} CHANGED",
+            "VERSION", "LIFECYCLE", "DEPRECATION", "SUNSET", "SUCCESSOR"
+        );
+        let date = |d: Option<time::Date>| d.map_or_else(|| "-".to_string(), format_date);
+        for v in versions.snapshot().versions() {
+            println!(
+                "{:<12} {:<11} {:<12} {:<12} {:<12} {}",
+                v.version,
+                v.status.lifecycle.as_str(),
+                date(v.status.deprecation),
+                date(v.status.sunset),
+                v.status.successor.as_deref().unwrap_or("-"),
+                v.overridden_at.as_deref().unwrap_or("built-in"),
+            );
         }
         db.close().await;
         Ok(ExitCode::SUCCESS)

@@ -13,10 +13,12 @@ pub mod installations;
 pub mod marketplace;
 mod objects;
 pub mod records;
+pub mod request_log;
 mod settings;
 pub(crate) mod sql;
 pub mod tenancy;
 pub mod time;
+pub mod versions;
 
 use std::path::Path;
 use std::str::FromStr;
