@@ -6,6 +6,7 @@
 //! tracing span per request, panic → 500 problem, body limit, request metrics,
 //! authentication.
 
+mod audit;
 pub mod auth;
 pub mod context;
 mod error;
@@ -123,6 +124,7 @@ pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(context::REQUEST_ID_HEADER);
     Router::new()
         .merge(system::routes())
+        .merge(audit::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint").into_response() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
