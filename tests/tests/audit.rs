@@ -447,9 +447,22 @@ async fn verify_reports_the_first_tampered_event() {
         "{v}"
     );
 
-    // Other tenants' chains are untouched by all this.
+    // Other tenants' chains are untouched by all this, and awkward text (which the
+    // database JSON-encodes on verify's fast path) verifies.
     let g = with_events(&s, "Clean", 3).await;
-    assert_eq!(verify(&s, &g).await["ok"], true);
+    let awkward = "q\" b\\ c\u{1}\u{1f}\u{7f} é ✓ 𝄞 \u{2028}\n\r\t/";
+    append(
+        &s,
+        &g.id,
+        &plugin(awkward),
+        awkward,
+        (awkward, awkward),
+        Some(json!({ awkward: awkward })),
+        Some(json!({ "x": [awkward, 1.5e300, -0.0, 12345678901234567_i64] })),
+    )
+    .await;
+    let v = verify(&s, &g).await;
+    assert_eq!((v["ok"].clone(), v["events"].clone()), (json!(true), json!(7)), "{v}");
     s.stop().await;
 }
 

@@ -16,7 +16,10 @@
 //! Hashing runs on the blocking pool while the next page is fetched, so a long walk
 //! neither stalls the async workers nor waits on the database between pages.
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::store::audit::{AuditEvent, GENESIS_HASH};
 use crate::store::audit_query;
@@ -67,49 +70,203 @@ pub struct VerifyReport {
 /// The walk's state between pages.
 #[derive(Debug)]
 struct Walk {
+    tenant: String,
     next_seq: i64,
     prev_hash: String,
     checked: i64,
     broken: Option<Broken>,
+    /// Reused buffer for canonical forms: no allocation per event.
+    scratch: Vec<u8>,
+}
+
+/// Where checking a page of packed events stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The page is done, or the chain is broken (see `Walk::broken`).
+    Done,
+    /// The packed row at this index did not check out; the exact path decides.
+    Suspect(usize),
+}
+
+/// An event's columns as the canonical form lists them.
+struct Fields<'a> {
+    tenant_id: &'a str,
+    seq: i64,
+    id: &'a str,
+    occurred_at: &'a str,
+    actor_user: Option<&'a str>,
+    actor_key: Option<&'a str>,
+    actor_plugin: Option<&'a str>,
+    action: &'a str,
+    entity_type: &'a str,
+    entity_id: Option<&'a str>,
+    before_state: Option<&'a str>,
+    after_state: Option<&'a str>,
+    changed_fields: &'a str,
+    request_id: Option<&'a str>,
+    api_version: Option<&'a str>,
+    client: Option<&'a str>,
+    prev_hash: &'a str,
+    hash: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    fn of_event(e: &'a AuditEvent) -> Fields<'a> {
+        Fields {
+            tenant_id: &e.tenant_id,
+            seq: e.seq,
+            id: &e.id,
+            occurred_at: &e.occurred_at,
+            actor_user: e.actor_user.as_deref(),
+            actor_key: e.actor_key.as_deref(),
+            actor_plugin: e.actor_plugin.as_deref(),
+            action: &e.action,
+            entity_type: &e.entity_type,
+            entity_id: e.entity_id.as_deref(),
+            before_state: e.before_state.as_deref(),
+            after_state: e.after_state.as_deref(),
+            changed_fields: &e.changed_fields,
+            request_id: e.request_id.as_deref(),
+            api_version: e.api_version.as_deref(),
+            client: e.client.as_deref(),
+            prev_hash: &e.prev_hash,
+            hash: &e.hash,
+        }
+    }
+
+    fn of_packed(tenant_id: &'a str, p: &'a Packed<'a>) -> Fields<'a> {
+        Fields {
+            tenant_id,
+            seq: p.0,
+            id: &p.1,
+            occurred_at: &p.2,
+            actor_user: p.3.as_deref(),
+            actor_key: p.4.as_deref(),
+            actor_plugin: p.5.as_deref(),
+            action: &p.6,
+            entity_type: &p.7,
+            entity_id: p.8.as_deref(),
+            before_state: p.9.as_deref(),
+            after_state: p.10.as_deref(),
+            changed_fields: &p.11,
+            request_id: p.12.as_deref(),
+            api_version: p.13.as_deref(),
+            client: p.14.as_deref(),
+            prev_hash: &p.15,
+            hash: &p.16,
+        }
+    }
+}
+
+/// One event as `audit_query::chain_page_packed` returns it (all columns but the
+/// tenant, in order); strings borrow from the text unless they hold escapes.
+#[derive(Deserialize)]
+struct Packed<'a>(
+    i64,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+);
+
+/// The seq at the start of a packed row (`[12,…` or `[12, …`).
+fn leading_seq(packed: &str) -> Option<i64> {
+    let rest = packed.strip_prefix('[')?;
+    let end = rest.find(|c: char| !c.is_ascii_digit() && c != '-')?;
+    rest[..end].parse().ok()
 }
 
 impl Walk {
-    fn new() -> Walk {
+    fn new(tenant: &str) -> Walk {
         Walk {
+            tenant: tenant.to_string(),
             next_seq: 1,
             prev_hash: GENESIS_HASH.to_string(),
             checked: 0,
             broken: None,
+            scratch: Vec::with_capacity(4096),
         }
     }
 
-    /// Check one page (in seq order); stops at the first break.
+    /// Judge one event; true if it extends the chain, false if it breaks it (and
+    /// `broken` says how) or — when `trusted` is false — if its hash did not check
+    /// out, which the caller then confirms on the exact path.
+    fn step(&mut self, f: &Fields<'_>, trusted: bool) -> Result<(), Option<Broken>> {
+        if f.seq != self.next_seq {
+            return Err(Some(Broken {
+                seq: self.next_seq,
+                id: None,
+                reason: "sequence gap",
+            }));
+        }
+        let reason = if f.prev_hash != self.prev_hash {
+            "broken link"
+        } else if !hash_matches(f, &mut self.scratch) {
+            if !trusted {
+                return Err(None);
+            }
+            "hash mismatch"
+        } else {
+            self.checked += 1;
+            self.next_seq += 1;
+            self.prev_hash.clear();
+            self.prev_hash.push_str(f.hash);
+            return Ok(());
+        };
+        Err(Some(Broken {
+            seq: f.seq,
+            id: Some(f.id.to_string()),
+            reason,
+        }))
+    }
+
+    /// Check whole events (the exact path); stops at the first break.
     fn check(&mut self, page: &[AuditEvent]) {
         for e in page {
-            let reason = if e.seq != self.next_seq {
-                self.broken = Some(Broken {
-                    seq: self.next_seq,
-                    id: None,
-                    reason: "sequence gap",
-                });
+            if let Err(b) = self.step(&Fields::of_event(e), true) {
+                self.broken = b;
                 return;
-            } else if e.prev_hash != self.prev_hash {
-                "broken link"
-            } else if e.compute_hash() != e.hash {
-                "hash mismatch"
-            } else {
-                self.checked += 1;
-                self.next_seq += 1;
-                self.prev_hash.clone_from(&e.hash);
-                continue;
-            };
-            self.broken = Some(Broken {
-                seq: e.seq,
-                id: Some(e.id.clone()),
-                reason,
-            });
-            return;
+            }
         }
+    }
+
+    /// Check packed events from index `from`. A row that does not decode, or whose
+    /// hash does not match, is handed back as a suspect rather than reported: the
+    /// database's JSON encoding is trusted for speed, never for a verdict.
+    fn check_packed(&mut self, page: &[String], from: usize) -> Stop {
+        let tenant = std::mem::take(&mut self.tenant);
+        let mut stop = Stop::Done;
+        for (i, text) in page.iter().enumerate().skip(from) {
+            let Ok(p) = serde_json::from_str::<Packed<'_>>(text) else {
+                stop = Stop::Suspect(i);
+                break;
+            };
+            match self.step(&Fields::of_packed(&tenant, &p), false) {
+                Ok(()) => {}
+                Err(None) => {
+                    stop = Stop::Suspect(i);
+                    break;
+                }
+                Err(broken) => {
+                    self.broken = broken;
+                    break;
+                }
+            }
+        }
+        self.tenant = tenant;
+        stop
     }
 
     fn report(self) -> VerifyReport {
@@ -145,7 +302,7 @@ impl Walk {
 
 /// Verify `tenant`'s whole chain.
 pub async fn verify_chain(db: &Db, tenant: &str) -> StoreResult<VerifyReport> {
-    let mut walk = Walk::new();
+    let mut walk = Walk::new(tenant);
     let Some(snap) = audit_query::chain_snapshot(db, tenant).await? else {
         // Every tenant gets a head row when it is created: none means it was removed.
         walk.head_mismatch(0);
@@ -154,27 +311,56 @@ pub async fn verify_chain(db: &Db, tenant: &str) -> StoreResult<VerifyReport> {
     let upto = snap.head_seq;
     let fetch = |after: i64| {
         let (db, tenant) = (db.clone(), tenant.to_string());
-        tokio::spawn(async move { audit_query::chain_page(&db, &tenant, after, upto, PAGE).await })
+        tokio::spawn(async move { audit_query::chain_page_packed(&db, &tenant, after, upto, PAGE).await })
     };
     let mut pending = (upto > 0).then(|| fetch(0));
     while let Some(handle) = pending.take() {
-        let page = joined(handle.await)??;
+        let mut page = joined(handle.await)??;
         let full = page.len() as i64 == PAGE;
-        if let (true, Some(last)) = (full, page.last()) {
-            pending = Some(fetch(last.seq));
+        // Fetch the next page while this one is hashed.
+        let mut prefetched = false;
+        if let (true, Some(last)) = (full, page.last().and_then(|p| leading_seq(p))) {
+            pending = Some(fetch(last));
+            prefetched = true;
         }
-        walk = joined(
-            tokio::task::spawn_blocking(move || {
-                walk.check(&page);
-                walk
-            })
-            .await,
-        )?;
+        let mut from = 0;
+        loop {
+            let (w, p, stop) = joined(
+                tokio::task::spawn_blocking(move || {
+                    let stop = walk.check_packed(&page, from);
+                    (walk, page, stop)
+                })
+                .await,
+            )?;
+            walk = w;
+            let Stop::Suspect(i) = stop else {
+                break;
+            };
+            // The exact path: the event as sqlx decodes its columns, hashed by
+            // `AuditEvent::canonical`'s rules.
+            match audit_query::event_at_seq(db, tenant, walk.next_seq).await? {
+                Some(e) => walk.check(std::slice::from_ref(&e)),
+                None => {
+                    walk.broken = Some(Broken {
+                        seq: walk.next_seq,
+                        id: None,
+                        reason: "sequence gap",
+                    })
+                }
+            }
+            if walk.broken.is_some() {
+                break;
+            }
+            (page, from) = (p, i + 1);
+        }
         if walk.broken.is_some() {
             if let Some(h) = pending.take() {
                 h.abort();
             }
             return Ok(walk.report());
+        }
+        if full && !prefetched {
+            pending = Some(fetch(walk.next_seq - 1));
         }
     }
     let last_seq = walk.next_seq - 1;
@@ -188,6 +374,61 @@ pub async fn verify_chain(db: &Db, tenant: &str) -> StoreResult<VerifyReport> {
         walk.head_mismatch(upto + 1);
     }
     Ok(walk.report())
+}
+
+/// Whether `f.hash` is the hash of the other fields. Equivalent to
+/// `AuditEvent::compute_hash() == hash`, but writes the canonical form (the same
+/// bytes as [`AuditEvent::canonical`], which a test pins) into a reused buffer
+/// instead of building a JSON tree per event.
+fn hash_matches(f: &Fields<'_>, buf: &mut Vec<u8>) -> bool {
+    buf.clear();
+    if canonical_into(f, buf).is_err() {
+        return false;
+    }
+    let digest = Sha256::digest(buf.as_slice());
+    let mut hex_digest = [0u8; 64];
+    hex::encode_to_slice(digest, &mut hex_digest).is_ok() && hex_digest.as_slice() == f.hash.as_bytes()
+}
+
+/// Append the canonical form of `f` to `buf`: the prefix, then a compact JSON array
+/// of every column in `AuditEvent::canonical`'s order, strings escaped by serde_json
+/// exactly as there.
+fn canonical_into(f: &Fields<'_>, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+    fn text(buf: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+        serde_json::to_writer(&mut *buf, s)?;
+        buf.push(b',');
+        Ok(())
+    }
+    fn opt(buf: &mut Vec<u8>, s: Option<&str>) -> serde_json::Result<()> {
+        match s {
+            Some(s) => text(buf, s),
+            None => {
+                buf.extend_from_slice(b"null,");
+                Ok(())
+            }
+        }
+    }
+    buf.extend_from_slice(b"plinth-audit-v1\n[");
+    text(buf, f.tenant_id)?;
+    serde_json::to_writer(&mut *buf, &f.seq)?;
+    buf.push(b',');
+    text(buf, f.id)?;
+    text(buf, f.occurred_at)?;
+    opt(buf, f.actor_user)?;
+    opt(buf, f.actor_key)?;
+    opt(buf, f.actor_plugin)?;
+    text(buf, f.action)?;
+    text(buf, f.entity_type)?;
+    opt(buf, f.entity_id)?;
+    opt(buf, f.before_state)?;
+    opt(buf, f.after_state)?;
+    text(buf, f.changed_fields)?;
+    opt(buf, f.request_id)?;
+    opt(buf, f.api_version)?;
+    opt(buf, f.client)?;
+    serde_json::to_writer(&mut *buf, f.prev_hash)?;
+    buf.push(b']');
+    Ok(())
 }
 
 fn joined<T>(r: Result<T, tokio::task::JoinError>) -> StoreResult<T> {
@@ -230,7 +471,7 @@ mod tests {
     }
 
     fn first_break(events: &[AuditEvent]) -> Option<(i64, &'static str)> {
-        let mut w = Walk::new();
+        let mut w = Walk::new("t");
         w.check(events);
         w.broken.map(|b| (b.seq, b.reason))
     }
@@ -256,9 +497,103 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_canonical_form_is_the_canonical_form() {
+        let mut e = chain(1).remove(0);
+        let awkward = [
+            "plain",
+            "quote \" backslash \\ slash /",
+            "controls \u{0} \u{1f} \n \r \t \u{7f}",
+            "unicode é ✓ 𝄞 \u{2028} \u{2029}",
+            "",
+        ];
+        let mut buf = Vec::new();
+        for (i, s) in awkward.iter().enumerate() {
+            e.action = (*s).to_string();
+            e.before_state = (i % 2 == 0).then(|| format!("{{\"v\":{s:?}}}"));
+            e.actor_plugin = (i % 2 == 1).then(|| (*s).to_string());
+            e.client = None;
+            e.seq = [1, -5, i64::MAX, 0, 42][i];
+            buf.clear();
+            canonical_into(&Fields::of_event(&e), &mut buf).unwrap();
+            assert_eq!(buf, e.canonical(), "{s:?}");
+            e.hash = e.compute_hash();
+            assert!(hash_matches(&Fields::of_event(&e), &mut buf));
+            e.hash
+                .replace_range(0..1, if e.hash.starts_with('0') { "1" } else { "0" });
+            assert!(!hash_matches(&Fields::of_event(&e), &mut buf));
+        }
+    }
+
+    fn packed(e: &AuditEvent) -> String {
+        serde_json::json!([
+            e.seq,
+            e.id,
+            e.occurred_at,
+            e.actor_user,
+            e.actor_key,
+            e.actor_plugin,
+            e.action,
+            e.entity_type,
+            e.entity_id,
+            e.before_state,
+            e.after_state,
+            e.changed_fields,
+            e.request_id,
+            e.api_version,
+            e.client,
+            e.prev_hash,
+            e.hash
+        ])
+        .to_string()
+    }
+
+    #[test]
+    fn packed_rows_are_checked_and_doubtful_ones_handed_back() {
+        let mut c = chain(4);
+        c[1].before_state = Some("{\"q\":\"a \\\" b\"}".into());
+        c[1].hash = c[1].compute_hash();
+        // Re-link after changing event 2.
+        for i in 2..4 {
+            c[i].prev_hash = c[i - 1].hash.clone();
+            c[i].hash = c[i].compute_hash();
+        }
+        let page: Vec<String> = c.iter().map(packed).collect();
+        assert_eq!(leading_seq(&page[3]), Some(4));
+        assert_eq!(leading_seq("[12, \"x\"]"), Some(12));
+        let mut w = Walk::new("t");
+        assert_eq!(w.check_packed(&page, 0), Stop::Done);
+        assert_eq!((w.checked, w.broken.is_none()), (4, true));
+
+        // A row that does not decode, or does not hash, is a suspect, not a verdict.
+        let mut bad = page.clone();
+        bad[2] = "not json".into();
+        let mut w = Walk::new("t");
+        assert_eq!(w.check_packed(&bad, 0), Stop::Suspect(2));
+        assert!(w.broken.is_none());
+        w.check(&c[2..3]);
+        assert_eq!(w.check_packed(&bad, 3), Stop::Done);
+        assert_eq!(w.checked, 4);
+
+        let mut altered = c.clone();
+        altered[2].action = "x".into();
+        let page: Vec<String> = altered.iter().map(packed).collect();
+        let mut w = Walk::new("t");
+        assert_eq!(w.check_packed(&page, 0), Stop::Suspect(2));
+        w.check(&altered[2..3]);
+        assert_eq!(w.broken.map(|b| (b.seq, b.reason)), Some((3, "hash mismatch")));
+
+        // Gaps and broken links are verdicts straight away.
+        let mut gap = c.iter().map(packed).collect::<Vec<_>>();
+        gap.remove(1);
+        let mut w = Walk::new("t");
+        assert_eq!(w.check_packed(&gap, 0), Stop::Done);
+        assert_eq!(w.broken.map(|b| (b.seq, b.reason)), Some((2, "sequence gap")));
+    }
+
+    #[test]
     fn checking_in_pages_equals_checking_at_once() {
         let c = chain(7);
-        let mut w = Walk::new();
+        let mut w = Walk::new("t");
         w.check(&c[..3]);
         w.check(&c[3..]);
         let r = w.report();
