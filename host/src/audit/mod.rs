@@ -9,6 +9,7 @@
 //! parameters) or [`AuditError::Invalid`] (bodies), each naming its field.
 
 pub mod alerts;
+mod canonical;
 pub mod compliance;
 pub mod export;
 pub mod params;

@@ -16,11 +16,9 @@
 //! Hashing runs on the blocking pool while the next page is fetched, so a long walk
 //! neither stalls the async workers nor waits on the database between pages.
 
-use std::borrow::Cow;
+use serde::Serialize;
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
-
+use super::canonical::{Fields, Packed, leading_seq};
 use crate::store::audit::{AuditEvent, GENESIS_HASH};
 use crate::store::audit_query;
 use crate::store::{Db, StoreError, StoreResult};
@@ -88,106 +86,6 @@ enum Stop {
     Suspect(usize),
 }
 
-/// An event's columns as the canonical form lists them.
-struct Fields<'a> {
-    tenant_id: &'a str,
-    seq: i64,
-    id: &'a str,
-    occurred_at: &'a str,
-    actor_user: Option<&'a str>,
-    actor_key: Option<&'a str>,
-    actor_plugin: Option<&'a str>,
-    action: &'a str,
-    entity_type: &'a str,
-    entity_id: Option<&'a str>,
-    before_state: Option<&'a str>,
-    after_state: Option<&'a str>,
-    changed_fields: &'a str,
-    request_id: Option<&'a str>,
-    api_version: Option<&'a str>,
-    client: Option<&'a str>,
-    prev_hash: &'a str,
-    hash: &'a str,
-}
-
-impl<'a> Fields<'a> {
-    fn of_event(e: &'a AuditEvent) -> Fields<'a> {
-        Fields {
-            tenant_id: &e.tenant_id,
-            seq: e.seq,
-            id: &e.id,
-            occurred_at: &e.occurred_at,
-            actor_user: e.actor_user.as_deref(),
-            actor_key: e.actor_key.as_deref(),
-            actor_plugin: e.actor_plugin.as_deref(),
-            action: &e.action,
-            entity_type: &e.entity_type,
-            entity_id: e.entity_id.as_deref(),
-            before_state: e.before_state.as_deref(),
-            after_state: e.after_state.as_deref(),
-            changed_fields: &e.changed_fields,
-            request_id: e.request_id.as_deref(),
-            api_version: e.api_version.as_deref(),
-            client: e.client.as_deref(),
-            prev_hash: &e.prev_hash,
-            hash: &e.hash,
-        }
-    }
-
-    fn of_packed(tenant_id: &'a str, p: &'a Packed<'a>) -> Fields<'a> {
-        Fields {
-            tenant_id,
-            seq: p.0,
-            id: &p.1,
-            occurred_at: &p.2,
-            actor_user: p.3.as_deref(),
-            actor_key: p.4.as_deref(),
-            actor_plugin: p.5.as_deref(),
-            action: &p.6,
-            entity_type: &p.7,
-            entity_id: p.8.as_deref(),
-            before_state: p.9.as_deref(),
-            after_state: p.10.as_deref(),
-            changed_fields: &p.11,
-            request_id: p.12.as_deref(),
-            api_version: p.13.as_deref(),
-            client: p.14.as_deref(),
-            prev_hash: &p.15,
-            hash: &p.16,
-        }
-    }
-}
-
-/// One event as `audit_query::chain_page_packed` returns it (all columns but the
-/// tenant, in order); strings borrow from the text unless they hold escapes.
-#[derive(Deserialize)]
-struct Packed<'a>(
-    i64,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Cow<'a, str>,
-);
-
-/// The seq at the start of a packed row (`[12,…` or `[12, …`).
-fn leading_seq(packed: &str) -> Option<i64> {
-    let rest = packed.strip_prefix('[')?;
-    let end = rest.find(|c: char| !c.is_ascii_digit() && c != '-')?;
-    rest[..end].parse().ok()
-}
-
 impl Walk {
     fn new(tenant: &str) -> Walk {
         Walk {
@@ -213,7 +111,7 @@ impl Walk {
         }
         let reason = if f.prev_hash != self.prev_hash {
             "broken link"
-        } else if !hash_matches(f, &mut self.scratch) {
+        } else if !super::canonical::hash_matches(f, &mut self.scratch) {
             if !trusted {
                 return Err(None);
             }
@@ -300,8 +198,18 @@ impl Walk {
     }
 }
 
-/// Verify `tenant`'s whole chain.
+/// Chain walks running at once in this process. A walk of a large chain keeps a
+/// core busy for seconds; more would only slow every request on the host.
+const CONCURRENT_WALKS: usize = 2;
+static WALKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_WALKS);
+
+/// Verify `tenant`'s whole chain. At most [`CONCURRENT_WALKS`] verifications run at
+/// once per process; further ones wait their turn.
 pub async fn verify_chain(db: &Db, tenant: &str) -> StoreResult<VerifyReport> {
+    let _slot = WALKS
+        .acquire()
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("verification slots closed: {e}")))?;
     let mut walk = Walk::new(tenant);
     let Some(snap) = audit_query::chain_snapshot(db, tenant).await? else {
         // Every tenant gets a head row when it is created: none means it was removed.
@@ -376,61 +284,6 @@ pub async fn verify_chain(db: &Db, tenant: &str) -> StoreResult<VerifyReport> {
     Ok(walk.report())
 }
 
-/// Whether `f.hash` is the hash of the other fields. Equivalent to
-/// `AuditEvent::compute_hash() == hash`, but writes the canonical form (the same
-/// bytes as [`AuditEvent::canonical`], which a test pins) into a reused buffer
-/// instead of building a JSON tree per event.
-fn hash_matches(f: &Fields<'_>, buf: &mut Vec<u8>) -> bool {
-    buf.clear();
-    if canonical_into(f, buf).is_err() {
-        return false;
-    }
-    let digest = Sha256::digest(buf.as_slice());
-    let mut hex_digest = [0u8; 64];
-    hex::encode_to_slice(digest, &mut hex_digest).is_ok() && hex_digest.as_slice() == f.hash.as_bytes()
-}
-
-/// Append the canonical form of `f` to `buf`: the prefix, then a compact JSON array
-/// of every column in `AuditEvent::canonical`'s order, strings escaped by serde_json
-/// exactly as there.
-fn canonical_into(f: &Fields<'_>, buf: &mut Vec<u8>) -> serde_json::Result<()> {
-    fn text(buf: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
-        serde_json::to_writer(&mut *buf, s)?;
-        buf.push(b',');
-        Ok(())
-    }
-    fn opt(buf: &mut Vec<u8>, s: Option<&str>) -> serde_json::Result<()> {
-        match s {
-            Some(s) => text(buf, s),
-            None => {
-                buf.extend_from_slice(b"null,");
-                Ok(())
-            }
-        }
-    }
-    buf.extend_from_slice(b"plinth-audit-v1\n[");
-    text(buf, f.tenant_id)?;
-    serde_json::to_writer(&mut *buf, &f.seq)?;
-    buf.push(b',');
-    text(buf, f.id)?;
-    text(buf, f.occurred_at)?;
-    opt(buf, f.actor_user)?;
-    opt(buf, f.actor_key)?;
-    opt(buf, f.actor_plugin)?;
-    text(buf, f.action)?;
-    text(buf, f.entity_type)?;
-    opt(buf, f.entity_id)?;
-    opt(buf, f.before_state)?;
-    opt(buf, f.after_state)?;
-    text(buf, f.changed_fields)?;
-    opt(buf, f.request_id)?;
-    opt(buf, f.api_version)?;
-    opt(buf, f.client)?;
-    serde_json::to_writer(&mut *buf, f.prev_hash)?;
-    buf.push(b']');
-    Ok(())
-}
-
 fn joined<T>(r: Result<T, tokio::task::JoinError>) -> StoreResult<T> {
     r.map_err(|e| StoreError::Corrupt(format!("verification task failed: {e}")))
 }
@@ -494,34 +347,6 @@ mod tests {
         forged[1].action = "x".into();
         forged[1].hash = forged[1].compute_hash();
         assert_eq!(first_break(&forged), Some((3, "broken link")));
-    }
-
-    #[test]
-    fn the_fast_canonical_form_is_the_canonical_form() {
-        let mut e = chain(1).remove(0);
-        let awkward = [
-            "plain",
-            "quote \" backslash \\ slash /",
-            "controls \u{0} \u{1f} \n \r \t \u{7f}",
-            "unicode é ✓ 𝄞 \u{2028} \u{2029}",
-            "",
-        ];
-        let mut buf = Vec::new();
-        for (i, s) in awkward.iter().enumerate() {
-            e.action = (*s).to_string();
-            e.before_state = (i % 2 == 0).then(|| format!("{{\"v\":{s:?}}}"));
-            e.actor_plugin = (i % 2 == 1).then(|| (*s).to_string());
-            e.client = None;
-            e.seq = [1, -5, i64::MAX, 0, 42][i];
-            buf.clear();
-            canonical_into(&Fields::of_event(&e), &mut buf).unwrap();
-            assert_eq!(buf, e.canonical(), "{s:?}");
-            e.hash = e.compute_hash();
-            assert!(hash_matches(&Fields::of_event(&e), &mut buf));
-            e.hash
-                .replace_range(0..1, if e.hash.starts_with('0') { "1" } else { "0" });
-            assert!(!hash_matches(&Fields::of_event(&e), &mut buf));
-        }
     }
 
     fn packed(e: &AuditEvent) -> String {
