@@ -6,6 +6,19 @@
 //! here; whether the caller may see that record is the records module's check.
 //! Handlers parse and authorise, then call `crate::audit`; every call is scoped to
 //! the caller's tenant, so another tenant's ids are simply not found.
+//!
+//! | endpoint | parameters / body | answer |
+//! |---|---|---|
+//! | `GET /api/v1/audit/events` | filters (see `audit::query::FILTER_PARAMS`), `order=desc\|asc`, `cursor`, `limit` (1–500, default 50) | `{data: [event], next_cursor}` |
+//! | `GET /api/v1/audit/verify` | — | `{ok, events, head}` or `{ok: false, events_checked, first_broken}` |
+//! | `GET /api/v1/audit/export` | filters, `order=asc\|desc`, `format=jsonl\|csv` | streamed attachment |
+//! | `POST /api/v1/audit/policies` | `{name, kind, …rule, enabled?, notify?}` | 201 policy, `ETag`, `Location` |
+//! | `GET /api/v1/audit/policies` | — | `{data: [policy], next_cursor: null}` (at most 100) |
+//! | `GET/PATCH/DELETE /api/v1/audit/policies/{id}` | PATCH: any subset; `If-Match` honoured | policy / 204 |
+//! | `GET /api/v1/audit/alerts` | `policy`, `acknowledged=true\|false`, `cursor`, `limit` | `{data: [alert], next_cursor}` |
+//! | `POST /api/v1/audit/alerts/{id}/acknowledge` | — | alert |
+//! | `GET /api/v1/audit/compliance` | `from`, `to` (required), `format=json\|csv` | report |
+//! | `GET /api/v1/records/{object}/{id}/history` | `cursor`, `limit` | `{data: [event], next_cursor}`, oldest first |
 
 use axum::Router;
 use axum::body::{Body, Bytes};

@@ -13,8 +13,11 @@ use crate::store::audit_query::{self, EventFilter, Order};
 const CURSOR_KIND: &str = "e1";
 
 /// The filter parameters shared by the event list, export and anything else that
-/// selects events: `actor`, `key`, `plugin`, `entity_type`, `entity_id`, `action`,
-/// `from` (inclusive), `to` (exclusive), `changed_field`.
+/// selects events: `actor` (user id), `key` (API key id), `plugin` (`id@version`),
+/// `entity_type`, `entity_id`, `action` (all exact matches), `from` (inclusive) and
+/// `to` (exclusive) as RFC 3339 times compared at millisecond precision, and
+/// `changed_field` (a top-level field name among the event's changed fields, exact
+/// and case-sensitive).
 pub const FILTER_PARAMS: [&str; 9] = [
     "actor",
     "key",

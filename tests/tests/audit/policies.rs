@@ -483,3 +483,48 @@ async fn policy_count_is_capped_per_tenant() {
     assert_eq!(events.len(), 100);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_background_evaluator_raises_alerts_as_events_are_written_and_stops() {
+    let s = TestServer::start().await;
+    let t = s.tenant("Acme").await;
+    let p = create_policy(
+        &s,
+        &t,
+        json!({"name": "Amounts", "kind": "field-change", "object": "opportunity", "field": "amount"}),
+    )
+    .await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let evaluator = tokio::spawn(plinth_host::audit::policy::run_evaluator(s.db().clone(), async move {
+        let _ = stopped.await;
+    }));
+    let e = append(
+        &s,
+        &t.id,
+        &user("bob"),
+        "record.update",
+        ("record:opportunity", "o1"),
+        Some(json!({"amount": 1})),
+        Some(json!({"amount": 2})),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let raised = loop {
+        let found = alerts(&s, &t, "").await;
+        if !found.is_empty() || started.elapsed() > std::time::Duration::from_secs(10) {
+            break found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(raised.len(), 1, "an alert within the poll interval");
+    assert_eq!(
+        (raised[0]["policy_id"].clone(), raised[0]["event_seq"].clone()),
+        (p["id"].clone(), json!(e.seq))
+    );
+    let _ = stop.send(());
+    tokio::time::timeout(std::time::Duration::from_secs(5), evaluator)
+        .await
+        .expect("the evaluator stops on shutdown")
+        .expect("no panic");
+    s.stop().await;
+}
