@@ -1,7 +1,8 @@
 //! The compliance report for a period `[from, to)`: who changed what (per actor,
 //! event counts by entity type and action, aggregated in SQL), access-grant changes
-//! (`api_key.*`, `group_member.*`, `record_share.*`, and user events that changed a
-//! user's `role` or `status`), and plugin capability grants (`plugin.*` events whose
+//! (`api_key.*`, `group_member.*`, `record_share.*`, `group.move` — a moved group
+//! changes who inherits its records — and user events that changed a user's `role`
+//! or `status`), and plugin capability grants (`plugin.*` events whose
 //! after-state has a `grants` array; see [`super::policy`] for that contract). As
 //! JSON, or as one CSV table with a `section` column.
 //!

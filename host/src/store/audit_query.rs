@@ -337,8 +337,9 @@ pub async fn activity_counts(db: &Db, tenant: &str, from: &str, to: &str) -> Sto
 /// Which events a compliance section lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportSection {
-    /// `api_key.*`, `group_member.*`, `record_share.*`, and `user` events that changed
-    /// `role` or `status`.
+    /// `api_key.*`, `group_member.*`, `record_share.*`, `group.move` (moving a group
+    /// changes who inherits its records), and `user` events that changed `role` or
+    /// `status`.
     AccessChanges,
     /// `plugin.*` events whose after-state mentions `grants`.
     PluginGrants,
@@ -360,7 +361,7 @@ pub async fn section_events(
     let condition = match section {
         ReportSection::AccessChanges => format!(
             "(substr(action, 1, 8) = 'api_key.' OR substr(action, 1, 13) = 'group_member.' \
-             OR substr(action, 1, 13) = 'record_share.' \
+             OR substr(action, 1, 13) = 'record_share.' OR action = 'group.move' \
              OR (entity_type = 'user' AND ({} OR {})))",
             contains(d, "changed_fields", "'\"role\"'"),
             contains(d, "changed_fields", "'\"status\"'"),

@@ -63,6 +63,26 @@ async fn compliance_report_lists_activity_access_changes_and_grants() {
         &s,
         &t.id,
         &admin,
+        "group.move",
+        ("group", "g2"),
+        Some(json!({"parent_id": "g1"})),
+        Some(json!({"parent_id": "g3"})),
+    )
+    .await;
+    append(
+        &s,
+        &t.id,
+        &admin,
+        "group.update",
+        ("group", "g2"),
+        Some(json!({"name": "A"})),
+        Some(json!({"name": "B"})),
+    )
+    .await;
+    append(
+        &s,
+        &t.id,
+        &admin,
         "plugin.install",
         ("plugin", "pivot"),
         None,
@@ -111,7 +131,7 @@ async fn compliance_report_lists_activity_access_changes_and_grants() {
             .cloned()
     };
     let admin_row = of(json!("admin1"), Value::Null).expect("admin activity");
-    assert_eq!(admin_row["total"], 8);
+    assert_eq!(admin_row["total"], 10);
     assert!(
         admin_row["changes"]
             .as_array()
@@ -125,7 +145,8 @@ async fn compliance_report_lists_activity_access_changes_and_grants() {
     let system = of(Value::Null, Value::Null).expect("tenant creation by the system");
     assert_eq!(system["total"], 3);
 
-    // Access changes: the role change, key, membership, share (not the name change) —
+    // Access changes: the role change, key, membership, share, group move (not the
+    // user name change or group rename) —
     // plus the owner's creation and key at tenant creation.
     let access: Vec<_> = r["access_changes"]["items"]
         .as_array()
@@ -148,6 +169,7 @@ async fn compliance_report_lists_activity_access_changes_and_grants() {
             expect("api_key.revoke", "k1"),
             expect("group_member.add", "g1:u2"),
             expect("record_share.remove", "r1:g1"),
+            expect("group.move", "g2"),
         ]
     );
     assert_eq!(r["access_changes"]["truncated"], false);
@@ -180,7 +202,7 @@ async fn compliance_report_lists_activity_access_changes_and_grants() {
     let mut reader = csv::Reader::from_reader(r.text.as_bytes());
     let rows: Vec<csv::StringRecord> = reader.records().map(|x| x.expect("row")).collect();
     let count = |section: &str| rows.iter().filter(|r| r.get(0) == Some(section)).count();
-    assert_eq!(count("access_change"), 6);
+    assert_eq!(count("access_change"), 7);
     assert_eq!(count("plugin_grant"), 2);
     assert_eq!(
         count("activity"),
