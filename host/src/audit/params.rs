@@ -108,6 +108,11 @@ impl Checker<'_> {
         let v = self.raw(name)?;
         match time::parse(v) {
             Some(t) => Some(time::format(t)),
+            // A `+` offset sent unencoded arrives as a space.
+            None if v.contains(' ') => self.fail(
+                name,
+                "must be an RFC 3339 time; encode a `+` offset as %2B (e.g. 2026-11-24T15:00:00%2B01:00)",
+            ),
             None => self.fail(name, "must be an RFC 3339 time, e.g. 2026-11-24T14:00:00Z"),
         }
     }

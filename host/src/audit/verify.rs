@@ -203,7 +203,7 @@ impl Walk {
 const CONCURRENT_WALKS: usize = 2;
 static WALKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_WALKS);
 
-/// Verify `tenant`'s whole chain. At most [`CONCURRENT_WALKS`] verifications run at
+/// Verify `tenant`'s whole chain. At most two verifications run at
 /// once per process; further ones wait their turn.
 pub async fn verify_chain(db: &Db, tenant: &str) -> StoreResult<VerifyReport> {
     let _slot = WALKS
