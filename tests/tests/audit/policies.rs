@@ -528,3 +528,85 @@ async fn the_background_evaluator_raises_alerts_as_events_are_written_and_stops(
         .expect("no panic");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn capability_grants_are_judged_on_marketplace_shaped_events() {
+    let s = TestServer::start().await;
+    let t = s.tenant("Acme").await;
+    let http = create_policy(
+        &s,
+        &t,
+        json!({"name": "HTTP", "kind": "capability-grant", "capability": "http:*"}),
+    )
+    .await;
+    let storage = create_policy(
+        &s,
+        &t,
+        json!({"name": "Storage", "kind": "capability-grant", "capability": "storage"}),
+    )
+    .await;
+    // The marketplace's installation snapshots: grants before and after each step.
+    let snap = |version: &str, state: &str, grants: &[&str]| json!({"plugin": "enrich", "version": version, "digest": "d", "state": state, "grants": grants});
+    let admin = user("admin");
+    let step = |action: &'static str, before: Option<Value>, after: Option<Value>| {
+        let (s, tenant, admin) = (&s, t.id.clone(), admin.clone());
+        async move { append(s, &tenant, &admin, action, ("plugin", "enrich"), before, after).await }
+    };
+    let installed = step("plugin.install", None, Some(snap("1.0.0", "enabled", &["storage"]))).await;
+    step(
+        "plugin.disable",
+        Some(snap("1.0.0", "enabled", &["storage"])),
+        Some(snap("1.0.0", "disabled", &["storage"])),
+    )
+    .await;
+    let upgraded = step(
+        "plugin.upgrade",
+        Some(snap("1.0.0", "disabled", &["storage"])),
+        Some(snap(
+            "2.0.0",
+            "disabled",
+            &["storage", "http:https://api.enrich.example"],
+        )),
+    )
+    .await;
+    step(
+        "plugin.rollback",
+        Some(snap(
+            "2.0.0",
+            "disabled",
+            &["storage", "http:https://api.enrich.example"],
+        )),
+        Some(snap("1.0.0", "disabled", &["storage"])),
+    )
+    .await;
+    let upgraded_again = step(
+        "plugin.upgrade",
+        Some(snap("1.0.0", "disabled", &["storage"])),
+        Some(snap(
+            "2.0.0",
+            "disabled",
+            &["storage", "http:https://api.enrich.example"],
+        )),
+    )
+    .await;
+    evaluate_pending(s.db()).await.expect("evaluate");
+    let seqs_of = |p: &Value| {
+        let (s, t, q) = (&s, &t, format!("policy={}", p["id"].as_str().unwrap_or("")));
+        async move {
+            let mut v: Vec<i64> = alerts(s, t, &q)
+                .await
+                .iter()
+                .filter_map(|a| a["event_seq"].as_i64())
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    assert_eq!(seqs_of(&storage).await, [installed.seq], "storage was granted once");
+    assert_eq!(
+        seqs_of(&http).await,
+        [upgraded.seq, upgraded_again.seq],
+        "each upgrade granted HTTP anew; disable and rollback granted nothing"
+    );
+    s.stop().await;
+}

@@ -230,9 +230,11 @@ fn field_changed(e: &AuditEvent, object: &str, field: &str) -> bool {
 }
 
 /// The capability keys in `after.grants` but not in `before.grants` that match
-/// `pattern`, for plugin grant/install/upgrade events.
+/// `pattern`, for `plugin.*` events. Any plugin action counts, not only `install`,
+/// `upgrade` and `grant`: a `rollback` that restores an older version's grants is a
+/// grant too, and actions that leave the grants alone (`enable`, `disable`) add none.
 fn newly_granted(e: &AuditEvent, pattern: &str) -> Vec<String> {
-    if !matches!(e.action.as_str(), "plugin.grant" | "plugin.install" | "plugin.upgrade") {
+    if !e.action.starts_with("plugin.") || e.entity_type != "plugin" {
         return Vec::new();
     }
     let grants = |state: &Option<String>| -> Vec<String> {
@@ -370,8 +372,20 @@ mod tests {
         assert_eq!(newly_granted(&e, "http:*"), vec!["http:https://b.example"]);
         assert_eq!(newly_granted(&e, "storage"), vec!["storage"]);
         assert!(newly_granted(&e, "email").is_empty());
-        let other = event("plugin.enable", None, Some(r#"{"grants":["storage"]}"#));
-        assert!(newly_granted(&other, "*").is_empty());
+        let same = event(
+            "plugin.enable",
+            Some(r#"{"grants":["storage"]}"#),
+            Some(r#"{"grants":["storage"]}"#),
+        );
+        assert!(newly_granted(&same, "*").is_empty());
+        let rollback = event(
+            "plugin.rollback",
+            Some(r#"{"grants":["storage"]}"#),
+            Some(r#"{"grants":["storage","http:https://old.example"]}"#),
+        );
+        assert_eq!(newly_granted(&rollback, "http:*"), vec!["http:https://old.example"]);
+        let not_plugin = event("record.update", None, Some(r#"{"grants":["storage"]}"#));
+        assert!(newly_granted(&not_plugin, "*").is_empty());
         let garbage = event("plugin.install", None, Some(r#"{"grants":"storage"}"#));
         assert!(newly_granted(&garbage, "*").is_empty());
     }

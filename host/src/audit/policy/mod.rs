@@ -8,13 +8,15 @@
 //!   actor's deletes raise no other alert for W minutes.
 //! - `field-change` `{object: O, field: F}`: an event on `record:O` whose changed
 //!   fields include F.
-//! - `capability-grant` `{capability: C}`: a `plugin.grant`, `plugin.install` or
-//!   `plugin.upgrade` event that newly grants a matching capability key. C is a key
-//!   (`storage`, `http:https://api.example.com`, `records:account:write`…) or a prefix
-//!   ending in `*` (`http:*`). **Contract with the plugin lifecycle code:** those
-//!   events carry the plugin's granted keys as a JSON array of strings at
-//!   `after.grants` (and, for changes, the previous ones at `before.grants`); keys in
-//!   `after.grants` but not in `before.grants` are the newly granted ones.
+//! - `capability-grant` `{capability: C}`: a plugin lifecycle event (`entity_type`
+//!   `plugin`, action `plugin.*`: install, upgrade, rollback, grant…) that newly grants
+//!   a matching capability key. C is a key (`storage`, `http:https://api.example.com`,
+//!   `records:account:write`…) or a prefix ending in `*` (`http:*`). **Contract with
+//!   the plugin lifecycle code:** those events carry the plugin's granted keys as a
+//!   JSON array of strings at `after.grants` and, when the plugin existed before, the
+//!   previous ones at `before.grants`; keys in `after.grants` but not in
+//!   `before.grants` are the newly granted ones (the marketplace's installation
+//!   snapshots have exactly this shape).
 //!
 //! A policy judges only events written after it was created (or last re-enabled),
 //! never the history before it.
