@@ -12,6 +12,7 @@
 //! - [`cli`]: the `plinth` command.
 
 pub mod api;
+pub mod audit;
 pub mod bindings;
 pub mod bundled;
 pub mod caps;

@@ -127,9 +127,14 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
     let app = api::app(state.clone());
     let background = state.clone();
     let mut stopped_bg = stopped.clone();
+    let mut stopped_eval = stopped.clone();
+    let evaluator_db = state.db.clone();
     let task = tokio::spawn(async move {
         let bg = tokio::spawn(background.run_background(async move {
             let _ = stopped_bg.wait_for(|s| *s).await;
+        }));
+        let evaluator = tokio::spawn(crate::audit::policy::run_evaluator(evaluator_db, async move {
+            let _ = stopped_eval.wait_for(|s| *s).await;
         }));
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -138,6 +143,7 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
             .await
             .context("the HTTP server failed")?;
         bg.await.context("background task panicked")?;
+        evaluator.await.context("audit policy evaluator panicked")?;
         Ok(())
     });
     Ok(RunningServer {

@@ -328,6 +328,14 @@ async fn revoking_a_key_disables_installed_versions_in_every_tenant() {
                 .await
                 .unwrap();
         assert_eq!(audited, 1);
+        let alerts = s.call("GET", "/api/v1/audit/alerts", Some(&t.key), None).await;
+        let kinds: Vec<&str> = alerts.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["key-revocation"], "{}", alerts.text);
     }
     s.stop().await;
 }

@@ -632,3 +632,79 @@ async fn custom_objects_are_described_and_usable() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn history_and_as_of_reconstruction_respect_visibility() {
+    let s = TestServer::start().await;
+    let t = s.tenant("Acme").await;
+    let other = s.user(&t, "Other", "member").await;
+    let r = create(
+        &s,
+        &t.key,
+        "account",
+        json!({ "fields": { "name": "Before", "city": "Bonn" } }),
+    )
+    .await;
+    let path = format!("/api/v1/records/account/{}", r.body["id"].as_str().unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let between = plinth_host::store::time::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let r = s
+        .call(
+            "PATCH",
+            &path,
+            Some(&t.key),
+            Some(json!({ "fields": { "name": "After", "city": null } })),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+
+    let then = s
+        .call("GET", &format!("{path}?as_of={between}"), Some(&t.key), None)
+        .await;
+    assert_eq!(then.status, 200, "{}", then.text);
+    assert_eq!(then.body["fields"], json!({ "name": "Before", "city": "Bonn" }));
+    assert_eq!(then.body["owner_id"], t.owner_id.as_str());
+    let now = s
+        .call(
+            "GET",
+            &format!("{path}?as_of={}", plinth_host::store::time::now()),
+            Some(&t.key),
+            None,
+        )
+        .await;
+    assert_eq!(now.body["fields"], json!({ "name": "After" }));
+    let before_creation = s
+        .call("GET", &format!("{path}?as_of=2000-01-01T00:00:00Z"), Some(&t.key), None)
+        .await;
+    assert_eq!(before_creation.status, 404);
+    assert_eq!(
+        s.call("GET", &format!("{path}?as_of=yesterday"), Some(&t.key), None)
+            .await
+            .status,
+        400
+    );
+
+    let history = s.call("GET", &format!("{path}/history"), Some(&t.key), None).await;
+    let actions: Vec<&str> = history.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["record.create", "record.update"], "{}", history.text);
+    // Someone who cannot see the record sees neither its history nor its past.
+    assert_eq!(
+        s.call("GET", &format!("{path}/history"), Some(&other.key), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        s.call("GET", &format!("{path}?as_of={between}"), Some(&other.key), None)
+            .await
+            .status,
+        404
+    );
+    s.stop().await;
+}

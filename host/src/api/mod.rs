@@ -8,6 +8,7 @@
 //! (outermost: `API-Version` on every response, the request log) and version
 //! selection (innermost, after authentication) — see `versions.rs`.
 
+mod audit;
 pub mod auth;
 pub mod context;
 mod error;
@@ -162,6 +163,7 @@ pub fn app(state: AppState) -> Router {
         .merge(publishers::routes())
         .merge(plugins::routes())
         .merge(versions::routes())
+        .merge(audit::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint").into_response() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

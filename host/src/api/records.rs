@@ -147,6 +147,9 @@ struct GetParams {
     include_deleted: bool,
     #[serde(default)]
     fields: Option<String>,
+    /// Reconstruct the record as it was at this time (RFC 3339) from the audit ledger.
+    #[serde(default)]
+    as_of: Option<String>,
 }
 
 fn parse_params<T: for<'de> Deserialize<'de> + Default>(raw: Option<&str>) -> ApiResult<T> {
@@ -182,6 +185,9 @@ async fn get_one(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let params: GetParams = parse_params(raw.as_deref())?;
+    if let Some(at) = &params.as_of {
+        return as_of(&state, &ctx, &object, &id, at).await;
+    }
     let record = records::get(&state.db, &who(&ctx), &object, &id, params.include_deleted).await?;
     let fields = match params.fields.as_deref() {
         Some(f) => Some(selected_fields(
@@ -193,6 +199,24 @@ async fn get_one(
     };
     let json = shown(&record, fields.as_deref(), &ctx.api_version);
     Ok(([(header::ETAG, etag(record.version))], axum::Json(json)).into_response())
+}
+
+/// The record as it was at `at`: its audit snapshot (fields and owner) at that time.
+/// Visibility is that of the record now (deleted ones included).
+async fn as_of(state: &AppState, ctx: &Ctx, object: &str, id: &str, at: &str) -> ApiResult<Response> {
+    let at_time = crate::store::time::parse(at)
+        .ok_or_else(|| ApiError::bad_request("as_of must be an RFC 3339 time, e.g. 2026-11-24T09:30:00Z"))?;
+    let current = records::get(&state.db, &who(ctx), object, id, true).await?;
+    let at = crate::store::time::format(at_time);
+    let snapshot = crate::audit::state_as_of(&state.db, &ctx.auth.tenant_id, &format!("record:{object}"), id, &at)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{object} {id} did not exist (or was deleted) at {at}")))?;
+    let mut fields = snapshot.as_object().cloned().unwrap_or_default();
+    let owner = fields.remove("owner_id").unwrap_or(Value::Null);
+    fields.remove("deleted_at");
+    let mut json = json!({ "id": current.id, "object": object, "as_of": at, "owner_id": owner, "fields": fields });
+    versioning::record_out(&ctx.api_version, &mut json);
+    Ok(axum::Json(json).into_response())
 }
 
 async fn patch(

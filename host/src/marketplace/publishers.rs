@@ -129,7 +129,26 @@ pub async fn revoke_key(db: &Db, host: &PluginHost, publisher: &str, key_id: &st
             before: Some(&before_json),
             after: Some(&after_json),
         };
-        audit::append(&mut tx, db.dialect(), &installation.tenant_id, &Actor::system(), event).await?;
+        let recorded = audit::append(&mut tx, db.dialect(), &installation.tenant_id, &Actor::system(), event).await?;
+        // Every affected tenant gets an alert (listed with the audit alerts).
+        let alert = crate::store::audit_policy::AlertRow {
+            id: ulid::Ulid::new().to_string(),
+            policy_id: "host:key-revocation".into(),
+            policy_name: "Publisher key revoked".into(),
+            kind: "key-revocation".into(),
+            event_seq: recorded.seq,
+            event_id: recorded.id.clone(),
+            event_at: recorded.occurred_at.clone(),
+            actor: None,
+            message: format!(
+                "{} {} was disabled: publisher `{publisher}` revoked the key {key_id} that signed it",
+                installation.plugin_id, installation.version
+            ),
+            created_at: crate::store::time::now(),
+            acknowledged_at: None,
+            acknowledged_by: None,
+        };
+        crate::store::audit_policy::insert_alert(&mut tx, &installation.tenant_id, &alert).await?;
         tx.commit().await?;
         tracing::warn!(tenant = %installation.tenant_id, plugin = %installation.plugin_id, %key_id, "installed version disabled: its signing key was revoked");
         disabled.push((installation.tenant_id, installation.plugin_id, installation.version));

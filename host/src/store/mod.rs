@@ -8,6 +8,8 @@
 //! parameter and filters on it; no SQL is ever assembled from caller-provided text.
 
 pub mod audit;
+pub mod audit_policy;
+pub mod audit_query;
 mod documents;
 pub mod installations;
 pub mod marketplace;
