@@ -16,6 +16,7 @@ mod installations;
 pub mod json;
 mod marketplace;
 mod objects;
+mod openapi;
 pub mod plugins;
 mod publishers;
 pub mod records;
@@ -164,6 +165,7 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(extra)
         .merge(system::routes())
         .merge(objects::routes())
+        .merge(openapi::routes())
         .merge(records::routes())
         .merge(marketplace::routes())
         .merge(installations::routes())
