@@ -9,7 +9,9 @@
 
 pub mod audit;
 mod documents;
+pub mod groups;
 mod settings;
+pub mod shares;
 pub mod tenancy;
 pub mod time;
 
