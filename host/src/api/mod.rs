@@ -9,8 +9,11 @@
 pub mod auth;
 pub mod context;
 mod error;
+mod groups;
 pub mod json;
+mod operator;
 mod system;
+mod tenancy;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,6 +126,9 @@ pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(context::REQUEST_ID_HEADER);
     Router::new()
         .merge(system::routes())
+        .merge(tenancy::routes())
+        .merge(groups::routes())
+        .merge(operator::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint").into_response() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
