@@ -783,3 +783,71 @@ async fn plugin_groups_are_readable_but_not_changed_through_rest() {
     );
     s.stop().await;
 }
+
+/// A tiny deterministic PRNG (xorshift64*), so failures replay.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    }
+}
+
+#[tokio::test]
+async fn random_moves_keep_the_closure_exact() {
+    use plinth_host::tenancy::TenancyError;
+    use plinth_host::tenancy::groups::{GroupPatch, update_group};
+    let s = TestServer::start().await;
+    let t = s.tenant("Acme").await;
+    let actor = Actor::system();
+    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    // 3 roots and 45 groups, each under a random earlier group: deep and bushy parts.
+    let mut ids: Vec<String> = Vec::new();
+    for i in 0..48 {
+        let parent = if i < 3 {
+            None
+        } else {
+            Some(ids[rng.below(ids.len())].clone())
+        };
+        let g = create_group(
+            s.db(),
+            &t.id,
+            &actor,
+            GroupOwner::Rest,
+            &format!("G{i}"),
+            parent.as_deref(),
+        )
+        .await
+        .unwrap();
+        ids.push(g.id);
+    }
+    assert_closure_consistent(&s, &t.id).await;
+    let (mut moved, mut refused) = (0, 0);
+    for _ in 0..150 {
+        let x = ids[rng.below(ids.len())].clone();
+        let target = if rng.below(10) == 0 {
+            None
+        } else {
+            Some(ids[rng.below(ids.len())].clone())
+        };
+        let patch = GroupPatch {
+            name: None,
+            parent_id: Some(target.clone()),
+        };
+        match update_group(s.db(), &t.id, &actor, GroupOwner::Rest, &x, None, patch).await {
+            Ok(_) => moved += 1,
+            Err(TenancyError::Cycle { path, .. }) => {
+                refused += 1;
+                assert_eq!(path.first(), Some(&x));
+                assert_eq!(path.last(), target.as_ref());
+            }
+            Err(e) => panic!("move {x} under {target:?}: {e:?}"),
+        }
+        assert_closure_consistent(&s, &t.id).await;
+    }
+    assert!(moved > 50 && refused > 5, "moved {moved}, refused {refused}");
+    s.stop().await;
+}

@@ -3,8 +3,10 @@
 //! `group_closure` holds one row per (ancestor, descendant) pair, including (g, g) at
 //! depth 0, so every subtree or ancestry question is one indexed range scan and every
 //! structural change is a fixed number of set-based statements — never a loop over
-//! rows. The cost of a move is proportional to |subtree| × (old depth + new depth),
-//! the number of closure rows that must change (see `BENCHMARKS-tenancy.md`).
+//! rows. The cost of a move is proportional to the closure rows that must change:
+//! |subtree| × the ancestors that differ between the old and the new position (plus a
+//! cheaper depth shift of the rows from shared ancestors when the depth changes); see
+//! `BENCHMARKS-tenancy.md`.
 //!
 //! Every function takes the tenant and filters on it. Writers take a [`Tx`]; readers
 //! take any connection (`&mut *tx` or a pooled connection), so the `sharing`
@@ -225,10 +227,10 @@ pub async fn move_group(tx: &mut Tx<'_>, tenant: &str, id: &str, new_parent: Opt
 /// Rename and/or re-parent a group in one change (one version bump). `new_parent`:
 /// `None` leaves the parent alone, `Some(None)` makes the group a root.
 ///
-/// The move is the standard closure-table move, in two set-based statements: delete
-/// the rows linking every subtree node to the group's old proper ancestors, then
-/// insert the cross product of the new parent's ancestors (itself included) × the
-/// subtree nodes, with depths added. Rows inside the subtree are untouched.
+/// The move is the standard closure-table move — rows linking the subtree to the old
+/// ancestors go, the cross product of the new ancestors × the subtree comes, depths
+/// added — in set-based statements that leave rows inside the subtree, and rows from
+/// ancestors the old and new parent share, in place (see `relink_subtree`).
 pub async fn update_group(
     tx: &mut Tx<'_>,
     tenant: &str,
@@ -268,31 +270,88 @@ pub async fn update_group(
 }
 
 /// The closure-table half of a move (see [`update_group`]).
+///
+/// Only what changes is touched. With S the subtree, OA the group's old proper
+/// ancestors and NA the new parent's ancestors (itself included), the common ancestors
+/// C = OA ∩ NA keep their rows to S, shifted by one constant (in a tree every common
+/// ancestor lies above both parents, so all their distances change by
+/// depth(new parent) − depth(old parent)); rows from OA \ C are deleted and rows from
+/// NA \ C inserted. A move between parents at the same depth under a shared ancestor
+/// therefore rewrites only |S| × (levels below that ancestor) rows, however deep the
+/// tree. Three set-based statements, in this order: the update (C still computable),
+/// the delete (OA \ C), the insert (NA \ ancestors left = NA \ C).
 async fn relink_subtree(tx: &mut Tx<'_>, tenant: &str, id: &str, new_parent: Option<&str>) -> StoreResult<()> {
+    let Some(p) = new_parent else {
+        sqlx::query(
+            "DELETE FROM group_closure WHERE tenant_id = $1 \
+               AND ancestor_id IN (SELECT ancestor_id FROM group_closure \
+                                   WHERE tenant_id = $1 AND descendant_id = $2 AND depth > 0) \
+               AND descendant_id IN (SELECT descendant_id FROM group_closure \
+                                     WHERE tenant_id = $1 AND ancestor_id = $2)",
+        )
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(());
+    };
+    let count = "SELECT COUNT(*) FROM group_closure WHERE tenant_id = $1 AND descendant_id = $2";
+    let old_depth: i64 = sqlx::query_scalar(&format!("{count} AND depth > 0"))
+        .bind(tenant)
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+    // Ancestors of the new parent, itself included = the group's new depth.
+    let new_depth: i64 = sqlx::query_scalar(count)
+        .bind(tenant)
+        .bind(p)
+        .fetch_one(&mut **tx)
+        .await?;
+    let shift = new_depth - old_depth;
+    if shift != 0 {
+        sqlx::query(
+            "UPDATE group_closure SET depth = depth + $4 WHERE tenant_id = $1 \
+               AND ancestor_id IN (SELECT ancestor_id FROM group_closure \
+                                   WHERE tenant_id = $1 AND descendant_id = $3 \
+                                     AND ancestor_id IN (SELECT ancestor_id FROM group_closure \
+                                                         WHERE tenant_id = $1 AND descendant_id = $2 AND depth > 0)) \
+               AND descendant_id IN (SELECT descendant_id FROM group_closure \
+                                     WHERE tenant_id = $1 AND ancestor_id = $2)",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(p)
+        .bind(shift)
+        .execute(&mut **tx)
+        .await?;
+    }
     sqlx::query(
         "DELETE FROM group_closure WHERE tenant_id = $1 \
            AND ancestor_id IN (SELECT ancestor_id FROM group_closure \
-                               WHERE tenant_id = $1 AND descendant_id = $2 AND depth > 0) \
+                               WHERE tenant_id = $1 AND descendant_id = $2 AND depth > 0 \
+                                 AND ancestor_id NOT IN (SELECT ancestor_id FROM group_closure \
+                                                         WHERE tenant_id = $1 AND descendant_id = $3)) \
            AND descendant_id IN (SELECT descendant_id FROM group_closure \
                                  WHERE tenant_id = $1 AND ancestor_id = $2)",
     )
     .bind(tenant)
     .bind(id)
+    .bind(p)
     .execute(&mut **tx)
     .await?;
-    if let Some(p) = new_parent {
-        sqlx::query(
-            "INSERT INTO group_closure (tenant_id, ancestor_id, descendant_id, depth) \
-             SELECT a.tenant_id, a.ancestor_id, d.descendant_id, a.depth + d.depth + 1 \
-             FROM group_closure a JOIN group_closure d ON d.tenant_id = a.tenant_id \
-             WHERE a.tenant_id = $1 AND a.descendant_id = $3 AND d.ancestor_id = $2",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(p)
-        .execute(&mut **tx)
-        .await?;
-    }
+    sqlx::query(
+        "INSERT INTO group_closure (tenant_id, ancestor_id, descendant_id, depth) \
+         SELECT a.tenant_id, a.ancestor_id, d.descendant_id, a.depth + d.depth + 1 \
+         FROM group_closure a JOIN group_closure d ON d.tenant_id = a.tenant_id \
+         WHERE a.tenant_id = $1 AND a.descendant_id = $3 AND d.ancestor_id = $2 \
+           AND a.ancestor_id NOT IN (SELECT ancestor_id FROM group_closure \
+                                     WHERE tenant_id = $1 AND descendant_id = $2 AND depth > 0)",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(p)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
