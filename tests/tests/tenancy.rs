@@ -924,3 +924,35 @@ async fn read_only_users_cannot_write_anything() {
     assert_eq!(dump(&s, &f.a.id).await, before);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_demo_tenant_is_created_through_audited_services() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let info = plinth_host::demo::ensure(s.db(), dir.path()).await.unwrap();
+    assert_eq!(info.users.len(), 5);
+    for (role, _, key) in &info.users {
+        let r = s.call("GET", "/api/v1/me", Some(key), None).await;
+        assert_eq!(
+            (r.status, r.body["user"]["role"].as_str()),
+            (200, Some(role.as_str())),
+            "{}",
+            r.text
+        );
+    }
+    let actions: Vec<String> = events_after(&s, &info.tenant_id, 0)
+        .await
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions.iter().filter(|a| *a == "user.create").count(), 5, "{actions:?}");
+    assert_eq!(
+        actions.iter().filter(|a| *a == "api_key.create").count(),
+        5,
+        "{actions:?}"
+    );
+    // A second start reuses the tenant rather than making another.
+    let again = plinth_host::demo::ensure(s.db(), dir.path()).await.unwrap();
+    assert_eq!(again.tenant_id, info.tenant_id);
+    s.stop().await;
+}

@@ -141,8 +141,7 @@ pub async fn update_user(
     let before = store::lock_user(&mut tx, tenant, id)
         .await?
         .ok_or_else(|| TenancyError::NotFound(format!("user {id} not found")))?;
-    if let Some(v) = if_match.filter(|v| *v != before.version) {
-        let _ = v;
+    if if_match.is_some_and(|v| v != before.version) {
         return Err(TenancyError::VersionMismatch {
             current: before.version,
         });
