@@ -49,6 +49,7 @@ mod http;
 pub mod log;
 pub mod records;
 mod router;
+pub mod sharing;
 pub mod storage;
 #[doc(hidden)]
 pub mod wit;
