@@ -17,7 +17,7 @@ use crate::store::records::Viewer;
 use crate::store::shares::{self as share_store, Access as StoreAccess};
 use crate::tenancy::TenancyError;
 use crate::tenancy::groups::{self, GroupOwner, GroupPatch};
-use crate::tenancy::shares::{self, MAX_SHARES_PER_CALL, PluginActor, PluginShare};
+use crate::tenancy::shares::{self, MAX_SHARES_PER_CALL, NewShare, ShareActor};
 
 /// Page size when the guest passes 0.
 const DEFAULT_PAGE: u32 = 100;
@@ -393,9 +393,9 @@ impl Host for CapCtx {
             for s in &list {
                 self.share_grant(&s.object, s.access)?;
             }
-            let wanted: Vec<PluginShare> = list
+            let wanted: Vec<NewShare> = list
                 .into_iter()
-                .map(|s| PluginShare {
+                .map(|s| NewShare {
                     object: s.object,
                     record_id: s.record_id,
                     group_id: s.group_id,
@@ -405,12 +405,12 @@ impl Host for CapCtx {
             let db = self.services.db.clone();
             let actor = self.actor();
             let viewer = self.share_viewer();
-            let who = PluginActor {
-                plugin: &self.plugin.id,
+            let who = ShareActor {
+                owner: GroupOwner::Plugin(&self.plugin.id),
                 viewer: viewer.as_ref(),
                 actor: &actor,
             };
-            shares::set_plugin_shares(&db, &self.caller.tenant_id, who, &wanted)
+            shares::set_shares(&db, &self.caller.tenant_id, who, &wanted)
                 .await
                 .map_err(|e| self.tenancy_error(e))
         };
@@ -432,12 +432,12 @@ impl Host for CapCtx {
             let db = self.services.db.clone();
             let actor = self.actor();
             let viewer = self.share_viewer();
-            let who = PluginActor {
-                plugin: &self.plugin.id,
+            let who = ShareActor {
+                owner: GroupOwner::Plugin(&self.plugin.id),
                 viewer: viewer.as_ref(),
                 actor: &actor,
             };
-            shares::remove_plugin_shares(&db, &self.caller.tenant_id, who, &list)
+            shares::remove_shares(&db, &self.caller.tenant_id, who, &list)
                 .await
                 .map_err(|e| self.tenancy_error(e))
         };

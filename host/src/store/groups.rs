@@ -528,21 +528,25 @@ pub async fn depth_of(conn: &mut AnyConnection, tenant: &str, id: &str) -> Store
     Ok(depth.unwrap_or(0))
 }
 
-/// Which of `ids` are groups of the tenant managed by `plugin`.
-pub async fn owned_by_plugin(
+/// Which of `ids` are groups of the tenant managed by `plugin` (`None`: managed
+/// through REST).
+pub async fn managed_by(
     conn: &mut AnyConnection,
     tenant: &str,
-    plugin: &str,
+    plugin: Option<&str>,
     ids: &[&str],
 ) -> StoreResult<std::collections::HashSet<String>> {
     let mut found = std::collections::HashSet::new();
     for chunk in ids.chunks(500) {
         let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        // `owner_plugin IS NOT DISTINCT FROM $2` is not SQLite; `COALESCE` is both.
         let sql = format!(
-            "SELECT id FROM groups WHERE tenant_id = $1 AND owner_plugin = $2 AND id IN ({})",
+            "SELECT id FROM groups WHERE tenant_id = $1 AND COALESCE(owner_plugin, '') = $2 AND id IN ({})",
             placeholders.join(", ")
         );
-        let mut q = sqlx::query_scalar::<_, String>(&sql).bind(tenant).bind(plugin);
+        let mut q = sqlx::query_scalar::<_, String>(&sql)
+            .bind(tenant)
+            .bind(plugin.unwrap_or_default());
         for id in chunk {
             q = q.bind(*id);
         }

@@ -6,6 +6,7 @@ use serde_json::Value;
 use sqlx::AnyConnection;
 
 use super::error::{TenancyError, TenancyResult};
+use super::groups::GroupOwner;
 use super::{Caller, event};
 use crate::store::Db;
 use crate::store::audit::{self, Actor};
@@ -111,43 +112,44 @@ pub async fn remove_share(
     Ok(s)
 }
 
-/// Most shares one [`set_plugin_shares`] or [`remove_plugin_shares`] call takes.
+/// Most shares one [`set_shares`] or [`remove_shares`] call takes.
 pub const MAX_SHARES_PER_CALL: usize = 1_000;
 
-/// A share a plugin asks for (through the `sharing` capability).
+/// One share of a batch (the `sharing` capability, the demo data set).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PluginShare {
+pub struct NewShare {
     /// The record's object.
     pub object: String,
     /// The record.
     pub record_id: String,
-    /// The group: one the plugin manages.
+    /// The group: one the acting manager manages.
     pub group_id: String,
     /// What the share allows.
     pub access: Access,
 }
 
-/// Who a plugin's share change acts for: the plugin, and — when a user made the call —
-/// that user's visibility, which every named record must be within.
+/// Who a batch of share changes acts for: the groups' manager (a plugin, or REST), and
+/// — when a user made the call — that user's visibility, which every named record
+/// must be within.
 #[derive(Debug, Clone, Copy)]
-pub struct PluginActor<'a> {
-    /// The plugin id; it may name only groups it manages.
-    pub plugin: &'a str,
-    /// The calling user's visibility (`None` for calls with no user: events, timers).
+pub struct ShareActor<'a> {
+    /// The manager; only groups it manages may be named.
+    pub owner: GroupOwner<'a>,
+    /// The calling user's visibility (`None`: no user, e.g. events, timers, the demo).
     pub viewer: Option<&'a crate::store::records::Viewer>,
     /// The audit actor.
     pub actor: &'a Actor,
 }
 
-/// Check that every group is the plugin's (else not found, naming the first one that
+/// Check that every group is the manager's (else not found, naming the first one that
 /// is not: other managers' groups are not revealed).
-async fn require_plugin_groups(
+async fn require_managed(
     conn: &mut AnyConnection,
     tenant: &str,
-    plugin: &str,
+    owner: GroupOwner<'_>,
     groups: &[&str],
 ) -> TenancyResult<()> {
-    let owned = crate::store::groups::owned_by_plugin(conn, tenant, plugin, groups).await?;
+    let owned = crate::store::groups::managed_by(conn, tenant, owner.as_plugin(), groups).await?;
     match groups.iter().find(|g| !owned.contains(**g)) {
         Some(g) => Err(TenancyError::NotFound(format!("group {g} not found"))),
         None => Ok(()),
@@ -158,7 +160,7 @@ async fn require_plugin_groups(
 async fn require_visible(
     conn: &mut AnyConnection,
     tenant: &str,
-    who: PluginActor<'_>,
+    who: ShareActor<'_>,
     object: &str,
     id: &str,
 ) -> TenancyResult<()> {
@@ -173,15 +175,10 @@ async fn require_visible(
 }
 
 /// Create or update up to [`MAX_SHARES_PER_CALL`] shares atomically: every group must
-/// be one the plugin manages and every record a live record of its object that the
+/// be one the manager manages and every record a live record of its object that the
 /// caller may see; otherwise nothing changes. Each created or changed share is audited
-/// (`record_share.add` / `record_share.update`) as the plugin's.
-pub async fn set_plugin_shares(
-    db: &Db,
-    tenant: &str,
-    who: PluginActor<'_>,
-    shares: &[PluginShare],
-) -> TenancyResult<()> {
+/// (`record_share.add` / `record_share.update`) as `who.actor`.
+pub async fn set_shares(db: &Db, tenant: &str, who: ShareActor<'_>, shares: &[NewShare]) -> TenancyResult<()> {
     if shares.len() > MAX_SHARES_PER_CALL {
         return Err(TenancyError::invalid(
             "shares",
@@ -190,7 +187,7 @@ pub async fn set_plugin_shares(
     }
     let mut tx = db.writer().begin().await?;
     let groups: Vec<&str> = dedup(shares.iter().map(|s| s.group_id.as_str()));
-    require_plugin_groups(&mut tx, tenant, who.plugin, &groups).await?;
+    require_managed(&mut tx, tenant, who.owner, &groups).await?;
     let mut by_object: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
     for s in shares {
         by_object.entry(&s.object).or_default().push(s.record_id.clone());
@@ -246,13 +243,13 @@ pub async fn set_plugin_shares(
 }
 
 /// Remove up to [`MAX_SHARES_PER_CALL`] shares `(object, record, group)` atomically;
-/// returns how many existed. Groups must be the plugin's; records that are not of the
+/// returns how many existed. Groups must be the manager's; records that are not of the
 /// named object, or that the caller may not see, count as not shared. Each removal is
-/// audited (`record_share.remove`) as the plugin's.
-pub async fn remove_plugin_shares(
+/// audited (`record_share.remove`) as `who.actor`.
+pub async fn remove_shares(
     db: &Db,
     tenant: &str,
-    who: PluginActor<'_>,
+    who: ShareActor<'_>,
     shares: &[(String, String, String)],
 ) -> TenancyResult<u32> {
     if shares.len() > MAX_SHARES_PER_CALL {
@@ -263,7 +260,7 @@ pub async fn remove_plugin_shares(
     }
     let mut tx = db.writer().begin().await?;
     let groups: Vec<&str> = dedup(shares.iter().map(|(_, _, g)| g.as_str()));
-    require_plugin_groups(&mut tx, tenant, who.plugin, &groups).await?;
+    require_managed(&mut tx, tenant, who.owner, &groups).await?;
     let mut removed = 0u32;
     for (object, id, group) in shares {
         if store::record_object(&mut tx, tenant, id).await?.as_deref() != Some(object.as_str()) {
