@@ -10,6 +10,7 @@ mod audit;
 mod config;
 mod log;
 mod records;
+mod schedule;
 mod storage;
 
 use std::sync::Arc;
@@ -25,6 +26,8 @@ use crate::store::{Db, StoreError};
 pub struct Services {
     /// The database.
     pub db: Db,
+    /// The clock timers go by, and the scheduler's wake-up.
+    pub timers: crate::scheduler::Timers,
 }
 
 /// Which plugin version a call runs.
@@ -68,6 +71,7 @@ pub(crate) enum Cap {
     Storage,
     Config,
     Audit,
+    Schedule,
 }
 
 /// Record metadata that any granted object exposes, whatever its field list.
@@ -81,6 +85,7 @@ impl CapCtx {
             Cap::Storage => (self.grants.storage, "storage"),
             Cap::Config => (self.grants.config, "config"),
             Cap::Audit => (self.grants.audit, "audit"),
+            Cap::Schedule => (self.grants.schedule, "schedule"),
         };
         if granted {
             Ok(())
@@ -172,6 +177,7 @@ pub fn check_imports(imports: &[String], declared: &Capabilities) -> Result<(), 
                 "config" => ("config", declared.config),
                 "storage" => ("storage", declared.storage),
                 "audit" => ("audit", declared.audit),
+                "schedule" => ("schedule", declared.schedule),
                 "records" => ("[capabilities.records.<object>]", !declared.records.is_empty()),
                 other => {
                     return Some(format!(

@@ -80,9 +80,14 @@ pub struct PluginHost {
 }
 
 impl PluginHost {
-    /// A host over a database and runtime.
+    /// A host over a database and runtime, going by the system clock.
     pub fn new(db: Db, runtime: Runtime) -> PluginHost {
-        let services = Services { db: db.clone() };
+        PluginHost::with_timers(db, runtime, crate::scheduler::Timers::default())
+    }
+
+    /// A host whose timers go by `timers`' clock (tests drive a manual one).
+    pub fn with_timers(db: Db, runtime: Runtime, timers: crate::scheduler::Timers) -> PluginHost {
+        let services = Services { db: db.clone(), timers };
         PluginHost {
             db,
             runtime,
@@ -96,6 +101,11 @@ impl PluginHost {
     /// The runtime.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// The backends host calls use.
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 
     /// Forget what is cached for one tenant's plugin.
@@ -246,6 +256,23 @@ impl PluginHost {
             )
             .await;
         self.track(active, &tenant, Entry::Install, &outcome);
+        outcome
+    }
+
+    /// Fire `on-timer` (the scheduler's entry point).
+    pub async fn timer(&self, active: &Active, caller: Caller, key: String, payload: String) -> CallOutcome<()> {
+        let tenant = caller.tenant_id.clone();
+        let outcome = self
+            .runtime
+            .on_timer(
+                &active.component,
+                self.invocation(active, caller),
+                &self.services,
+                key,
+                payload,
+            )
+            .await;
+        self.track(active, &tenant, Entry::Timer, &outcome);
         outcome
     }
 }

@@ -20,6 +20,7 @@ mod settings;
 pub(crate) mod sql;
 pub mod tenancy;
 pub mod time;
+pub mod timers;
 pub mod versions;
 
 use std::path::Path;
