@@ -24,11 +24,43 @@ pub const OPPORTUNITIES_PER_ACCOUNT: usize = 10;
 pub const ACTIVITIES_PER_ACCOUNT: usize = 5;
 
 const PREFIXES: &[&str] = &[
-    "Nordwind", "Alpen", "Blue Harbor", "Cedar", "Danube", "Elbe", "Fjord", "Granite", "Helix", "Iris", "Juniper", "Kestrel",
-    "Lumen", "Meridian", "Nimbus", "Orchard", "Pioneer", "Quarry", "Riverbend", "Summit", "Tidewater", "Union", "Vantage",
+    "Nordwind",
+    "Alpen",
+    "Blue Harbor",
+    "Cedar",
+    "Danube",
+    "Elbe",
+    "Fjord",
+    "Granite",
+    "Helix",
+    "Iris",
+    "Juniper",
+    "Kestrel",
+    "Lumen",
+    "Meridian",
+    "Nimbus",
+    "Orchard",
+    "Pioneer",
+    "Quarry",
+    "Riverbend",
+    "Summit",
+    "Tidewater",
+    "Union",
+    "Vantage",
     "Willow",
 ];
-const SUFFIXES: &[&str] = &["Logistics", "Analytics", "Foods", "Robotics", "Energy", "Health", "Retail", "Systems", "Capital", "Motors"];
+const SUFFIXES: &[&str] = &[
+    "Logistics",
+    "Analytics",
+    "Foods",
+    "Robotics",
+    "Energy",
+    "Health",
+    "Retail",
+    "Systems",
+    "Capital",
+    "Motors",
+];
 const COUNTRIES: &[(&str, &str, &str, &str)] = &[
     ("DE", "Berlin", "EUR", "GmbH"),
     ("AT", "Vienna", "EUR", "GmbH"),
@@ -41,17 +73,47 @@ const COUNTRIES: &[(&str, &str, &str, &str)] = &[
     ("CA", "Toronto", "CAD", "Inc."),
     ("NL", "Utrecht", "EUR", "B.V."),
 ];
-const INDUSTRIES: &[&str] =
-    &["technology", "manufacturing", "finance", "healthcare", "retail", "energy", "public_sector", "education", "other"];
+const INDUSTRIES: &[&str] = &[
+    "technology",
+    "manufacturing",
+    "finance",
+    "healthcare",
+    "retail",
+    "energy",
+    "public_sector",
+    "education",
+    "other",
+];
 const FIRST: &[&str] = &[
     "Anna", "Ben", "Clara", "David", "Elif", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kai", "Lena", "Mateo", "Nora",
     "Oskar", "Priya", "Quentin", "Rosa", "Sven", "Tara",
 ];
 const LAST: &[&str] = &[
-    "Becker", "Okafor", "Lindqvist", "Moreau", "Schmidt", "Novak", "Rossi", "Keller", "Haddad", "Brennan", "Tanaka",
-    "Silva", "Weber", "Kowalski", "Larsen",
+    "Becker",
+    "Okafor",
+    "Lindqvist",
+    "Moreau",
+    "Schmidt",
+    "Novak",
+    "Rossi",
+    "Keller",
+    "Haddad",
+    "Brennan",
+    "Tanaka",
+    "Silva",
+    "Weber",
+    "Kowalski",
+    "Larsen",
 ];
-const TITLES: &[&str] = &["CFO", "Head of Operations", "IT Director", "Procurement Lead", "VP Sales", "CEO", "Office Manager"];
+const TITLES: &[&str] = &[
+    "CFO",
+    "Head of Operations",
+    "IT Director",
+    "Procurement Lead",
+    "VP Sales",
+    "CEO",
+    "Office Manager",
+];
 
 /// `(stage, probability, forecast category)` with relative weights.
 const STAGES: &[(&str, u32, &str, u32)] = &[
@@ -88,15 +150,29 @@ fn date(d: Date) -> String {
 /// with their countries, for the caller to share them with regions.
 pub async fn seed(db: &Db, tenant: &str, owner: &str, owners: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     let mut rng = StdRng::seed_from_u64(0x5EED_2026);
-    let who = Who { tenant: tenant.to_string(), user_id: owner.to_string(), role: Role::Owner, actor: Actor::system() };
+    let who = Who {
+        tenant: tenant.to_string(),
+        user_id: owner.to_string(),
+        role: Role::Owner,
+        actor: Actor::system(),
+    };
     let today = OffsetDateTime::now_utc().date();
 
     let mut accounts = Vec::with_capacity(ACCOUNTS);
     let mut account_meta = Vec::with_capacity(ACCOUNTS);
     for i in 0..ACCOUNTS {
         let (country, city, currency, form) = *pick(&mut rng, COUNTRIES);
-        let name = format!("{} {} {form}", PREFIXES[i % PREFIXES.len()], SUFFIXES[(i / PREFIXES.len()) % SUFFIXES.len()]);
-        let domain = name.split_whitespace().take(2).collect::<Vec<_>>().join("").to_lowercase();
+        let name = format!(
+            "{} {} {form}",
+            PREFIXES[i % PREFIXES.len()],
+            SUFFIXES[(i / PREFIXES.len()) % SUFFIXES.len()]
+        );
+        let domain = name
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("")
+            .to_lowercase();
         let employees: u32 = rng.gen_range(8..25_000);
         let fields = json!({
             "name": name,
@@ -109,7 +185,10 @@ pub async fn seed(db: &Db, tenant: &str, owner: &str, owners: &[String]) -> anyh
             "website": format!("https://www.{domain}.example"),
             "phone": format!("+{} {} {}", rng.gen_range(1..60), rng.gen_range(100..999), rng.gen_range(100_000..999_999)),
         });
-        accounts.push(NewRecord { fields, owner_id: Some(owners[i % owners.len()].clone()) });
+        accounts.push(NewRecord {
+            fields,
+            owner_id: Some(owners[i % owners.len()].clone()),
+        });
         account_meta.push((country, currency, domain));
     }
     let mut account_ids = Vec::with_capacity(ACCOUNTS);
@@ -142,7 +221,11 @@ pub async fn seed(db: &Db, tenant: &str, owner: &str, owners: &[String]) -> anyh
             let (stage, probability, category) = stage(&mut rng);
             let closed = stage.starts_with("closed");
             // Closed deals closed in the last year; open ones close in the next six months.
-            let offset = if closed { -rng.gen_range(1..365) } else { rng.gen_range(-20..183) };
+            let offset = if closed {
+                -rng.gen_range(1..365)
+            } else {
+                rng.gen_range(-20..183)
+            };
             let amount = (rng.gen_range(2_000.0f64..250_000.0) / 100.0).round() * 100.0;
             opportunities.push(NewRecord {
                 fields: json!({
@@ -172,12 +255,19 @@ pub async fn seed(db: &Db, tenant: &str, owner: &str, owners: &[String]) -> anyh
             });
         }
     }
-    for (object, items) in [("contact", contacts), ("opportunity", opportunities), ("activity", activities)] {
+    for (object, items) in [
+        ("contact", contacts),
+        ("opportunity", opportunities),
+        ("activity", activities),
+    ] {
         for chunk in items.chunks(records::MAX_BULK) {
             records::create(db, &who, object, chunk.to_vec(), true).await?;
         }
     }
-    Ok(account_ids.into_iter().zip(account_meta.into_iter().map(|(c, _, _)| c.to_string())).collect())
+    Ok(account_ids
+        .into_iter()
+        .zip(account_meta.into_iter().map(|(c, _, _)| c.to_string()))
+        .collect())
 }
 
 /// The JSON the demo prints about its data.

@@ -500,3 +500,66 @@ async fn hundred_timers_fire_exactly_once_across_hosts() {
     }
     a.stop().await;
 }
+
+#[tokio::test]
+async fn tenants_are_isolated_and_admins_can_list_and_cancel() {
+    let s = TestServer::start_with_clock(manual(datetime!(2026-11-24 12:00:00 UTC))).await;
+    let a = install_probe(&s, json!("all")).await;
+    let b = s.tenant("Other").await;
+    install(&s, &b, json!("all")).await;
+    // The same key in two tenants names two timers.
+    after(&s, &a, "shared", 60_000, "a").await;
+    after(&s, &b, "shared", 120_000, "b").await;
+    let (mine, theirs) = (pending(&s, &a).await, pending(&s, &b).await);
+    assert_eq!((mine.len(), theirs.len()), (1, 1));
+    assert_eq!(
+        (mine[0]["payload"].as_str(), theirs[0]["payload"].as_str()),
+        (Some("a"), Some("b"))
+    );
+    let listed = admin_timers(&s, &b).await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["data"][0]["payload"], "b");
+
+    // A tenant without the plugin sees nothing, and cannot cancel anything.
+    let c = s.tenant("Third").await;
+    let timers = "/api/v1/installations/timer-probe/timers";
+    let r = s.call("GET", timers, Some(&c.key), None).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let content_type = r.headers.get("content-type").and_then(|v| v.to_str().ok());
+    assert_eq!(content_type, Some("application/problem+json"), "{}", r.text);
+    let r = s.call("DELETE", &format!("{timers}/shared"), Some(&c.key), None).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+
+    // Listing and cancelling are for admins.
+    let member = s.user(&a, "Mia Member", "member").await;
+    let r = s.call("GET", timers, Some(&member.key), None).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = s
+        .call("DELETE", &format!("{timers}/shared"), Some(&member.key), None)
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+
+    // B's admin cancels B's timer; A's is untouched. Cancelling again is a 404.
+    let r = s.call("DELETE", &format!("{timers}/shared"), Some(&b.key), None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = s.call("DELETE", &format!("{timers}/shared"), Some(&b.key), None).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(pending(&s, &b).await.is_empty());
+    assert_eq!(pending(&s, &a).await.len(), 1);
+    let audit = s
+        .call("GET", "/api/v1/audit/events?order=desc&limit=5", Some(&b.key), None)
+        .await;
+    let last = &audit.body["data"][0];
+    assert_eq!(
+        (last["action"].as_str(), last["entity_id"].as_str()),
+        (Some("plugin_timer.cancel"), Some("timer-probe/shared")),
+        "{}",
+        audit.text
+    );
+
+    advance(&s, Duration::from_secs(180)).await;
+    let (fa, fb) = (fires(&s, &a).await, fires(&s, &b).await);
+    assert_eq!(fa["shared"]["payloads"], json!(["a"]), "{fa}");
+    assert_eq!(fb, json!({}), "the cancelled timer does not fire");
+    s.stop().await;
+}

@@ -554,6 +554,24 @@ fn operations() -> Vec<Op> {
         ),
         op(
             "get",
+            "/api/v1/installations/{plugin}/timers",
+            "installations",
+            "The plugin's timers: next fire, cron, state, last error",
+            admin,
+            NoBody,
+            200,
+        ),
+        op(
+            "delete",
+            "/api/v1/installations/{plugin}/timers/{key}",
+            "installations",
+            "Cancel one of the plugin's timers",
+            admin,
+            NoBody,
+            204,
+        ),
+        op(
+            "get",
             "/api/v1/plugins/{plugin}",
             "plugins",
             "A plugin endpoint at the plugin's root path",
@@ -1233,6 +1251,7 @@ mod tests {
             include_str!("publishers.rs"),
             include_str!("records.rs"),
             include_str!("system.rs"),
+            include_str!("timers.rs"),
             include_str!("usage.rs"),
             include_str!("versions.rs"),
         ];

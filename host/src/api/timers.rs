@@ -1,5 +1,12 @@
-//! `GET /api/v1/installations/{plugin}/timers`: a plugin's timers in the tenant, for
-//! tenant admins (read-only) — next fire, cron and zone, counts, and the last error.
+//! A plugin's timers in the tenant, for tenant admins:
+//!
+//! - `GET /api/v1/installations/{plugin}/timers`: next fire, cron and zone, counts and
+//!   the last error of each timer;
+//! - `DELETE /api/v1/installations/{plugin}/timers/{key}`: cancel one (audited as
+//!   `plugin_timer.cancel`; 404 when the key has no timer).
+//!
+//! Both answer 404 for a plugin the tenant has not installed; rows are read by tenant
+//! in the store, so another tenant's timers are never reachable.
 //!
 //! Query: `cursor` (from `next_cursor`), `limit` (1–500, default 100). Each timer has a
 //! `state`: `pending`, `firing` (claimed by a scheduler now), `held` (the installation
@@ -8,8 +15,9 @@
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -24,7 +32,9 @@ const MAX_LIMIT: i64 = 500;
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/installations/{plugin}/timers", get(list))
+    Router::new()
+        .route("/api/v1/installations/{plugin}/timers", get(list))
+        .route("/api/v1/installations/{plugin}/timers/{key}", delete(cancel))
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,10 +104,7 @@ async fn list(
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::validation(format!("`limit` is 1–{MAX_LIMIT}")).with_field("limit", "out of range"));
     }
-    let installed = match state.db.installation(None, ctx.tenant(), &plugin).await? {
-        Some(i) if i.state != installation::UNINSTALLED => i,
-        _ => return Err(ApiError::not_found(format!("`{plugin}` is not installed"))),
-    };
+    let installed = installed(&state, &ctx, &plugin).await?;
     let held = installed.state != installation::ENABLED;
     let mut rows = state
         .db
@@ -115,4 +122,41 @@ async fn list(
         "next_cursor": next_cursor,
     }))
     .into_response())
+}
+
+/// The installation of `plugin` in the caller's tenant, unless it is uninstalled.
+async fn installed(state: &AppState, ctx: &Ctx, plugin: &str) -> ApiResult<crate::store::installations::Installation> {
+    match state.db.installation(None, ctx.tenant(), plugin).await? {
+        Some(i) if i.state != installation::UNINSTALLED => Ok(i),
+        _ => Err(ApiError::not_found(format!("`{plugin}` is not installed"))),
+    }
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path((plugin, key)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    ctx.auth.require(Role::Admin)?;
+    installed(&state, &ctx, &plugin).await?;
+    let mut tx = state.db.writer().begin().await.map_err(ApiError::internal)?;
+    let Some(removed) = state.db.remove_timer(&mut tx, ctx.tenant(), &plugin, &key).await? else {
+        return Err(ApiError::not_found(format!("`{plugin}` has no timer `{key}`")));
+    };
+    let entity = format!("{plugin}/{key}");
+    let before = json!({
+        "next_fire": removed.due_at,
+        "cron": removed.cron,
+        "time_zone": removed.time_zone,
+    });
+    let event = crate::store::audit::NewEvent {
+        action: "plugin_timer.cancel",
+        entity_type: "plugin_timer",
+        entity_id: Some(&entity),
+        before: Some(&before),
+        after: None,
+    };
+    crate::store::audit::append(&mut tx, state.db.dialect(), ctx.tenant(), &ctx.actor(), event).await?;
+    tx.commit().await.map_err(ApiError::internal)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

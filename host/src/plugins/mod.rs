@@ -108,12 +108,15 @@ impl PluginHost {
         &self.services
     }
 
-    /// Forget what is cached for one tenant's plugin.
+    /// Forget what is cached for one tenant's plugin. Called on every lifecycle
+    /// change; it also wakes the timer scheduler, so timers held while the plugin was
+    /// disabled fire right after it is enabled rather than at the next poll.
     pub fn invalidate(&self, tenant: &str, plugin: &str) {
         self.active
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(tenant.to_string(), plugin.to_string()));
+        self.services.timers.wake();
     }
 
     /// Forget everything cached (after a key revocation).

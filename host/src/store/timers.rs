@@ -194,6 +194,27 @@ impl Db {
         Ok(pending)
     }
 
+    /// Remove the timer under `key` inside `tx` (a tenant admin's cancel, audited in
+    /// the same transaction); returns the removed row, `None` if there was none.
+    pub async fn remove_timer(
+        &self,
+        tx: &mut Tx<'_>,
+        tenant: &str,
+        plugin: &str,
+        key: &str,
+    ) -> StoreResult<Option<TimerRow>> {
+        let row = sqlx::query(&format!(
+            "DELETE FROM plugin_timers WHERE tenant_id = $1 AND plugin_id = $2 AND timer_key = $3 \
+             RETURNING {COLUMNS}"
+        ))
+        .bind(tenant)
+        .bind(plugin)
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
     /// The plugin's pending timers in the tenant, by key.
     pub async fn pending_timers(&self, tenant: &str, plugin: &str) -> StoreResult<Vec<TimerRow>> {
         let rows = sqlx::query(&format!(
