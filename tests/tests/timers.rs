@@ -563,3 +563,49 @@ async fn tenants_are_isolated_and_admins_can_list_and_cancel() {
     assert_eq!(fb, json!({}), "the cancelled timer does not fire");
     s.stop().await;
 }
+
+/// The per-plugin cap, at the store (the capability passes `spec::MAX_TIMERS`, 10,000,
+/// too many to set over HTTP in a test): new keys beyond it are refused with `Limit`,
+/// replacing an existing key still works, and other plugins and tenants have their own.
+#[tokio::test]
+async fn the_timer_count_limit_refuses_new_keys_only() {
+    use plinth_host::store::StoreError;
+    use plinth_host::store::timers::{NewTimer, SetOutcome};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = plinth_tests::fresh_db(dir.path()).await;
+    let now = "2026-11-24T12:00:00.000Z";
+    let timer = |key: &'static str| NewTimer {
+        key,
+        payload: "",
+        cron: None,
+        due_at: "2026-11-24T13:00:00.000Z",
+    };
+    for key in ["a", "b", "c"] {
+        let set = db.set_timer("t1", "p", timer(key), now, 3).await.expect("set");
+        assert_eq!(set, SetOutcome::Created);
+    }
+    let over = db.set_timer("t1", "p", timer("d"), now, 3).await;
+    assert!(matches!(over, Err(StoreError::Limit(_))), "{over:?}");
+    assert_eq!(
+        db.set_timer("t1", "p", timer("a"), now, 3).await.expect("replace"),
+        SetOutcome::Replaced
+    );
+    db.set_timer("t1", "other-plugin", timer("d"), now, 3)
+        .await
+        .expect("another plugin");
+    db.set_timer("t2", "p", timer("d"), now, 3)
+        .await
+        .expect("another tenant");
+    assert!(db.cancel_timer("t1", "p", "b").await.expect("cancel"));
+    db.set_timer("t1", "p", timer("d"), now, 3)
+        .await
+        .expect("room again after a cancel");
+    let keys: Vec<String> = db
+        .pending_timers("t1", "p")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.key)
+        .collect();
+    assert_eq!(keys, ["a", "c", "d"]);
+}
