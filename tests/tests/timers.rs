@@ -428,6 +428,21 @@ async fn a_plugin_without_the_schedule_grant_is_denied() {
     s.stop().await;
 }
 
+#[tokio::test]
+async fn a_component_importing_schedule_must_declare_it() {
+    let s = TestServer::start().await;
+    let publisher = s.publisher("plinth-tests").await;
+    let (manifest, component) = guest_files("timer-probe");
+    let undeclared = manifest.replace("schedule = true\n", "");
+    assert_ne!(undeclared, manifest);
+    let r = s
+        .publish(&publisher.token, publisher.pack(&undeclared, &component))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("plinth:plugin/schedule"), "{}", r.text);
+    s.stop().await;
+}
+
 /// 100 timers due at the same instant. On PostgreSQL two hosts share the database
 /// and race to claim them; on SQLite — one process by design — a single host fires
 /// them (the same assertion, without the second host: noted in the output).
