@@ -50,6 +50,7 @@ pub mod log;
 pub mod records;
 mod router;
 pub mod schedule;
+pub mod sharing;
 pub mod storage;
 #[doc(hidden)]
 pub mod wit;

@@ -12,15 +12,18 @@ mod audit;
 pub mod auth;
 pub mod context;
 mod error;
+mod groups;
 mod installations;
 pub mod json;
 mod marketplace;
 mod objects;
 mod openapi;
+mod operator;
 pub mod plugins;
 mod publishers;
 pub mod records;
 mod system;
+mod tenancy;
 mod timers;
 mod usage;
 mod versions;
@@ -184,6 +187,9 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(plugins::routes())
         .merge(versions::routes())
         .merge(audit::routes())
+        .merge(tenancy::routes())
+        .merge(groups::routes())
+        .merge(operator::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint").into_response() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

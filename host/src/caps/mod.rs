@@ -11,6 +11,7 @@ mod config;
 mod log;
 mod records;
 mod schedule;
+mod sharing;
 mod storage;
 
 use std::sync::Arc;
@@ -72,6 +73,7 @@ pub(crate) enum Cap {
     Config,
     Audit,
     Schedule,
+    Sharing,
 }
 
 /// Record metadata that any granted object exposes, whatever its field list.
@@ -86,6 +88,7 @@ impl CapCtx {
             Cap::Config => (self.grants.config, "config"),
             Cap::Audit => (self.grants.audit, "audit"),
             Cap::Schedule => (self.grants.schedule, "schedule"),
+            Cap::Sharing => (self.grants.sharing, "sharing"),
         };
         if granted {
             Ok(())
@@ -178,6 +181,7 @@ pub fn check_imports(imports: &[String], declared: &Capabilities) -> Result<(), 
                 "storage" => ("storage", declared.storage),
                 "audit" => ("audit", declared.audit),
                 "schedule" => ("schedule", declared.schedule),
+                "sharing" => ("sharing", declared.sharing),
                 "records" => ("[capabilities.records.<object>]", !declared.records.is_empty()),
                 other => {
                     return Some(format!(
