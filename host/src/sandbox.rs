@@ -71,7 +71,10 @@ impl Sandbox {
         let (tenant, user) = sandbox_tenant(&db).await?;
         Ok(Sandbox {
             runtime: Runtime::new(config)?,
-            services: Services { db },
+            services: Services {
+                db,
+                timers: Default::default(),
+            },
             tenant,
             user: Some(user),
         })
@@ -82,7 +85,10 @@ impl Sandbox {
     pub fn with(runtime: Runtime, db: Db, tenant: &str, user: Option<&str>) -> Sandbox {
         Sandbox {
             runtime,
-            services: Services { db },
+            services: Services {
+                db,
+                timers: Default::default(),
+            },
             tenant: tenant.to_string(),
             user: user.map(str::to_string),
         }

@@ -10,6 +10,7 @@ mod audit;
 mod config;
 mod log;
 mod records;
+mod schedule;
 mod sharing;
 mod storage;
 
@@ -26,6 +27,8 @@ use crate::store::{Db, StoreError};
 pub struct Services {
     /// The database.
     pub db: Db,
+    /// The clock timers go by, and the scheduler's wake-up.
+    pub timers: crate::scheduler::Timers,
 }
 
 /// Which plugin version a call runs.
@@ -69,6 +72,7 @@ pub(crate) enum Cap {
     Storage,
     Config,
     Audit,
+    Schedule,
     Sharing,
 }
 
@@ -83,6 +87,7 @@ impl CapCtx {
             Cap::Storage => (self.grants.storage, "storage"),
             Cap::Config => (self.grants.config, "config"),
             Cap::Audit => (self.grants.audit, "audit"),
+            Cap::Schedule => (self.grants.schedule, "schedule"),
             Cap::Sharing => (self.grants.sharing, "sharing"),
         };
         if granted {
@@ -175,6 +180,7 @@ pub fn check_imports(imports: &[String], declared: &Capabilities) -> Result<(), 
                 "config" => ("config", declared.config),
                 "storage" => ("storage", declared.storage),
                 "audit" => ("audit", declared.audit),
+                "schedule" => ("schedule", declared.schedule),
                 "sharing" => ("sharing", declared.sharing),
                 "records" => ("[capabilities.records.<object>]", !declared.records.is_empty()),
                 other => {

@@ -22,6 +22,7 @@ pub mod shares;
 pub(crate) mod sql;
 pub mod tenancy;
 pub mod time;
+pub mod timers;
 pub mod versions;
 
 use std::path::Path;
