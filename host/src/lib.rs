@@ -8,6 +8,8 @@
 //! - [`runtime`]: the wasmtime engine, limits and instance cache — no HTTP here;
 //! - [`caps`]: the host side of each WIT capability interface;
 //! - [`store`]: the database (sqlx), the only place SQL lives;
+//! - [`outbox`], [`outbound`] and [`secrets`]: email and webhook delivery, guarded
+//!   outbound HTTP, secrets encrypted at rest;
 //! - [`manifest`] and [`package`]: plugin manifests and signed packages;
 //! - [`cli`]: the `plinth` command.
 
@@ -21,11 +23,14 @@ pub mod demo;
 pub mod guest_build;
 pub mod manifest;
 pub mod marketplace;
+pub mod outbound;
+pub mod outbox;
 pub mod package;
 pub mod plugins;
 pub mod records;
 pub mod runtime;
 pub mod sandbox;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod tenancy;

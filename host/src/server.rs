@@ -28,6 +28,13 @@ pub struct ServerConfig {
     /// Sign (with a local key kept in the data dir) and publish the bundled
     /// first-party plugins on start. On by default for the embedded database.
     pub first_party: bool,
+    /// Email and webhook delivery.
+    pub outbox: crate::outbox::OutboxConfig,
+    /// Outbound HTTP rules (plugins' `http` and webhook delivery).
+    pub http: crate::outbound::HttpPolicy,
+    /// The secret key (base64 of 32 bytes, from `PLINTH_SECRET_KEY`); `None` uses the
+    /// key file in the data directory, created on first start.
+    pub secret_key: Option<crate::secrets::KeyText>,
 }
 
 impl ServerConfig {
@@ -40,6 +47,9 @@ impl ServerConfig {
             api: ApiConfig::default(),
             limits: HostLimits::default(),
             first_party: true,
+            outbox: crate::outbox::OutboxConfig::default(),
+            http: crate::outbound::HttpPolicy::default(),
+            secret_key: None,
         }
     }
 
@@ -111,7 +121,8 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         limits: config.limits,
         ..RuntimeConfig::default()
     })?;
-    let state = AppState::new(db, runtime, config.api.clone());
+    let (services, worker) = integrations(&config, &db)?;
+    let state = AppState::with_services(services, runtime, config.api.clone());
     if config.first_party {
         let outcomes =
             crate::marketplace::bootstrap::publish_first_party(&state.db, &state.runtime, &config.data_dir).await?;
@@ -128,6 +139,7 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
     let background = state.clone();
     let mut stopped_bg = stopped.clone();
     let mut stopped_eval = stopped.clone();
+    let mut stopped_outbox = stopped.clone();
     let evaluator_db = state.db.clone();
     let task = tokio::spawn(async move {
         let bg = tokio::spawn(background.run_background(async move {
@@ -135,6 +147,9 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         }));
         let evaluator = tokio::spawn(crate::audit::policy::run_evaluator(evaluator_db, async move {
             let _ = stopped_eval.wait_for(|s| *s).await;
+        }));
+        let outbox = tokio::spawn(worker.run(async move {
+            let _ = stopped_outbox.wait_for(|s| *s).await;
         }));
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -144,6 +159,7 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
             .context("the HTTP server failed")?;
         bg.await.context("background task panicked")?;
         evaluator.await.context("audit policy evaluator panicked")?;
+        outbox.await.context("outbox worker panicked")?;
         Ok(())
     });
     Ok(RunningServer {
@@ -152,6 +168,41 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         stop,
         task,
     })
+}
+
+/// The services plugins and the API use (secret key, guarded outbound HTTP) and
+/// the outbox worker, from the configuration.
+fn integrations(config: &ServerConfig, db: &Db) -> anyhow::Result<(crate::caps::Services, crate::outbox::Worker)> {
+    use crate::secrets::{self, KeySource};
+    let key = config.secret_key.as_ref().map(|k| k.expose());
+    let (vault, source) = secrets::load_or_create(key, &config.data_dir).context("could not load the secret key")?;
+    match &source {
+        KeySource::Configured => tracing::info!(key_id = %vault.key_id(), "secret key from PLINTH_SECRET_KEY"),
+        KeySource::File(path) | KeySource::Created(path) => {
+            tracing::info!(key_id = %vault.key_id(), file = %path.display(), "secret key from the data directory");
+            if config.database_url.is_some() {
+                tracing::warn!(
+                    "the secret key comes from this host's data directory: other hosts on the same database \
+                     cannot read the secrets it seals; set PLINTH_SECRET_KEY on every host (docs/secrets.md)"
+                );
+            }
+        }
+    }
+    let http = crate::outbound::HttpClient::new(config.http.clone())?;
+    let worker = crate::outbox::Worker::new(
+        db.clone(),
+        vault.clone(),
+        http.clone(),
+        &config.data_dir,
+        config.outbox.clone(),
+    )?;
+    tracing::info!(email = %worker.describe(), "outbox worker");
+    let services = crate::caps::Services {
+        db: db.clone(),
+        http,
+        vault,
+    };
+    Ok((services, worker))
 }
 
 /// Resolve when the process receives SIGINT or SIGTERM.

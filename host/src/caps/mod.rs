@@ -8,8 +8,11 @@
 
 mod audit;
 mod config;
+mod email;
+mod http;
 mod log;
 mod records;
+mod secrets;
 mod storage;
 
 use std::sync::Arc;
@@ -25,6 +28,23 @@ use crate::store::{Db, StoreError};
 pub struct Services {
     /// The database.
     pub db: Db,
+    /// The guarded outbound HTTP client (WIT `http`).
+    pub http: crate::outbound::HttpClient,
+    /// Seals and opens plugin secrets (WIT `secrets`).
+    pub vault: crate::secrets::Vault,
+}
+
+impl Services {
+    /// Services over `db` with the strict outbound policy and a per-process secret
+    /// key (secrets set through it do not survive a restart). Servers build theirs
+    /// from the operator's configuration instead.
+    pub fn new(db: Db) -> Services {
+        Services {
+            db,
+            http: crate::outbound::HttpClient::strict(),
+            vault: crate::secrets::Vault::ephemeral(),
+        }
+    }
 }
 
 /// Which plugin version a call runs.
@@ -68,6 +88,10 @@ pub(crate) enum Cap {
     Storage,
     Config,
     Audit,
+    Email,
+    Secrets,
+    /// At least one `http:<origin>` granted (each request is then matched).
+    Http,
 }
 
 /// Record metadata that any granted object exposes, whatever its field list.
@@ -81,6 +105,9 @@ impl CapCtx {
             Cap::Storage => (self.grants.storage, "storage"),
             Cap::Config => (self.grants.config, "config"),
             Cap::Audit => (self.grants.audit, "audit"),
+            Cap::Email => (self.grants.email, "email"),
+            Cap::Secrets => (self.grants.secrets, "secrets"),
+            Cap::Http => (!self.grants.http.is_empty(), "http"),
         };
         if granted {
             Ok(())
@@ -172,6 +199,9 @@ pub fn check_imports(imports: &[String], declared: &Capabilities) -> Result<(), 
                 "config" => ("config", declared.config),
                 "storage" => ("storage", declared.storage),
                 "audit" => ("audit", declared.audit),
+                "email" => ("email", declared.email),
+                "secrets" => ("secrets", declared.secrets),
+                "http" => ("http", !declared.http.is_empty()),
                 "records" => ("[capabilities.records.<object>]", !declared.records.is_empty()),
                 other => {
                     return Some(format!(

@@ -80,11 +80,16 @@ pub struct PluginHost {
 }
 
 impl PluginHost {
-    /// A host over a database and runtime.
+    /// A host over a database and runtime, with default [`Services`].
     pub fn new(db: Db, runtime: Runtime) -> PluginHost {
-        let services = Services { db: db.clone() };
+        PluginHost::with_services(Services::new(db), runtime)
+    }
+
+    /// A host whose plugins use `services` (the server's configured outbound HTTP
+    /// client and secret key).
+    pub fn with_services(services: Services, runtime: Runtime) -> PluginHost {
         PluginHost {
-            db,
+            db: services.db.clone(),
             runtime,
             services,
             active: RwLock::new(HashMap::new()),

@@ -14,13 +14,16 @@ mod documents;
 pub mod installations;
 pub mod marketplace;
 mod objects;
+pub mod outbox;
 pub mod records;
 pub mod request_log;
+pub mod secrets;
 mod settings;
 pub(crate) mod sql;
 pub mod tenancy;
 pub mod time;
 pub mod versions;
+pub mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
