@@ -9,7 +9,9 @@
 //!   an RFC 9457 problem response with the right status;
 //! - typed [`storage`] (serde in, serde out, versions for optimistic concurrency),
 //!   [`records`] (CRM records: find, aggregate in SQL, create, update), [`audit`],
-//!   [`config`] and [`log`].
+//!   [`config`] and [`log`];
+//! - since WIT 1.2: [`email`] (the outbox), [`outbound`] HTTP to manifest-listed
+//!   origins, and this plugin's [`secrets`].
 //!
 //! ```no_run
 //! use plinth_sdk::{export_plugin, Plugin, Router, Response, storage::Collection};
@@ -44,11 +46,14 @@ extern crate self as plinth_sdk;
 pub mod audit;
 mod caller;
 pub mod config;
+pub mod email;
 mod error;
 mod http;
 pub mod log;
+pub mod outbound;
 pub mod records;
 mod router;
+pub mod secrets;
 pub mod storage;
 #[doc(hidden)]
 pub mod wit;

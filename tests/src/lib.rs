@@ -11,6 +11,8 @@ use plinth_host::store::Db;
 use plinth_host::store::audit::Actor;
 use serde_json::Value;
 
+pub mod receivers;
+
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
 /// The manifest and component of a test guest (`tests/guests/<name>`).
@@ -129,13 +131,28 @@ impl TestServer {
         TestServer::start_inner(false, tune).await
     }
 
+    /// Start a server whose configuration is adjusted by `configure` first (outbox,
+    /// outbound HTTP, secret key…).
+    pub async fn start_configured(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        TestServer::start_full(false, |db| db, configure).await
+    }
+
     async fn start_inner(first_party: bool, tune: impl FnOnce(Db) -> Db) -> TestServer {
+        TestServer::start_full(first_party, tune, |_| {}).await
+    }
+
+    async fn start_full(
+        first_party: bool,
+        tune: impl FnOnce(Db) -> Db,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = ServerConfig::new(dir.path().to_path_buf());
         config.listen = "127.0.0.1:0".parse().expect("addr");
         // Compiling the bundled plugins costs every test a few seconds; marketplace
         // tests that need them use `start_with_first_party`.
         config.first_party = first_party;
+        configure(&mut config);
         let db = tune(fresh_db(dir.path()).await);
         let server = server::start_with_db(config, db).await.expect("server starts");
         let url = server.url();
@@ -145,6 +162,11 @@ impl TestServer {
             http: reqwest::Client::new(),
             _dir: dir,
         }
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     /// The server's database (for setup and for tampering tests).
@@ -368,4 +390,25 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// Publish `tests/guests/integrations-probe` (once per server) with its `http`
+/// origins replaced by `origins`, signed by publisher `plinth-tests`.
+pub async fn publish_integrations_probe(s: &TestServer, origins: &[&str]) {
+    let (manifest, component) = guest_files("integrations-probe");
+    let list = origins.iter().map(|o| format!("{o:?}")).collect::<Vec<_>>().join(", ");
+    let manifest = manifest.replace(r#"http = ["https://api.example.com"]"#, &format!("http = [{list}]"));
+    let publisher = s.publisher("plinth-tests").await;
+    let r = s.publish(&publisher.token, publisher.pack(&manifest, &component)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+/// Install the published integrations probe in `tenant` with `grants` (`"all"` or a
+/// list of capability keys).
+pub async fn install_integrations_probe(s: &TestServer, tenant: &TestTenant, grants: Value) {
+    let body = serde_json::json!({ "plugin": "integrations-probe", "grants": grants });
+    let r = s
+        .call("POST", "/api/v1/installations", Some(&tenant.key), Some(body))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
 }
