@@ -69,6 +69,12 @@ pub fn database_kind() -> &'static str {
 /// A fresh, empty database: a temporary SQLite file, or a new PostgreSQL database
 /// on the server named by `PLINTH_TEST_DATABASE_URL`.
 pub async fn fresh_db(dir: &std::path::Path) -> Db {
+    fresh_db_reopenable(dir).await.0
+}
+
+/// [`fresh_db`], with what [`reopen_db`] needs to connect to it again (the
+/// PostgreSQL URL; `None` for SQLite in `dir`).
+pub async fn fresh_db_reopenable(dir: &std::path::Path) -> (Db, Option<String>) {
     match std::env::var("PLINTH_TEST_DATABASE_URL") {
         Ok(admin_url) => {
             use sqlx::Connection as _;
@@ -81,11 +87,23 @@ pub async fn fresh_db(dir: &std::path::Path) -> Db {
                 .await
                 .expect("create database");
             let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
-            Db::connect(&format!("{base}/{name}"))
-                .await
-                .expect("connect to the test database")
+            let url = format!("{base}/{name}");
+            let db = Db::connect(&url).await.expect("connect to the test database");
+            (db, Some(url))
         }
-        Err(_) => Db::open_sqlite(&dir.join("plinth.db")).await.expect("open SQLite"),
+        Err(_) => (
+            Db::open_sqlite(&dir.join("plinth.db")).await.expect("open SQLite"),
+            None,
+        ),
+    }
+}
+
+/// Connect again to a database from [`fresh_db_reopenable`] (after a server
+/// stopped and closed it).
+pub async fn reopen_db(url: &Option<String>, dir: &std::path::Path) -> Db {
+    match url {
+        Some(url) => Db::connect(url).await.expect("reconnect"),
+        None => Db::open_sqlite(&dir.join("plinth.db")).await.expect("reopen SQLite"),
     }
 }
 
@@ -134,15 +152,22 @@ impl TestServer {
     /// Start a server whose configuration is adjusted by `configure` first (outbox,
     /// outbound HTTP, secret key…).
     pub async fn start_configured(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
-        TestServer::start_full(false, |db| db, configure).await
+        TestServer::start_full(false, None, |db| db, configure).await
+    }
+
+    /// Start a server over `db` (e.g. one a stopped server used), with its own new
+    /// data directory and its configuration adjusted by `configure`.
+    pub async fn start_on(db: Db, configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        TestServer::start_full(false, Some(db), |db| db, configure).await
     }
 
     async fn start_inner(first_party: bool, tune: impl FnOnce(Db) -> Db) -> TestServer {
-        TestServer::start_full(first_party, tune, |_| {}).await
+        TestServer::start_full(first_party, None, tune, |_| {}).await
     }
 
     async fn start_full(
         first_party: bool,
+        db: Option<Db>,
         tune: impl FnOnce(Db) -> Db,
         configure: impl FnOnce(&mut ServerConfig),
     ) -> TestServer {
@@ -153,7 +178,11 @@ impl TestServer {
         // tests that need them use `start_with_first_party`.
         config.first_party = first_party;
         configure(&mut config);
-        let db = tune(fresh_db(dir.path()).await);
+        let db = match db {
+            Some(db) => db,
+            None => fresh_db(dir.path()).await,
+        };
+        let db = tune(db);
         let server = server::start_with_db(config, db).await.expect("server starts");
         let url = server.url();
         TestServer {
