@@ -12,16 +12,20 @@ mod audit;
 pub mod auth;
 pub mod context;
 mod error;
+mod groups;
 mod installations;
 pub mod json;
 mod marketplace;
 mod objects;
+mod openapi;
+mod operator;
 mod outbox;
 pub mod plugins;
 mod publishers;
 pub mod records;
 mod secrets;
 mod system;
+mod tenancy;
 mod usage;
 mod versions;
 mod webhooks;
@@ -182,6 +186,7 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(extra)
         .merge(system::routes())
         .merge(objects::routes())
+        .merge(openapi::routes())
         .merge(records::routes())
         .merge(marketplace::routes())
         .merge(installations::routes())
@@ -189,6 +194,9 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(plugins::routes())
         .merge(versions::routes())
         .merge(audit::routes())
+        .merge(tenancy::routes())
+        .merge(groups::routes())
+        .merge(operator::routes())
         .merge(outbox::routes())
         .merge(webhooks::routes())
         .merge(secrets::routes())

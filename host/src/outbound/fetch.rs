@@ -131,6 +131,13 @@ pub fn parse_url(raw: &str) -> Result<Url, FetchError> {
             url.scheme()
         )));
     }
+    // The WHATWG parser repairs `http:/host` and `http:///host` into `http://host`;
+    // a URL that needs repairing is refused instead, so what is checked is what
+    // was written.
+    match raw.split_once("://") {
+        Some((_, rest)) if !rest.starts_with('/') => {}
+        _ => return invalid("it must be `scheme://host/…`"),
+    }
     if !url.username().is_empty() || url.password().is_some() {
         return invalid("credentials in the URL are not allowed; send an Authorization header");
     }
@@ -337,6 +344,7 @@ mod tests {
             "https://exa mple.com/",
             "https://example.com/\n",
             "http:///nohost",
+            "http:/example.com/",
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
