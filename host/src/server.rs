@@ -183,7 +183,7 @@ fn integrations(config: &ServerConfig, db: &Db) -> anyhow::Result<(crate::caps::
             if config.database_url.is_some() {
                 tracing::warn!(
                     "the secret key comes from this host's data directory: other hosts on the same database \
-                     cannot read the secrets it seals; set PLINTH_SECRET_KEY on every host (docs/secrets.md)"
+                     cannot read the secrets it seals; set PLINTH_SECRET_KEY on every host (docs/integrations.md)"
                 );
             }
         }

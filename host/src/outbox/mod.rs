@@ -6,7 +6,7 @@
 //! - [`webhooks`]: tenants' webhooks, and the fan-out of alerts and events to them
 //!   ([`webhooks::enqueue_event`] is the entry point for the events service).
 //! - [`mail`]: SMTP (lettre) or `.eml` files when no SMTP server is configured.
-//! - [`signing`]: the webhook signature scheme (`docs/webhooks.md`).
+//! - [`signing`]: the webhook signature scheme (`docs/outbox.md`).
 //! - [`worker`]: claims (multi-host safe), retries with exponential backoff, final
 //!   failures recorded; the webhook delivery log.
 

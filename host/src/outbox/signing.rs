@@ -1,6 +1,6 @@
 //! Webhook signatures: `Plinth-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`
 //! with `Plinth-Timestamp: <unix seconds>`. The timestamp is signed so a receiver
-//! can refuse replays of old deliveries; see `docs/webhooks.md`.
+//! can refuse replays of old deliveries; see `docs/outbox.md`.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

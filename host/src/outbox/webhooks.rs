@@ -447,7 +447,7 @@ async fn queue_for(
 ///
 /// The body each webhook receives is
 /// `{"id": event.id, "type": event.name, "tenant_id", "created_at": event.occurred_at,
-/// "data": event.payload, "delivery_id"}`, signed as `docs/webhooks.md` describes.
+/// "data": event.payload, "delivery_id"}`, signed as `docs/outbox.md` describes.
 pub async fn enqueue_event(tx: &mut Tx<'_>, tenant: &str, event: &WebhookEvent<'_>) -> StoreResult<usize> {
     let hooks = store::enabled_tx(tx, tenant).await?;
     let subscribed = hooks

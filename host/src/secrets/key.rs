@@ -1,7 +1,7 @@
 //! Where the host's secret key comes from: the operator's `PLINTH_SECRET_KEY`
 //! (base64 of 32 bytes), or else a key file generated once in the data directory
 //! (mode 0600). Several hosts on one PostgreSQL must share one key, so they need
-//! `PLINTH_SECRET_KEY`; see `docs/secrets.md`.
+//! `PLINTH_SECRET_KEY`; see `docs/integrations.md`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
