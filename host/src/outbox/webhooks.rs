@@ -214,8 +214,7 @@ async fn audit_change(
     actor: &Actor,
     action: &str,
     id: &str,
-    before: Option<Value>,
-    after: Option<Value>,
+    (before, after): (Option<Value>, Option<Value>),
 ) -> StoreResult<()> {
     let event = NewEvent {
         action,
@@ -276,8 +275,7 @@ pub async fn create(
         actor,
         "webhook.create",
         &row.id,
-        None,
-        Some(view_json(&row)),
+        (None, Some(view_json(&row))),
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
@@ -354,8 +352,7 @@ pub async fn update(
             actor,
             "webhook.update",
             id,
-            Some(view_json(&before)),
-            Some(after_json),
+            (Some(view_json(&before)), Some(after_json)),
         )
         .await?;
     }
@@ -379,8 +376,7 @@ pub async fn delete(db: &Db, tenant: &str, actor: &Actor, id: &str) -> Result<()
         actor,
         "webhook.delete",
         id,
-        Some(view_json(&before)),
-        None,
+        (Some(view_json(&before)), None),
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
