@@ -9,6 +9,8 @@
 //! - [`caps`]: the host side of each WIT capability interface;
 //! - [`store`]: the database (sqlx), the only place SQL lives;
 //! - [`scheduler`]: durable timers and cron, fired through the plugin host;
+//! - [`outbox`], [`outbound`] and [`secrets`]: email and webhook delivery, guarded
+//!   outbound HTTP, secrets encrypted at rest;
 //! - [`manifest`] and [`package`]: plugin manifests and signed packages;
 //! - [`cli`]: the `plinth` command.
 
@@ -23,12 +25,15 @@ pub mod demo_data;
 pub mod guest_build;
 pub mod manifest;
 pub mod marketplace;
+pub mod outbound;
+pub mod outbox;
 pub mod package;
 pub mod plugins;
 pub mod records;
 pub mod runtime;
 pub mod sandbox;
 pub mod scheduler;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod tenancy;

@@ -71,10 +71,7 @@ impl Sandbox {
         let (tenant, user) = sandbox_tenant(&db).await?;
         Ok(Sandbox {
             runtime: Runtime::new(config)?,
-            services: Services {
-                db,
-                timers: Default::default(),
-            },
+            services: Services::new(db),
             tenant,
             user: Some(user),
         })
@@ -85,10 +82,7 @@ impl Sandbox {
     pub fn with(runtime: Runtime, db: Db, tenant: &str, user: Option<&str>) -> Sandbox {
         Sandbox {
             runtime,
-            services: Services {
-                db,
-                timers: Default::default(),
-            },
+            services: Services::new(db),
             tenant: tenant.to_string(),
             user: user.map(str::to_string),
         }

@@ -32,6 +32,13 @@ pub struct ServerConfig {
     pub clock: crate::scheduler::Clock,
     /// Timer scheduler settings.
     pub scheduler: crate::scheduler::SchedulerConfig,
+    /// Email and webhook delivery.
+    pub outbox: crate::outbox::OutboxConfig,
+    /// Outbound HTTP rules (plugins' `http` and webhook delivery).
+    pub http: crate::outbound::HttpPolicy,
+    /// The secret key (base64 of 32 bytes, from `PLINTH_SECRET_KEY`); `None` uses the
+    /// key file in the data directory, created on first start.
+    pub secret_key: Option<crate::secrets::KeyText>,
 }
 
 impl ServerConfig {
@@ -46,6 +53,9 @@ impl ServerConfig {
             first_party: true,
             clock: crate::scheduler::Clock::system(),
             scheduler: crate::scheduler::SchedulerConfig::default(),
+            outbox: crate::outbox::OutboxConfig::default(),
+            http: crate::outbound::HttpPolicy::default(),
+            secret_key: None,
         }
     }
 
@@ -119,8 +129,8 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         limits: config.limits,
         ..RuntimeConfig::default()
     })?;
-    let timers = crate::scheduler::Timers::new(config.clock.clone());
-    let state = AppState::with_timers(db, runtime, config.api.clone(), timers);
+    let (services, worker) = integrations(&config, &db)?;
+    let state = AppState::with_services(services, runtime, config.api.clone());
     if config.first_party {
         let outcomes =
             crate::marketplace::bootstrap::publish_first_party(&state.db, &state.runtime, &config.data_dir).await?;
@@ -137,6 +147,7 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
     let background = state.clone();
     let mut stopped_bg = stopped.clone();
     let mut stopped_eval = stopped.clone();
+    let mut stopped_outbox = stopped.clone();
     let evaluator_db = state.db.clone();
     let mut stopped_timers = stopped.clone();
     let scheduler = crate::scheduler::Scheduler::new(state.db.clone(), state.plugins.clone(), config.scheduler);
@@ -151,6 +162,9 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         let timers = tokio::spawn(scheduler.run(async move {
             let _ = stopped_timers.wait_for(|s| *s).await;
         }));
+        let outbox = tokio::spawn(worker.run(async move {
+            let _ = stopped_outbox.wait_for(|s| *s).await;
+        }));
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -160,6 +174,7 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         bg.await.context("background task panicked")?;
         evaluator.await.context("audit policy evaluator panicked")?;
         timers.await.context("timer scheduler panicked")?;
+        outbox.await.context("outbox worker panicked")?;
         Ok(())
     });
     Ok(RunningServer {
@@ -169,6 +184,42 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         stop,
         task,
     })
+}
+
+/// The services plugins and the API use (secret key, guarded outbound HTTP) and
+/// the outbox worker, from the configuration.
+fn integrations(config: &ServerConfig, db: &Db) -> anyhow::Result<(crate::caps::Services, crate::outbox::Worker)> {
+    use crate::secrets::{self, KeySource};
+    let key = config.secret_key.as_ref().map(|k| k.expose());
+    let (vault, source) = secrets::load_or_create(key, &config.data_dir).context("could not load the secret key")?;
+    match &source {
+        KeySource::Configured => tracing::info!(key_id = %vault.key_id(), "secret key from PLINTH_SECRET_KEY"),
+        KeySource::File(path) | KeySource::Created(path) => {
+            tracing::info!(key_id = %vault.key_id(), file = %path.display(), "secret key from the data directory");
+            if config.database_url.is_some() {
+                tracing::warn!(
+                    "the secret key comes from this host's data directory: other hosts on the same database \
+                     cannot read the secrets it seals; set PLINTH_SECRET_KEY on every host (docs/integrations.md)"
+                );
+            }
+        }
+    }
+    let http = crate::outbound::HttpClient::new(config.http.clone())?;
+    let worker = crate::outbox::Worker::new(
+        db.clone(),
+        vault.clone(),
+        http.clone(),
+        &config.data_dir,
+        config.outbox.clone(),
+    )?;
+    tracing::info!(email = %worker.describe(), "outbox worker");
+    let services = crate::caps::Services {
+        db: db.clone(),
+        timers: crate::scheduler::Timers::new(config.clock.clone()),
+        http,
+        vault,
+    };
+    Ok((services, worker))
 }
 
 /// Resolve when the process receives SIGINT or SIGTERM.

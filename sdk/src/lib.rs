@@ -10,6 +10,9 @@
 //! - typed [`storage`] (serde in, serde out, versions for optimistic concurrency),
 //!   [`records`] (CRM records: find, aggregate in SQL, create, update), [`audit`],
 //!   [`schedule`] (durable timers and cron), [`config`] and [`log`].
+//!   [`config`] and [`log`];
+//! - since WIT 1.2: [`email`] (the outbox), [`outbound`] HTTP to manifest-listed
+//!   origins, and this plugin's [`secrets`].
 //!
 //! ```no_run
 //! use plinth_sdk::{export_plugin, Plugin, Router, Response, storage::Collection};
@@ -44,12 +47,15 @@ extern crate self as plinth_sdk;
 pub mod audit;
 mod caller;
 pub mod config;
+pub mod email;
 mod error;
 mod http;
 pub mod log;
+pub mod outbound;
 pub mod records;
 mod router;
 pub mod schedule;
+pub mod secrets;
 pub mod sharing;
 pub mod storage;
 #[doc(hidden)]

@@ -12,6 +12,8 @@ use plinth_host::store::Db;
 use plinth_host::store::audit::Actor;
 use serde_json::Value;
 
+pub mod receivers;
+
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
 /// The manifest and component of a test guest (`tests/guests/<name>`).
@@ -97,6 +99,22 @@ pub async fn fresh_database(dir: &std::path::Path) -> (Db, String) {
     }
 }
 
+/// [`fresh_db`], with what [`reopen_db`] needs to connect to it again (the
+/// PostgreSQL URL; `None` for SQLite in `dir`).
+pub async fn fresh_db_reopenable(dir: &std::path::Path) -> (Db, Option<String>) {
+    let (db, url) = fresh_database(dir).await;
+    (db, url.starts_with("postgres").then_some(url))
+}
+
+/// Connect again to a database from [`fresh_db_reopenable`] (after a server
+/// stopped and closed it).
+pub async fn reopen_db(url: &Option<String>, dir: &std::path::Path) -> Db {
+    match url {
+        Some(url) => Db::connect(url).await.expect("reconnect"),
+        None => Db::open_sqlite(&dir.join("plinth.db")).await.expect("reopen SQLite"),
+    }
+}
+
 /// The newest API version: test requests use it unless they choose another.
 pub const NEWEST_VERSION: &str = "2027-01-15";
 
@@ -127,7 +145,7 @@ impl StoppedServer {
     /// Start a new server over the same data directory and database.
     pub async fn start(self) -> TestServer {
         let db = Db::connect(&self.db_url).await.expect("reconnect to the database");
-        TestServer::serve(self.dir, self.db_url, db, false, self.clock).await
+        TestServer::serve(self.dir, self.db_url, db, false, self.clock, |_| {}).await
     }
 }
 
@@ -164,22 +182,47 @@ impl TestServer {
     pub async fn start_with_clock(clock: Clock) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let (db, db_url) = fresh_database(dir.path()).await;
-        TestServer::serve(dir, db_url, db, false, clock).await
+        TestServer::serve(dir, db_url, db, false, clock, |_| {}).await
+    }
+
+    /// Start a server whose configuration is adjusted by `configure` first (outbox,
+    /// outbound HTTP, secret key…).
+    pub async fn start_configured(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (db, db_url) = fresh_database(dir.path()).await;
+        TestServer::serve(dir, db_url, db, false, Clock::system(), configure).await
+    }
+
+    /// Start a server over `db` (e.g. one a stopped server used), with its own new
+    /// data directory and its configuration adjusted by `configure`. (It cannot be
+    /// restarted with [`TestServer::stop_keeping_data`] or joined by
+    /// [`TestServer::another_host`]: the harness does not know `db`'s URL.)
+    pub async fn start_on(db: Db, configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestServer::serve(dir, String::new(), db, false, Clock::system(), configure).await
     }
 
     async fn start_inner(first_party: bool, tune: impl FnOnce(Db) -> Db) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let (db, db_url) = fresh_database(dir.path()).await;
-        TestServer::serve(dir, db_url, tune(db), first_party, Clock::system()).await
+        TestServer::serve(dir, db_url, tune(db), first_party, Clock::system(), |_| {}).await
     }
 
-    async fn serve(dir: tempfile::TempDir, db_url: String, db: Db, first_party: bool, clock: Clock) -> TestServer {
+    async fn serve(
+        dir: tempfile::TempDir,
+        db_url: String,
+        db: Db,
+        first_party: bool,
+        clock: Clock,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
         let mut config = ServerConfig::new(dir.path().to_path_buf());
         config.listen = "127.0.0.1:0".parse().expect("addr");
         // Compiling the bundled plugins costs every test a few seconds; marketplace
         // tests that need them use `start_with_first_party`.
         config.first_party = first_party;
         config.clock = clock.clone();
+        configure(&mut config);
         let server = server::start_with_db(config, db).await.expect("server starts");
         let url = server.url();
         TestServer {
@@ -197,7 +240,7 @@ impl TestServer {
     pub async fn another_host(&self) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Db::connect(&self.db_url).await.expect("connect to the shared database");
-        TestServer::serve(dir, self.db_url.clone(), db, false, self.clock.clone()).await
+        TestServer::serve(dir, self.db_url.clone(), db, false, self.clock.clone(), |_| {}).await
     }
 
     /// Stop gracefully, keeping the data directory and database for
@@ -224,6 +267,11 @@ impl TestServer {
     /// held, or is being fired by another host).
     pub async fn timers_caught_up(&self) {
         self.server.scheduler.caught_up().await;
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     /// The server's database (for setup and for tampering tests).
@@ -447,4 +495,25 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
+
+/// Publish `tests/guests/integrations-probe` (once per server) with its `http`
+/// origins replaced by `origins`, signed by publisher `plinth-tests`.
+pub async fn publish_integrations_probe(s: &TestServer, origins: &[&str]) {
+    let (manifest, component) = guest_files("integrations-probe");
+    let list = origins.iter().map(|o| format!("{o:?}")).collect::<Vec<_>>().join(", ");
+    let manifest = manifest.replace(r#"http = ["https://api.example.com"]"#, &format!("http = [{list}]"));
+    let publisher = s.publisher("plinth-tests").await;
+    let r = s.publish(&publisher.token, publisher.pack(&manifest, &component)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+/// Install the published integrations probe in `tenant` with `grants` (`"all"` or a
+/// list of capability keys).
+pub async fn install_integrations_probe(s: &TestServer, tenant: &TestTenant, grants: Value) {
+    let body = serde_json::json!({ "plugin": "integrations-probe", "grants": grants });
+    let r = s
+        .call("POST", "/api/v1/installations", Some(&tenant.key), Some(body))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
 }

@@ -19,14 +19,17 @@ mod marketplace;
 mod objects;
 mod openapi;
 mod operator;
+mod outbox;
 pub mod plugins;
 mod publishers;
 pub mod records;
+mod secrets;
 mod system;
 mod tenancy;
 mod timers;
 mod usage;
 mod versions;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +94,10 @@ pub struct AppInner {
     pub versions: crate::versioning::Versions,
     /// The request log's buffer (written by the background task).
     pub request_log: crate::versioning::RequestLog,
+    /// Seals webhook and plugin secrets.
+    pub vault: crate::secrets::Vault,
+    /// The guarded outbound HTTP client (its address rules also judge webhook URLs).
+    pub outbound: crate::outbound::HttpClient,
 }
 
 impl std::ops::Deref for AppState {
@@ -101,20 +108,32 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// State over a database and runtime, going by the system clock.
-    pub fn new(db: Db, runtime: Runtime, config: ApiConfig) -> AppState {
-        AppState::with_timers(db, runtime, config, crate::scheduler::Timers::default())
+    /// State whose plugin timers go by `timers`' clock (tests drive a manual one),
+    /// with default services otherwise.
+    pub fn with_timers(db: Db, runtime: Runtime, config: ApiConfig, timers: crate::scheduler::Timers) -> AppState {
+        let services = crate::caps::Services {
+            timers,
+            ..crate::caps::Services::new(db)
+        };
+        AppState::with_services(services, runtime, config)
     }
 
-    /// State whose plugin timers go by `timers`' clock.
-    pub fn with_timers(db: Db, runtime: Runtime, config: ApiConfig, timers: crate::scheduler::Timers) -> AppState {
-        let plugins = Arc::new(crate::plugins::PluginHost::with_timers(
-            db.clone(),
-            runtime.clone(),
-            timers,
-        ));
+    /// State over a database and runtime, with default services (a per-process
+    /// secret key: for benchmarks and tools, not servers).
+    pub fn new(db: Db, runtime: Runtime, config: ApiConfig) -> AppState {
+        AppState::with_services(crate::caps::Services::new(db), runtime, config)
+    }
+
+    /// State over configured services (database, outbound HTTP, secret key).
+    pub fn with_services(services: crate::caps::Services, runtime: Runtime, config: ApiConfig) -> AppState {
+        let db = services.db.clone();
+        let vault = services.vault.clone();
+        let outbound = services.http.clone();
+        let plugins = Arc::new(crate::plugins::PluginHost::with_services(services, runtime.clone()));
         let request_log = crate::versioning::RequestLog::new(config.request_log.clone());
         AppState(Arc::new(AppInner {
+            vault,
+            outbound,
             db,
             runtime,
             config,
@@ -190,6 +209,9 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(tenancy::routes())
         .merge(groups::routes())
         .merge(operator::routes())
+        .merge(outbox::routes())
+        .merge(webhooks::routes())
+        .merge(secrets::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint").into_response() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

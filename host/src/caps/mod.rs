@@ -8,9 +8,12 @@
 
 mod audit;
 mod config;
+mod email;
+mod http;
 mod log;
 mod records;
 mod schedule;
+mod secrets;
 mod sharing;
 mod storage;
 
@@ -29,6 +32,24 @@ pub struct Services {
     pub db: Db,
     /// The clock timers go by, and the scheduler's wake-up.
     pub timers: crate::scheduler::Timers,
+    /// The guarded outbound HTTP client (WIT `http`).
+    pub http: crate::outbound::HttpClient,
+    /// Seals and opens plugin secrets (WIT `secrets`).
+    pub vault: crate::secrets::Vault,
+}
+
+impl Services {
+    /// Services over `db` with the strict outbound policy and a per-process secret
+    /// key (secrets set through it do not survive a restart). Servers build theirs
+    /// from the operator's configuration instead.
+    pub fn new(db: Db) -> Services {
+        Services {
+            db,
+            timers: crate::scheduler::Timers::default(),
+            http: crate::outbound::HttpClient::strict(),
+            vault: crate::secrets::Vault::ephemeral(),
+        }
+    }
 }
 
 /// Which plugin version a call runs.
@@ -74,6 +95,10 @@ pub(crate) enum Cap {
     Audit,
     Schedule,
     Sharing,
+    Email,
+    Secrets,
+    /// At least one `http:<origin>` granted (each request is then matched).
+    Http,
 }
 
 /// Record metadata that any granted object exposes, whatever its field list.
@@ -89,6 +114,9 @@ impl CapCtx {
             Cap::Audit => (self.grants.audit, "audit"),
             Cap::Schedule => (self.grants.schedule, "schedule"),
             Cap::Sharing => (self.grants.sharing, "sharing"),
+            Cap::Email => (self.grants.email, "email"),
+            Cap::Secrets => (self.grants.secrets, "secrets"),
+            Cap::Http => (!self.grants.http.is_empty(), "http"),
         };
         if granted {
             Ok(())
@@ -182,6 +210,9 @@ pub fn check_imports(imports: &[String], declared: &Capabilities) -> Result<(), 
                 "audit" => ("audit", declared.audit),
                 "schedule" => ("schedule", declared.schedule),
                 "sharing" => ("sharing", declared.sharing),
+                "email" => ("email", declared.email),
+                "secrets" => ("secrets", declared.secrets),
+                "http" => ("http", !declared.http.is_empty()),
                 "records" => ("[capabilities.records.<object>]", !declared.records.is_empty()),
                 other => {
                     return Some(format!(

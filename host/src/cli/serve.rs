@@ -24,7 +24,8 @@ pub(crate) struct DataArgs {
     database_url: Option<String>,
     /// TOML file with any of: listen, data_dir, database_url, body_limit,
     /// plugin_timeout_ms, plugin_memory_mib, request_log_retention_days (default 30,
-    /// 0 keeps the request log forever). Flags and environment win over it.
+    /// 0 keeps the request log forever), smtp_url, smtp_from, http_allow_private,
+    /// http_allow_networks. Flags and environment win over it.
     #[arg(long, env = "PLINTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -40,6 +41,32 @@ pub(crate) struct ServeArgs {
     /// set, and print its API keys.
     #[arg(long, env = "PLINTH_DEMO")]
     demo: bool,
+    #[command(flatten)]
+    integrations: IntegrationArgs,
+}
+
+/// Email delivery and outbound HTTP (`docs/outbox.md`, `docs/integrations.md`). The
+/// secret key sealing plugin and webhook secrets comes from `PLINTH_SECRET_KEY`
+/// (never a flag: command lines are visible to other users), else from
+/// `<data-dir>/secret.key`, created on first start.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct IntegrationArgs {
+    /// SMTP server for outgoing email: `smtp://[user:pass@]host:port` (add
+    /// `?tls=required` for STARTTLS), or `smtps://…` for implicit TLS. Without it,
+    /// emails are written as .eml files to `<data-dir>/outbox/`.
+    #[arg(long, env = "PLINTH_SMTP_URL", value_name = "URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// Sender of every email (`Plinth <plinth@example.com>`).
+    #[arg(long, env = "PLINTH_SMTP_FROM", value_name = "MAILBOX")]
+    smtp_from: Option<String>,
+    /// Let plugins' outbound HTTP and webhooks reach loopback, private and
+    /// link-local addresses (development, or integrations inside your network).
+    #[arg(long, env = "PLINTH_HTTP_ALLOW_PRIVATE")]
+    http_allow_private: bool,
+    /// Networks outbound HTTP may reach whatever their kind (`10.20.0.0/16`);
+    /// repeat the flag or separate with commas.
+    #[arg(long, env = "PLINTH_HTTP_ALLOW_NETWORKS", value_name = "CIDR", value_delimiter = ',')]
+    http_allow_network: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -139,9 +166,17 @@ struct FileConfig {
     plugin_timeout_ms: Option<u64>,
     plugin_memory_mib: Option<u64>,
     request_log_retention_days: Option<u32>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
+    http_allow_private: Option<bool>,
+    http_allow_networks: Option<Vec<String>>,
 }
 
 fn config(data: &DataArgs, listen: Option<SocketAddr>) -> anyhow::Result<ServerConfig> {
+    config_with(data, listen, &IntegrationArgs::default())
+}
+
+fn config_with(data: &DataArgs, listen: Option<SocketAddr>, int: &IntegrationArgs) -> anyhow::Result<ServerConfig> {
     let file: FileConfig = match &data.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
@@ -174,11 +209,37 @@ fn config(data: &DataArgs, listen: Option<SocketAddr>) -> anyhow::Result<ServerC
     if let Some(days) = file.request_log_retention_days {
         config.api.request_log.retention_days = days;
     }
+    if let Some(url) = int.smtp_url.clone().or(file.smtp_url) {
+        let url = crate::outbox::SmtpUrl::parse(&url).map_err(|e| anyhow::anyhow!("--smtp-url: {e}"))?;
+        config.outbox.smtp_url = Some(url);
+    }
+    if let Some(from) = int.smtp_from.clone().or(file.smtp_from) {
+        config.outbox.from = from;
+    }
+    config.http.addresses.allow_private = int.http_allow_private || file.http_allow_private.unwrap_or(false);
+    config.http.addresses.allow_networks = if int.http_allow_network.is_empty() {
+        let parse = |n: &String| {
+            n.parse()
+                .map_err(|e| anyhow::anyhow!("http_allow_networks: `{n}`: {e}"))
+        };
+        file.http_allow_networks
+            .unwrap_or_default()
+            .iter()
+            .map(parse)
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        int.http_allow_network.clone()
+    };
+    if let Ok(key) = std::env::var(crate::secrets::KEY_ENV)
+        && !key.trim().is_empty()
+    {
+        config.secret_key = Some(crate::secrets::KeyText::new(key));
+    }
     Ok(config)
 }
 
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut config = config(&args.data, args.listen)?;
+    let mut config = config_with(&args.data, args.listen, &args.integrations)?;
     config.first_party |= args.demo;
     block_on(async move {
         let db = config.open_db().await?;

@@ -80,16 +80,27 @@ pub struct PluginHost {
 }
 
 impl PluginHost {
-    /// A host over a database and runtime, going by the system clock.
+    /// A host over a database and runtime, with default [`Services`].
     pub fn new(db: Db, runtime: Runtime) -> PluginHost {
-        PluginHost::with_timers(db, runtime, crate::scheduler::Timers::default())
+        PluginHost::with_services(Services::new(db), runtime)
     }
 
     /// A host whose timers go by `timers`' clock (tests drive a manual one).
     pub fn with_timers(db: Db, runtime: Runtime, timers: crate::scheduler::Timers) -> PluginHost {
-        let services = Services { db: db.clone(), timers };
+        PluginHost::with_services(
+            Services {
+                timers,
+                ..Services::new(db)
+            },
+            runtime,
+        )
+    }
+
+    /// A host whose plugins use `services` (the server's configured outbound HTTP
+    /// client, secret key and timer clock).
+    pub fn with_services(services: Services, runtime: Runtime) -> PluginHost {
         PluginHost {
-            db,
+            db: services.db.clone(),
             runtime,
             services,
             active: RwLock::new(HashMap::new()),

@@ -15,8 +15,10 @@ pub mod groups;
 pub mod installations;
 pub mod marketplace;
 mod objects;
+pub mod outbox;
 pub mod records;
 pub mod request_log;
+pub mod secrets;
 mod settings;
 pub mod shares;
 pub(crate) mod sql;
@@ -24,6 +26,7 @@ pub mod tenancy;
 pub mod time;
 pub mod timers;
 pub mod versions;
+pub mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;

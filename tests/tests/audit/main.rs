@@ -181,7 +181,9 @@ async fn outbox(s: &TestServer, tenant: &str) -> Vec<(String, Value)> {
         .expect("outbox");
     rows.iter()
         .map(|r| {
-            assert_eq!(r.get::<String, _>("status"), "pending");
+            // The server's outbox worker may already have delivered them.
+            let status: String = r.get("status");
+            assert!(["pending", "sending", "sent"].contains(&status.as_str()), "{status}");
             let payload: String = r.get("payload");
             (r.get("kind"), serde_json::from_str(&payload).expect("payload JSON"))
         })
