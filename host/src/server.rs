@@ -129,6 +129,15 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
     let mut stopped_bg = stopped.clone();
     let mut stopped_eval = stopped.clone();
     let evaluator_db = state.db.clone();
+    let mut stopped_events = stopped.clone();
+    let events_worker = crate::events::worker::run(
+        state.db.clone(),
+        state.plugins.clone(),
+        state.events.clone(),
+        async move {
+            let _ = stopped_events.wait_for(|s| *s).await;
+        },
+    );
     let task = tokio::spawn(async move {
         let bg = tokio::spawn(background.run_background(async move {
             let _ = stopped_bg.wait_for(|s| *s).await;
@@ -136,6 +145,7 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         let evaluator = tokio::spawn(crate::audit::policy::run_evaluator(evaluator_db, async move {
             let _ = stopped_eval.wait_for(|s| *s).await;
         }));
+        let events_worker = tokio::spawn(events_worker);
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -144,6 +154,7 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
             .context("the HTTP server failed")?;
         bg.await.context("background task panicked")?;
         evaluator.await.context("audit policy evaluator panicked")?;
+        events_worker.await.context("event delivery worker panicked")?;
         Ok(())
     });
     Ok(RunningServer {

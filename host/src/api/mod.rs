@@ -12,6 +12,7 @@ mod audit;
 pub mod auth;
 pub mod context;
 mod error;
+mod events;
 mod installations;
 pub mod json;
 mod marketplace;
@@ -86,6 +87,8 @@ pub struct AppInner {
     pub versions: crate::versioning::Versions,
     /// The request log's buffer (written by the background task).
     pub request_log: crate::versioning::RequestLog,
+    /// Event delivery settings and the worker's wake-up signal.
+    pub events: crate::events::Events,
 }
 
 impl std::ops::Deref for AppState {
@@ -110,6 +113,7 @@ impl AppState {
             plugin_schemas: plugins::SchemaCache::default(),
             versions: crate::versioning::Versions::default(),
             request_log,
+            events: crate::events::Events::default(),
         }))
     }
 
@@ -171,6 +175,7 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(plugins::routes())
         .merge(versions::routes())
         .merge(audit::routes())
+        .merge(events::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint").into_response() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -207,6 +212,10 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             versions::track_requests,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            events::wake_after_writes,
         ))
         .with_state(state)
 }

@@ -8,6 +8,7 @@
 
 mod audit;
 mod config;
+mod events;
 mod log;
 mod records;
 mod storage;
@@ -68,6 +69,7 @@ pub(crate) enum Cap {
     Storage,
     Config,
     Audit,
+    Emit,
 }
 
 /// Record metadata that any granted object exposes, whatever its field list.
@@ -81,6 +83,7 @@ impl CapCtx {
             Cap::Storage => (self.grants.storage, "storage"),
             Cap::Config => (self.grants.config, "config"),
             Cap::Audit => (self.grants.audit, "audit"),
+            Cap::Emit => (self.grants.emit, "emit"),
         };
         if granted {
             Ok(())
@@ -172,6 +175,7 @@ pub fn check_imports(imports: &[String], declared: &Capabilities) -> Result<(), 
                 "config" => ("config", declared.config),
                 "storage" => ("storage", declared.storage),
                 "audit" => ("audit", declared.audit),
+                "events" => ("emit", declared.emit),
                 "records" => ("[capabilities.records.<object>]", !declared.records.is_empty()),
                 other => {
                     return Some(format!(
