@@ -189,14 +189,19 @@ async fn updates_reach_the_subscriber_exactly_in_commit_order() {
             .collect(),
     )
     .await;
+    // Records in parallel, each record's updates one after the other (concurrent
+    // updates of one record without If-Match may conflict, which is not this test's
+    // subject).
     join_all(
         others
             .iter()
-            .flat_map(|o| (1..=5).map(move |a| (o.clone(), a)))
-            .map(|(o, a)| {
-                let s = &s;
-                let key = t.key.clone();
-                async move { set_amount(s, &key, &o, a).await }
+            .map(|o| {
+                let (s, key) = (&s, t.key.as_str());
+                async move {
+                    for a in 1..=5 {
+                        set_amount(s, key, o, a).await;
+                    }
+                }
             })
             .collect(),
     )
@@ -246,7 +251,7 @@ async fn updates_reach_the_subscriber_exactly_in_commit_order() {
                     .unwrap_or(-1)
             })
             .collect();
-        assert_eq!(amounts.len(), 5);
+        assert_eq!(amounts, (1..=5).collect::<Vec<_>>());
     }
     s.stop().await;
 }
@@ -633,7 +638,7 @@ async fn own_writes_carry_the_cause_and_chains_stop_at_the_depth_limit() {
         .await;
     let stops = r.body["data"].as_array().cloned().unwrap_or_default();
     assert_eq!(stops.len(), 1, "{}", r.text);
-    let after = match &stops[0]["after_state"] {
+    let after = match &stops[0]["after"] {
         Value::String(text) => serde_json::from_str(text).unwrap_or_default(),
         other => other.clone(),
     };
@@ -722,6 +727,62 @@ async fn patterns_and_records_not_granted_are_not_delivered() {
     assert_eq!(b[1]["payload"]["id"], id.as_str());
     assert_eq!(b[1]["payload"]["changed"], json!(["amount"]));
     assert!(b.iter().all(|e| e["payload"].get("record").is_none()), "{b:?}");
+
+    // Emitting without the `emit` grant is a `denied` error the plugin sees (it
+    // answers 403), not a trap; nothing is logged.
+    let before = event_log(&s, &t).await.len();
+    let r = s
+        .call(
+            "POST",
+            "/api/v1/plugins/event-probe-b/emit/ping",
+            Some(&t.key),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("emit"), "{}", r.text);
+    assert_eq!(event_log(&s, &t).await.len(), before);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn uninstall_drops_pending_events_and_a_reinstall_starts_afresh() {
+    let (s, t, _) = server_with_probe(5).await;
+    install(&s, &t, PROBE, json!("all")).await;
+    let r = s
+        .call(
+            "POST",
+            &format!("/api/v1/installations/{PROBE}/disable"),
+            Some(&t.key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = new_opportunity(&s, &t, "Pending").await;
+    set_amount(&s, &t.key, &id, 1).await;
+    assert_eq!(subscription(&s, &t, PROBE).await["caught_up"], false);
+
+    let r = s
+        .call("DELETE", &format!("/api/v1/installations/{PROBE}"), Some(&t.key), None)
+        .await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    let r = s.call("GET", "/api/v1/events/subscriptions", Some(&t.key), None).await;
+    assert_eq!(r.body["data"], json!([]), "the cursor went with the installation");
+
+    // Re-installed (its storage kept): only what happens from now on arrives.
+    install(&s, &t, PROBE, json!("all")).await;
+    set_amount(&s, &t.key, &id, 2).await;
+    drained(&s, &t, PROBE).await;
+    let got = delivered(&s, &t, PROBE).await;
+    let amounts: Vec<i64> = got
+        .iter()
+        .map(|e| {
+            e["payload"]["record"]["fields"]["amount"]["value"]
+                .as_i64()
+                .unwrap_or(-1)
+        })
+        .collect();
+    assert_eq!(amounts, [2], "{got:?}");
     s.stop().await;
 }
 

@@ -16,6 +16,7 @@ use crate::manifest::Capabilities;
 use crate::plugins::{Active, PluginHost, Resolved};
 use crate::store::event_delivery::{Cursor, DeadLetter, Lease, NewDeadLetter};
 use crate::store::events::StoredEvent;
+use crate::store::installations::state as install_state;
 use crate::store::{Db, StoreResult, time};
 
 /// Events read per query while looking for the next subscribed one.
@@ -100,6 +101,9 @@ impl Deliverer<'_> {
             }
             // Re-queued dead letters go before everything still pending.
             if let Some(letter) = self.db.next_replay(tenant, plugin).await? {
+                if !self.still_current(&active).await? {
+                    break;
+                }
                 match self.replay(lease, &active, &mut cursor, &letter, &mut users).await? {
                     Some(delivered) => {
                         served.delivered += u32::from(delivered);
@@ -128,6 +132,9 @@ impl Deliverer<'_> {
                 served.progressed = true;
                 continue;
             };
+            if !self.still_current(&active).await? {
+                break;
+            }
             let seq = event.seq;
             match self.attempt(&active, &event, &mut users).await? {
                 Attempt::Delivered => {
@@ -198,6 +205,22 @@ impl Deliverer<'_> {
         cursor.attempt_seq = None;
         cursor.attempts = 0;
         Ok(settled.then_some(delivered))
+    }
+
+    /// Whether the installation is, in the database, still enabled as `active` was
+    /// prepared. Read *after* the event about to be delivered: an event committed
+    /// after a disable must be held, yet the plugin cache (and a serve that began
+    /// before the disable) may still say "active". When it changed, the cache entry
+    /// is dropped and this cursor waits for the next pass, which resolves afresh.
+    async fn still_current(&self, active: &Active) -> StoreResult<bool> {
+        let i = &active.installation;
+        let now = self.db.installation(None, &i.tenant_id, &i.plugin_id).await?;
+        let same =
+            now.is_some_and(|n| n.state == install_state::ENABLED && n.digest == i.digest && n.grants == i.grants);
+        if !same {
+            self.plugins.invalidate(&i.tenant_id, &i.plugin_id);
+        }
+        Ok(same)
     }
 
     async fn retry_later(&self, lease: &Lease, seq: i64, failures: i64, error: &str) -> StoreResult<()> {

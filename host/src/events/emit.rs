@@ -126,7 +126,8 @@ pub async fn record_changed(
 /// Log the event of an installation lifecycle step (an audit `action` such as
 /// `plugin.install`) inside its transaction, and keep the plugin's delivery cursor
 /// in step: an install starts it after this event (a plugin sees only what is
-/// published after it was installed); a purge drops it with its dead letters.
+/// published after it was installed); an uninstall or purge drops it with its
+/// dead letters.
 #[allow(clippy::too_many_arguments)]
 pub async fn lifecycle(
     tx: &mut Tx<'_>,
@@ -166,7 +167,9 @@ pub async fn lifecycle(
             let head = log::head_in(tx, tenant).await?;
             event_delivery::start_cursor(tx, tenant, plugin, head).await
         }
-        "plugin.purge" => event_delivery::drop_cursor(tx, tenant, plugin).await,
+        // Pending events and dead letters go with the installation; a re-install
+        // starts afresh at the head.
+        "plugin.uninstall" | "plugin.purge" => event_delivery::drop_cursor(tx, tenant, plugin).await,
         _ => Ok(()),
     }
 }

@@ -175,9 +175,11 @@ impl Db {
             "INSERT INTO event_cursors (tenant_id, plugin_id, position, attempts, touched_at) \
              SELECT i.tenant_id, i.plugin_id, COALESCE(h.seq, 0), 0, $1 FROM installations i \
              LEFT JOIN event_heads h ON h.tenant_id = i.tenant_id \
-             WHERE NOT EXISTS (SELECT 1 FROM event_cursors c WHERE c.tenant_id = i.tenant_id AND c.plugin_id = i.plugin_id)",
+             WHERE i.state <> $2 AND NOT EXISTS (SELECT 1 FROM event_cursors c \
+             WHERE c.tenant_id = i.tenant_id AND c.plugin_id = i.plugin_id)",
         )
         .bind(time::now())
+        .bind(install_state::UNINSTALLED)
         .execute(self.writer())
         .await?;
         Ok(done.rows_affected())
