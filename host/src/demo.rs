@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::manifest::Role;
 use crate::store::Db;
 use crate::store::audit::Actor;
-use crate::store::tenancy::{self, NewKey};
-use crate::tenancy::{KEY_PREFIX, display_prefix, new_secret};
+use crate::tenancy::keys::{self, KeyRequest};
+use crate::tenancy::{Caller, users};
 use crate::versioning::DEFAULT_VERSION;
 
 /// Name of the demo tenant.
@@ -56,40 +57,41 @@ pub async fn ensure(db: &Db, data_dir: &Path) -> anyhow::Result<DemoInfo> {
     )
     .await?;
     let tenant = created.tenant.id.clone();
-    let mut users = vec![(
+    let mut listed = vec![(
         "owner".to_string(),
         created.owner.email.clone(),
         created.api_key.clone(),
     )];
-    let mut tx = db.writer().begin().await?;
+    // Through the audited services, so the demo ledger shows who created whom.
+    let actor = Actor::system();
+    let owner = Caller {
+        user_id: &created.owner.id,
+        role: Role::Owner,
+    };
     for (role, email, name) in [
         ("admin", "admin@demo.plinth.dev", "Adam Admin"),
         ("manager", "manager@demo.plinth.dev", "Mia Manager"),
         ("member", "member@demo.plinth.dev", "Max Member"),
         ("read-only", "readonly@demo.plinth.dev", "Rita Reader"),
     ] {
-        let user = tenancy::insert_user(&mut tx, &tenant, email, name, role).await?;
-        let secret = new_secret(KEY_PREFIX);
-        tenancy::insert_key(
-            &mut tx,
+        let user = users::create_user(db, &tenant, &actor, owner, email, name, role).await?;
+        let key = keys::create_key(
+            db,
             &tenant,
-            NewKey {
-                user_id: &user.id,
+            &actor,
+            owner,
+            KeyRequest {
                 name: "demo key",
-                secret_hash: &secret.hash,
-                prefix: &display_prefix(&secret.plaintext),
-                api_version: None,
-                created_by: None,
-                expires_at: None,
+                user_id: Some(&user.id),
+                ..KeyRequest::default()
             },
         )
         .await?;
-        users.push((role.to_string(), email.to_string(), secret.plaintext));
+        listed.push((role.to_string(), email.to_string(), key.secret));
     }
-    tx.commit().await?;
     let info = DemoInfo {
         tenant_id: tenant,
-        users,
+        users: listed,
     };
     write_private(&file, &serde_json::to_vec_pretty(&info)?)?;
     Ok(info)

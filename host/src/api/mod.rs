@@ -13,14 +13,18 @@ pub mod auth;
 pub mod context;
 mod error;
 mod events;
+mod groups;
 mod installations;
 pub mod json;
 mod marketplace;
 mod objects;
+mod openapi;
+mod operator;
 pub mod plugins;
 mod publishers;
 pub mod records;
 mod system;
+mod tenancy;
 mod usage;
 mod versions;
 
@@ -168,6 +172,7 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(extra)
         .merge(system::routes())
         .merge(objects::routes())
+        .merge(openapi::routes())
         .merge(records::routes())
         .merge(marketplace::routes())
         .merge(installations::routes())
@@ -176,6 +181,9 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(versions::routes())
         .merge(audit::routes())
         .merge(events::routes())
+        .merge(tenancy::routes())
+        .merge(groups::routes())
+        .merge(operator::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint").into_response() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -2,7 +2,7 @@
 //! callers pass the SHA-256 of a secret, and lookups go by that hash.
 
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use super::{Db, StoreError, StoreResult, time};
 
@@ -256,6 +256,131 @@ pub async fn insert_key(tx: &mut Tx<'_>, tenant: &str, key: NewKey<'_>) -> Store
     Ok(stored)
 }
 
+fn lock_clause(conn: &AnyConnection) -> &'static str {
+    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        " FOR UPDATE"
+    } else {
+        ""
+    }
+}
+
+/// A user, row-locked until the transaction ends (PostgreSQL), for read-check-write.
+pub async fn lock_user(tx: &mut Tx<'_>, tenant: &str, id: &str) -> StoreResult<Option<User>> {
+    let lock = lock_clause(tx);
+    let row = sqlx::query(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2{lock}"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref().map(user_from).transpose()
+}
+
+/// Ids of the tenant's active owners, row-locked (PostgreSQL) so that two concurrent
+/// demotions cannot both see "another owner remains" and leave none.
+pub async fn lock_active_owners(tx: &mut Tx<'_>, tenant: &str) -> StoreResult<Vec<String>> {
+    let lock = lock_clause(tx);
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT id FROM users WHERE tenant_id = $1 AND role = 'owner' AND status = 'active' ORDER BY id{lock}"
+    ))
+    .bind(tenant)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// Set a user's name, role and status (bumps the version); returns the new state.
+pub async fn update_user(
+    tx: &mut Tx<'_>,
+    tenant: &str,
+    id: &str,
+    name: &str,
+    role: &str,
+    status: &str,
+) -> StoreResult<User> {
+    let done = sqlx::query(
+        "UPDATE users SET name = $3, role = $4, status = $5, version = version + 1, updated_at = $6 \
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(name)
+    .bind(role)
+    .bind(status)
+    .bind(time::now())
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("user {id} not found")));
+    }
+    lock_user(tx, tenant, id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("user {id} not found")))
+}
+
+/// An API key's metadata, read on any connection (e.g. inside a transaction).
+pub async fn key(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreResult<Option<ApiKey>> {
+    let row = sqlx::query(&format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(key_from).transpose()
+}
+
+/// Revoke a key now. Returns the key as revoked; an already revoked key is a conflict.
+pub async fn revoke_key(tx: &mut Tx<'_>, tenant: &str, id: &str) -> StoreResult<ApiKey> {
+    let done =
+        sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL")
+            .bind(tenant)
+            .bind(id)
+            .bind(time::now())
+            .execute(&mut **tx)
+            .await?;
+    let current = key(tx, tenant, id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("API key {id} not found")))?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!("API key {id} is already revoked")));
+    }
+    Ok(current)
+}
+
+/// A tenant, row-locked until the transaction ends (PostgreSQL).
+pub async fn lock_tenant(tx: &mut Tx<'_>, id: &str) -> StoreResult<Option<Tenant>> {
+    // NO KEY UPDATE: does not block the KEY SHARE locks of foreign-key checks.
+    let lock = if lock_clause(tx).is_empty() {
+        ""
+    } else {
+        " FOR NO KEY UPDATE"
+    };
+    let row = sqlx::query(&format!(
+        "SELECT id, name, default_api_version, status, created_at FROM tenants WHERE id = $1{lock}"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref().map(tenant_from).transpose()
+}
+
+/// Set a tenant's name and status; returns the new state.
+pub async fn update_tenant(tx: &mut Tx<'_>, id: &str, name: &str, status: &str) -> StoreResult<Tenant> {
+    let done = sqlx::query("UPDATE tenants SET name = $2, status = $3 WHERE id = $1")
+        .bind(id)
+        .bind(name)
+        .bind(status)
+        .execute(&mut **tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("tenant {id} not found")));
+    }
+    lock_tenant(tx, id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("tenant {id} not found")))
+}
+
 impl Db {
     /// Look up the key whose secret hashes to `secret_hash`, with its user and tenant.
     pub async fn resolve_key(&self, secret_hash: &str) -> StoreResult<Option<ResolvedKey>> {
@@ -366,6 +491,38 @@ impl Db {
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
         ))
         .bind(tenant)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(key_from).collect()
+    }
+
+    /// Tenants in id order after `after`, at most `limit` (operator listing).
+    pub async fn tenants_page(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<Tenant>> {
+        let rows = sqlx::query(
+            "SELECT id, name, default_api_version, status, created_at FROM tenants WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(tenant_from).collect()
+    }
+
+    /// API keys of one user of `tenant` in id order, after `after`, at most `limit`.
+    pub async fn api_keys_of_user(
+        &self,
+        tenant: &str,
+        user: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<ApiKey>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND user_id = $2 AND id > $3 ORDER BY id LIMIT $4"
+        ))
+        .bind(tenant)
+        .bind(user)
         .bind(after.unwrap_or(""))
         .bind(limit)
         .fetch_all(self.reader())

@@ -1,6 +1,21 @@
-//! Tenants, users and API keys: creating them (audited, in one transaction) and
-//! the secrets involved. API keys and operator tokens are 256 random bits, shown
-//! once, stored only as SHA-256.
+//! Tenancy and identity services: tenants, users, API keys, hierarchical groups,
+//! memberships and record shares. Every change is validated, checked against the
+//! caller's role, and appended to the tenant's audit ledger in the same transaction
+//! (no change without its event). API keys and operator tokens are 256 random bits,
+//! shown once, stored only as SHA-256.
+//!
+//! The REST handlers (`api::tenancy`, `api::groups`, `api::operator`) and the WIT
+//! `sharing` capability call these services; SQL stays in `store`.
+
+mod error;
+pub mod groups;
+pub mod keys;
+pub mod shares;
+pub mod tenants;
+pub mod users;
+pub mod validate;
+
+pub use error::{TenancyError, TenancyResult};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -8,9 +23,43 @@ use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
+use crate::manifest::Role;
 use crate::store::audit::{self, Actor, NewEvent};
 use crate::store::tenancy::{self, ApiKey, NewKey, Tenant, User};
 use crate::store::{Db, StoreResult};
+use validate::Problems;
+
+/// The authenticated user a service acts for, for its role checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller<'a> {
+    /// The user.
+    pub user_id: &'a str,
+    /// Their tenant role.
+    pub role: Role,
+}
+
+/// The JSON snapshot of an entity for audit `before`/`after` (never holds secrets:
+/// the types snapshotted here have none).
+pub(crate) fn snapshot<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// An audit event about one entity.
+pub(crate) fn event<'a>(
+    action: &'a str,
+    entity_type: &'a str,
+    entity_id: &'a str,
+    before: Option<&'a serde_json::Value>,
+    after: Option<&'a serde_json::Value>,
+) -> NewEvent<'a> {
+    NewEvent {
+        action,
+        entity_type,
+        entity_id: Some(entity_id),
+        before,
+        after,
+    }
+}
 
 /// Prefix of API key secrets (so leaked keys are recognisable by scanners).
 pub const KEY_PREFIX: &str = "plk_";
@@ -59,7 +108,9 @@ pub struct CreatedTenant {
 }
 
 /// Create a tenant with an owner user and an API key for them, audited in the new
-/// tenant's ledger, all in one transaction.
+/// tenant's ledger (`tenant.create`, `user.create`, `api_key.create`), all in one
+/// transaction. Names and the email are validated (fields `name`, `owner_email`,
+/// `owner_name`, `default_api_version`).
 pub async fn create_tenant(
     db: &Db,
     name: &str,
@@ -67,10 +118,19 @@ pub async fn create_tenant(
     owner_name: &str,
     default_api_version: &str,
     actor: &Actor,
-) -> StoreResult<CreatedTenant> {
+) -> TenancyResult<CreatedTenant> {
+    let mut problems = Problems::default();
+    let name = problems.check("name", validate::name(name));
+    let owner_email = problems.check("owner_email", validate::email(owner_email));
+    let owner_name = problems.check("owner_name", validate::name(owner_name));
+    problems.check("default_api_version", validate::api_version(default_api_version));
+    problems.finish()?;
+    let (Some(name), Some(owner_email), Some(owner_name)) = (name, owner_email, owner_name) else {
+        return Err(TenancyError::invalid("body", "invalid tenant"));
+    };
     let mut tx = db.writer().begin().await?;
-    let tenant = tenancy::insert_tenant(&mut tx, name, default_api_version).await?;
-    let owner = tenancy::insert_user(&mut tx, &tenant.id, owner_email, owner_name, "owner").await?;
+    let tenant = tenancy::insert_tenant(&mut tx, &name, default_api_version).await?;
+    let owner = tenancy::insert_user(&mut tx, &tenant.id, &owner_email, &owner_name, "owner").await?;
     let secret = new_secret(KEY_PREFIX);
     let key = tenancy::insert_key(
         &mut tx,
@@ -124,13 +184,7 @@ pub async fn create_tenant(
 }
 
 fn created<'a>(action: &'a str, entity_type: &'a str, id: &'a str, after: &'a serde_json::Value) -> NewEvent<'a> {
-    NewEvent {
-        action,
-        entity_type,
-        entity_id: Some(id),
-        before: None,
-        after: Some(after),
-    }
+    event(action, entity_type, id, None, Some(after))
 }
 
 /// Create an operator token; returns the secret (shown once).

@@ -32,6 +32,11 @@ pub trait VersionChange: Send + Sync {
     fn field_name_in(&self, _object: &str, _field: &str) -> Option<String> {
         None
     }
+
+    /// Rewrite the JSON Schema `properties` of `object`'s fields from the shape of
+    /// [`Self::introduced`] to the shape of the version before it (for the OpenAPI
+    /// document of older versions). Default: unchanged.
+    fn fields_schema_out(&self, _object: &str, _properties: &mut serde_json::Map<String, Value>) {}
 }
 
 /// Old-shape input that cannot be upgraded: a 422 with one entry per field.
@@ -87,6 +92,14 @@ pub fn fields_in(version: &str, object: &str, fields: &mut Value) -> Result<(), 
         change.fields_in(object, fields)?;
     }
     Ok(())
+}
+
+/// Downgrade the JSON Schema `properties` of `object`'s fields from the newest shape
+/// to `version`'s (newest change first).
+pub fn fields_schema_out(version: &str, object: &str, properties: &mut serde_json::Map<String, Value>) {
+    for change in newer_than(version).rev() {
+        change.fields_schema_out(object, properties);
+    }
 }
 
 /// Map a field name from `version`'s vocabulary to the newest one.

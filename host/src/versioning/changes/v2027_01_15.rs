@@ -71,6 +71,24 @@ impl VersionChange for MoneyAmount {
         }
     }
 
+    fn fields_schema_out(&self, object: &str, properties: &mut Map<String, Value>) {
+        if object != OBJECT {
+            return;
+        }
+        if let Some(Value::Object(money)) = properties.get("amount").cloned() {
+            let value = money
+                .get("properties")
+                .and_then(|p| p.get("value"))
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({ "type": "number" }));
+            properties.insert("amount".into(), value);
+            properties.insert(
+                "currency".into(),
+                serde_json::json!({ "type": "string", "pattern": "^[A-Za-z]{3}$", "description": "ISO 4217 code of `amount` (required with it)" }),
+            );
+        }
+    }
+
     fn fields_in(&self, object: &str, fields: &mut Value) -> Result<(), InputError> {
         if object != OBJECT {
             return Ok(());

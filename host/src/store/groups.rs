@@ -1,0 +1,518 @@
+//! Hierarchical groups, their closure table and their memberships.
+//!
+//! `group_closure` holds one row per (ancestor, descendant) pair, including (g, g) at
+//! depth 0, so every subtree or ancestry question is one indexed range scan and every
+//! structural change is a fixed number of set-based statements — never a loop over
+//! rows. The cost of a move is proportional to the closure rows that must change:
+//! |subtree| × the ancestors that differ between the old and the new position (plus a
+//! cheaper depth shift of the rows from shared ancestors when the depth changes); see
+//! `BENCHMARKS-tenancy.md`.
+//!
+//! Every function takes the tenant and filters on it. Writers take a [`Tx`]; readers
+//! take any connection (`&mut *tx` or a pooled connection), so the `sharing`
+//! capability and the REST services compose them inside their own transactions.
+//! Structural writes (create, move, delete) first take the tenant's tree lock, so two
+//! concurrent moves can never together build a cycle on PostgreSQL (SQLite has one
+//! writer anyway).
+
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+
+use super::{StoreError, StoreResult, Tx, time};
+
+mod members;
+
+use members::member_from;
+pub use members::{Member, Membership, add_member, groups_of_user, member, members_of, remove_member};
+
+/// A group of users in a tenant's hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    /// Tenant.
+    #[serde(skip)]
+    pub tenant_id: String,
+    /// Id (ULID).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Parent group; `None` for a root.
+    pub parent_id: Option<String>,
+    /// The plugin that manages this group (`None`: managed through REST).
+    pub owner_plugin: Option<String>,
+    /// Version for optimistic concurrency; bumped by rename and move.
+    pub version: i64,
+    /// Creation time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+/// A group together with its distance from the group a query started at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupAtDepth {
+    /// The group.
+    #[serde(flatten)]
+    pub group: Group,
+    /// Number of edges between the two groups (1 = parent or child).
+    pub depth: i64,
+}
+
+const GROUP_COLUMNS: &str =
+    "g.tenant_id, g.id, g.name, g.parent_id, g.owner_plugin, g.version, g.created_at, g.updated_at";
+
+fn group_from(r: &sqlx::any::AnyRow) -> StoreResult<Group> {
+    Ok(Group {
+        tenant_id: r.try_get("tenant_id")?,
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        parent_id: r.try_get("parent_id")?,
+        owner_plugin: r.try_get("owner_plugin")?,
+        version: r.try_get("version")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn at_depth_from(r: &sqlx::any::AnyRow) -> StoreResult<GroupAtDepth> {
+    Ok(GroupAtDepth {
+        group: group_from(r)?,
+        depth: r.try_get("depth")?,
+    })
+}
+
+fn is_postgres(conn: &AnyConnection) -> bool {
+    conn.backend_name().eq_ignore_ascii_case("postgresql")
+}
+
+/// Serialise structural changes of `tenant`'s hierarchy until the transaction ends.
+///
+/// On PostgreSQL this row-locks the tenant with `FOR NO KEY UPDATE`, which does not
+/// block the `FOR KEY SHARE` locks that foreign-key checks of ordinary inserts take.
+/// On SQLite the single writer connection already serialises all writes.
+pub async fn lock_tree(tx: &mut Tx<'_>, tenant: &str) -> StoreResult<()> {
+    if is_postgres(tx) {
+        sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(tenant)
+            .fetch_optional(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A group by id.
+pub async fn group(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreResult<Option<Group>> {
+    let row = sqlx::query(&format!(
+        "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.id = $2"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(group_from).transpose()
+}
+
+/// A group by id, row-locked until the transaction ends (PostgreSQL), for
+/// read-check-write sequences such as `If-Match`.
+pub async fn lock_group(tx: &mut Tx<'_>, tenant: &str, id: &str) -> StoreResult<Option<Group>> {
+    let lock = if is_postgres(tx) { " FOR UPDATE" } else { "" };
+    let row = sqlx::query(&format!(
+        "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.id = $2{lock}"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref().map(group_from).transpose()
+}
+
+async fn require_group(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreResult<Group> {
+    group(conn, tenant, id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("group {id} not found")))
+}
+
+/// Create a group under `parent` (a root when `None`), managed by `owner_plugin`
+/// (`None`: managed through REST). Its closure rows are the parent's ancestor rows,
+/// one deeper, plus its own depth-0 row — one `INSERT … SELECT`.
+pub async fn create_group(
+    tx: &mut Tx<'_>,
+    tenant: &str,
+    name: &str,
+    parent: Option<&str>,
+    owner_plugin: Option<&str>,
+) -> StoreResult<Group> {
+    lock_tree(tx, tenant).await?;
+    if let Some(parent) = parent {
+        require_group(tx, tenant, parent).await?;
+    }
+    let now = time::now();
+    let g = Group {
+        tenant_id: tenant.to_string(),
+        id: ulid::Ulid::new().to_string(),
+        name: name.to_string(),
+        parent_id: parent.map(str::to_string),
+        owner_plugin: owner_plugin.map(str::to_string),
+        version: 1,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    sqlx::query(
+        "INSERT INTO groups (tenant_id, id, name, parent_id, owner_plugin, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
+    )
+    .bind(tenant)
+    .bind(&g.id)
+    .bind(&g.name)
+    .bind(&g.parent_id)
+    .bind(&g.owner_plugin)
+    .bind(&g.created_at)
+    .bind(&g.updated_at)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO group_closure (tenant_id, ancestor_id, descendant_id, depth) \
+         SELECT tenant_id, ancestor_id, $2, depth + 1 FROM group_closure \
+         WHERE tenant_id = $1 AND descendant_id = $3 \
+         UNION ALL SELECT $1, $2, $2, 0",
+    )
+    .bind(tenant)
+    .bind(&g.id)
+    .bind(parent.unwrap_or(""))
+    .execute(&mut **tx)
+    .await?;
+    Ok(g)
+}
+
+/// Rename a group (bumps its version).
+pub async fn rename_group(tx: &mut Tx<'_>, tenant: &str, id: &str, name: &str) -> StoreResult<Group> {
+    update_group(tx, tenant, id, Some(name), None).await
+}
+
+/// Re-parent group `id` — and with it its whole subtree — under `new_parent` (to the
+/// root level when `None`); bumps the group's version. Moving a group under itself or
+/// one of its descendants is a [`StoreError::Conflict`] (callers that want to name the
+/// cycle check [`is_ancestor`] first).
+pub async fn move_group(tx: &mut Tx<'_>, tenant: &str, id: &str, new_parent: Option<&str>) -> StoreResult<Group> {
+    update_group(tx, tenant, id, None, Some(new_parent)).await
+}
+
+/// Rename and/or re-parent a group in one change (one version bump). `new_parent`:
+/// `None` leaves the parent alone, `Some(None)` makes the group a root.
+///
+/// The move is the standard closure-table move — rows linking the subtree to the old
+/// ancestors go, the cross product of the new ancestors × the subtree comes, depths
+/// added — in set-based statements that leave rows inside the subtree, and rows from
+/// ancestors the old and new parent share, in place (see `relink_subtree`).
+pub async fn update_group(
+    tx: &mut Tx<'_>,
+    tenant: &str,
+    id: &str,
+    name: Option<&str>,
+    new_parent: Option<Option<&str>>,
+) -> StoreResult<Group> {
+    lock_tree(tx, tenant).await?;
+    let current = require_group(tx, tenant, id).await?;
+    if let Some(parent) = new_parent {
+        if let Some(p) = parent {
+            require_group(tx, tenant, p).await?;
+            if is_ancestor(tx, tenant, id, p).await? {
+                return Err(StoreError::Conflict(format!(
+                    "cannot move group {id} under {p}: {p} is the group itself or one of its descendants"
+                )));
+            }
+        }
+        relink_subtree(tx, tenant, id, parent).await?;
+    }
+    let parent = match new_parent {
+        Some(p) => p.map(str::to_string),
+        None => current.parent_id,
+    };
+    sqlx::query(
+        "UPDATE groups SET name = $3, parent_id = $4, version = version + 1, updated_at = $5 \
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(name.unwrap_or(&current.name))
+    .bind(parent)
+    .bind(time::now())
+    .execute(&mut **tx)
+    .await?;
+    require_group(tx, tenant, id).await
+}
+
+/// The closure-table half of a move (see [`update_group`]).
+///
+/// Only what changes is touched. With S the subtree, OA the group's old proper
+/// ancestors and NA the new parent's ancestors (itself included), the common ancestors
+/// C = OA ∩ NA keep their rows to S, shifted by one constant (in a tree every common
+/// ancestor lies above both parents, so all their distances change by
+/// depth(new parent) − depth(old parent)); rows from OA \ C are deleted and rows from
+/// NA \ C inserted. A move between parents at the same depth under a shared ancestor
+/// therefore rewrites only |S| × (levels below that ancestor) rows, however deep the
+/// tree. Three set-based statements, in this order: the update (C still computable),
+/// the delete (OA \ C), the insert (NA \ ancestors left = NA \ C).
+async fn relink_subtree(tx: &mut Tx<'_>, tenant: &str, id: &str, new_parent: Option<&str>) -> StoreResult<()> {
+    let Some(p) = new_parent else {
+        sqlx::query(
+            "DELETE FROM group_closure WHERE tenant_id = $1 \
+               AND ancestor_id IN (SELECT ancestor_id FROM group_closure \
+                                   WHERE tenant_id = $1 AND descendant_id = $2 AND depth > 0) \
+               AND descendant_id IN (SELECT descendant_id FROM group_closure \
+                                     WHERE tenant_id = $1 AND ancestor_id = $2)",
+        )
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(());
+    };
+    let count = "SELECT COUNT(*) FROM group_closure WHERE tenant_id = $1 AND descendant_id = $2";
+    let old_depth: i64 = sqlx::query_scalar(&format!("{count} AND depth > 0"))
+        .bind(tenant)
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+    // Ancestors of the new parent, itself included = the group's new depth.
+    let new_depth: i64 = sqlx::query_scalar(count)
+        .bind(tenant)
+        .bind(p)
+        .fetch_one(&mut **tx)
+        .await?;
+    let shift = new_depth - old_depth;
+    if shift != 0 {
+        sqlx::query(
+            "UPDATE group_closure SET depth = depth + $4 WHERE tenant_id = $1 \
+               AND ancestor_id IN (SELECT ancestor_id FROM group_closure \
+                                   WHERE tenant_id = $1 AND descendant_id = $3 \
+                                     AND ancestor_id IN (SELECT ancestor_id FROM group_closure \
+                                                         WHERE tenant_id = $1 AND descendant_id = $2 AND depth > 0)) \
+               AND descendant_id IN (SELECT descendant_id FROM group_closure \
+                                     WHERE tenant_id = $1 AND ancestor_id = $2)",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(p)
+        .bind(shift)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query(
+        "DELETE FROM group_closure WHERE tenant_id = $1 \
+           AND ancestor_id IN (SELECT ancestor_id FROM group_closure \
+                               WHERE tenant_id = $1 AND descendant_id = $2 AND depth > 0 \
+                                 AND ancestor_id NOT IN (SELECT ancestor_id FROM group_closure \
+                                                         WHERE tenant_id = $1 AND descendant_id = $3)) \
+           AND descendant_id IN (SELECT descendant_id FROM group_closure \
+                                 WHERE tenant_id = $1 AND ancestor_id = $2)",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(p)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO group_closure (tenant_id, ancestor_id, descendant_id, depth) \
+         SELECT a.tenant_id, a.ancestor_id, d.descendant_id, a.depth + d.depth + 1 \
+         FROM group_closure a JOIN group_closure d ON d.tenant_id = a.tenant_id \
+         WHERE a.tenant_id = $1 AND a.descendant_id = $3 AND d.ancestor_id = $2 \
+           AND a.ancestor_id NOT IN (SELECT ancestor_id FROM group_closure \
+                                     WHERE tenant_id = $1 AND descendant_id = $2 AND depth > 0)",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(p)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Delete a group that has no children and no record shares, with its memberships
+/// and closure rows. Returns the deleted group and the memberships it had; a group
+/// with children or shares is a [`StoreError::Conflict`].
+pub async fn delete_group(tx: &mut Tx<'_>, tenant: &str, id: &str) -> StoreResult<(Group, Vec<Member>)> {
+    lock_tree(tx, tenant).await?;
+    let g = lock_group(tx, tenant, id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("group {id} not found")))?;
+    let children: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM groups WHERE tenant_id = $1 AND parent_id = $2")
+        .bind(tenant)
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+    if children > 0 {
+        return Err(StoreError::Conflict(format!(
+            "group {id} has {children} child group(s); move or delete them first"
+        )));
+    }
+    let shares: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM record_shares WHERE tenant_id = $1 AND group_id = $2")
+        .bind(tenant)
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+    if shares > 0 {
+        return Err(StoreError::Conflict(format!(
+            "group {id} has {shares} record share(s); remove them first"
+        )));
+    }
+    let members = sqlx::query(
+        "SELECT group_id, user_id, role, added_at FROM group_members WHERE tenant_id = $1 AND group_id = $2 \
+         ORDER BY user_id",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(member_from)
+    .collect::<StoreResult<Vec<_>>>()?;
+    for sql in [
+        "DELETE FROM group_members WHERE tenant_id = $1 AND group_id = $2",
+        // A leaf appears in the closure only as a descendant (of its ancestors and itself).
+        "DELETE FROM group_closure WHERE tenant_id = $1 AND descendant_id = $2",
+        "DELETE FROM groups WHERE tenant_id = $1 AND id = $2",
+    ] {
+        sqlx::query(sql).bind(tenant).bind(id).execute(&mut **tx).await?;
+    }
+    Ok((g, members))
+}
+
+/// Groups of the tenant in id order after `after`, at most `limit`.
+pub async fn groups(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> StoreResult<Vec<Group>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.id > $2 ORDER BY g.id LIMIT $3"
+    ))
+    .bind(tenant)
+    .bind(after.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(group_from).collect()
+}
+
+/// Direct children of `parent` (root groups when `None`) in id order after `after`.
+pub async fn children(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    parent: Option<&str>,
+    after: Option<&str>,
+    limit: i64,
+) -> StoreResult<Vec<Group>> {
+    // Two statements rather than `parent_id = $n OR $n IS NULL`, so each uses the
+    // (tenant_id, parent_id, id) index as one ordered range.
+    let rows = match parent {
+        Some(p) => {
+            sqlx::query(&format!(
+                "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.parent_id = $2 AND g.id > $3 \
+                 ORDER BY g.id LIMIT $4"
+            ))
+            .bind(tenant)
+            .bind(p)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(conn)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!(
+                "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.parent_id IS NULL AND g.id > $2 \
+                 ORDER BY g.id LIMIT $3"
+            ))
+            .bind(tenant)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(conn)
+            .await?
+        }
+    };
+    rows.iter().map(group_from).collect()
+}
+
+/// Descendants of `id` (not itself), breadth first: ordered by depth, then id, after
+/// the cursor `after = (depth, id)`, down to `max_depth` levels (all when `None`).
+pub async fn descendants(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+    max_depth: Option<i64>,
+    after: Option<(i64, &str)>,
+    limit: i64,
+) -> StoreResult<Vec<GroupAtDepth>> {
+    let (after_depth, after_id) = after.unwrap_or((0, ""));
+    let rows = sqlx::query(&format!(
+        "SELECT {GROUP_COLUMNS}, c.depth FROM group_closure c \
+         JOIN groups g ON g.tenant_id = c.tenant_id AND g.id = c.descendant_id \
+         WHERE c.tenant_id = $1 AND c.ancestor_id = $2 AND c.depth >= 1 AND c.depth <= $3 \
+           AND (c.depth > $4 OR (c.depth = $4 AND c.descendant_id > $5)) \
+         ORDER BY c.depth, c.descendant_id LIMIT $6"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .bind(max_depth.unwrap_or(i64::MAX))
+    .bind(after_depth)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(at_depth_from).collect()
+}
+
+/// Ancestors of `id` (not itself), root first, each with its distance from `id`.
+pub async fn ancestors(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreResult<Vec<GroupAtDepth>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {GROUP_COLUMNS}, c.depth FROM group_closure c \
+         JOIN groups g ON g.tenant_id = c.tenant_id AND g.id = c.ancestor_id \
+         WHERE c.tenant_id = $1 AND c.descendant_id = $2 AND c.depth > 0 \
+         ORDER BY c.depth DESC"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(at_depth_from).collect()
+}
+
+/// Whether `ancestor` is `descendant` or one of its ancestors.
+pub async fn is_ancestor(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    ancestor: &str,
+    descendant: &str,
+) -> StoreResult<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT depth FROM group_closure WHERE tenant_id = $1 AND ancestor_id = $2 AND descendant_id = $3",
+    )
+    .bind(tenant)
+    .bind(ancestor)
+    .bind(descendant)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Number of groups in the subtree of `id`, itself included (0 if it does not exist).
+pub async fn subtree_size(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreResult<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM group_closure WHERE tenant_id = $1 AND ancestor_id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+/// A foreign-key violation means a referenced row vanished under a concurrent delete:
+/// report it as not found rather than as a database failure.
+pub(crate) fn map_missing(e: sqlx::Error, what: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if matches!(db.kind(), sqlx::error::ErrorKind::ForeignKeyViolation) => {
+            StoreError::NotFound(what.to_string())
+        }
+        _ => e.into(),
+    }
+}

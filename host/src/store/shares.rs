@@ -1,0 +1,260 @@
+//! Record shares: a record shared with a group is visible to the group's members and
+//! to the members of every ancestor of the group (see `groups` for the closure table
+//! that makes that one join). This module stores the shares and answers who may
+//! manage them; the visibility of records themselves is computed by the records store.
+
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+
+use super::{StoreError, StoreResult, Tx, time};
+use crate::manifest::Role;
+
+/// The level of access a share grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// See the record.
+    Read,
+    /// See and change the record.
+    ReadWrite,
+}
+
+impl Access {
+    /// The stored spelling: `read` or `read-write`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::ReadWrite => "read-write",
+        }
+    }
+
+    /// Parse the stored spelling.
+    pub fn parse(s: &str) -> Option<Access> {
+        match s {
+            "read" => Some(Access::Read),
+            "read-write" => Some(Access::ReadWrite),
+            _ => None,
+        }
+    }
+}
+
+/// The parts of a record that sharing decisions need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRef {
+    /// Record id.
+    pub id: String,
+    /// Its object (`account`, `opportunity`…).
+    pub object: String,
+    /// Its owner.
+    pub owner_id: String,
+}
+
+/// A record shared with a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Share {
+    /// The record.
+    pub record_id: String,
+    /// The group it is shared with.
+    pub group_id: String,
+    /// `read` or `read-write`.
+    pub access: String,
+    /// Who shared it (a user id), if known.
+    pub created_by: Option<String>,
+    /// When.
+    pub created_at: String,
+}
+
+fn share_from(r: &sqlx::any::AnyRow) -> StoreResult<Share> {
+    Ok(Share {
+        record_id: r.try_get("record_id")?,
+        group_id: r.try_get("group_id")?,
+        access: r.try_get("access")?,
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+const SHARE_COLUMNS: &str = "record_id, group_id, access, created_by, created_at";
+
+/// A live (not soft-deleted) record of `object` in the tenant.
+pub async fn record_ref(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    object: &str,
+    id: &str,
+) -> StoreResult<Option<RecordRef>> {
+    let row = sqlx::query(
+        "SELECT id, object, owner_id FROM records \
+         WHERE tenant_id = $1 AND id = $2 AND object = $3 AND deleted_at IS NULL",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(object)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(RecordRef {
+            id: r.try_get("id")?,
+            object: r.try_get("object")?,
+            owner_id: r.try_get("owner_id")?,
+        })
+    })
+    .transpose()
+}
+
+/// What a caller may do with a record's shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareRights {
+    /// List, add and remove shares.
+    Manage,
+    /// The caller sees the record but may not change its shares (→ 403).
+    View,
+    /// The caller may not see the record at all (→ 404, so its existence is not revealed).
+    Hidden,
+}
+
+/// Who may manage a record's shares: its owner, tenant admins and owners — and, once
+/// the records engineer's visibility function is wired in here, users with read-write
+/// access through a share (they get `Manage`) or read access (`View`).
+///
+/// INTEGRATION HOOK: this is deliberately the single place the decision is made, so
+/// extending it to visibility needs no change elsewhere. Until then, any other caller
+/// gets `Hidden`, which never reveals that the record exists.
+pub async fn can_manage_shares(
+    _conn: &mut AnyConnection,
+    _tenant: &str,
+    user: &str,
+    role: Role,
+    record: &RecordRef,
+) -> StoreResult<ShareRights> {
+    if role == Role::ReadOnly {
+        // Read-only users never write; they may still look at the shares of what they own.
+        return Ok(if record.owner_id == user {
+            ShareRights::View
+        } else {
+            ShareRights::Hidden
+        });
+    }
+    if role.at_least(Role::Admin) || record.owner_id == user {
+        return Ok(ShareRights::Manage);
+    }
+    Ok(ShareRights::Hidden)
+}
+
+/// Shares of a record in group-id order after `after`.
+pub async fn shares_of(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    record: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> StoreResult<Vec<Share>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {SHARE_COLUMNS} FROM record_shares \
+         WHERE tenant_id = $1 AND record_id = $2 AND group_id > $3 ORDER BY group_id LIMIT $4"
+    ))
+    .bind(tenant)
+    .bind(record)
+    .bind(after.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(share_from).collect()
+}
+
+/// Records shared directly with a group, in record-id order after `after`.
+pub async fn shares_of_group(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    group: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> StoreResult<Vec<Share>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {SHARE_COLUMNS} FROM record_shares \
+         WHERE tenant_id = $1 AND group_id = $2 AND record_id > $3 ORDER BY record_id LIMIT $4"
+    ))
+    .bind(tenant)
+    .bind(group)
+    .bind(after.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(share_from).collect()
+}
+
+/// One share, if it exists.
+pub async fn share(conn: &mut AnyConnection, tenant: &str, record: &str, group: &str) -> StoreResult<Option<Share>> {
+    let row = sqlx::query(&format!(
+        "SELECT {SHARE_COLUMNS} FROM record_shares WHERE tenant_id = $1 AND record_id = $2 AND group_id = $3"
+    ))
+    .bind(tenant)
+    .bind(record)
+    .bind(group)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(share_from).transpose()
+}
+
+/// Share `record` with `group`. The group must exist in the tenant (NotFound); an
+/// existing share with the group is a conflict (remove it first to change access).
+pub async fn add_share(
+    tx: &mut Tx<'_>,
+    tenant: &str,
+    record: &str,
+    group: &str,
+    access: Access,
+    created_by: Option<&str>,
+) -> StoreResult<Share> {
+    let group_exists: Option<String> = sqlx::query_scalar("SELECT id FROM groups WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(group)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if group_exists.is_none() {
+        return Err(StoreError::NotFound(format!("group {group} not found")));
+    }
+    let s = Share {
+        record_id: record.to_string(),
+        group_id: group.to_string(),
+        access: access.as_str().to_string(),
+        created_by: created_by.map(str::to_string),
+        created_at: time::now(),
+    };
+    let done = sqlx::query(
+        "INSERT INTO record_shares (tenant_id, record_id, group_id, access, created_by, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(tenant)
+    .bind(record)
+    .bind(group)
+    .bind(&s.access)
+    .bind(created_by)
+    .bind(&s.created_at)
+    .execute(&mut **tx)
+    .await;
+    match done {
+        Ok(_) => Ok(s),
+        Err(e) if super::is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+            "record {record} is already shared with group {group}; remove the share to change its access"
+        ))),
+        Err(e) => Err(super::groups::map_missing(
+            e,
+            "the record or the group no longer exists",
+        )),
+    }
+}
+
+/// Remove a share; returns it, or `None` if there was none.
+pub async fn remove_share(tx: &mut Tx<'_>, tenant: &str, record: &str, group: &str) -> StoreResult<Option<Share>> {
+    let Some(s) = share(tx, tenant, record, group).await? else {
+        return Ok(None);
+    };
+    sqlx::query("DELETE FROM record_shares WHERE tenant_id = $1 AND record_id = $2 AND group_id = $3")
+        .bind(tenant)
+        .bind(record)
+        .bind(group)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Some(s))
+}
