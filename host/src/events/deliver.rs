@@ -37,11 +37,15 @@ pub(super) struct Served {
 
 /// What a worker needs to serve cursors.
 pub(super) struct Deliverer<'a> {
+    /// The database holding the log and the cursors.
     pub db: &'a Db,
+    /// Resolves installations and calls `on-event`.
     pub plugins: &'a PluginHost,
+    /// Backoff, attempts and batch sizes for this pass.
     pub config: &'a EventsConfig,
     /// How long a lease lasts (renewed as deliveries go on).
     pub lease_for: Duration,
+    /// Set when the host shuts down: stop before the next delivery.
     pub stopping: &'a watch::Receiver<bool>,
 }
 

@@ -466,9 +466,12 @@ impl Db {
 
     /// Delivery state of each of `tenant`'s installations, by plugin id.
     pub async fn cursor_statuses(&self, tenant: &str) -> StoreResult<Vec<CursorStatus>> {
-        let latest = self.event_head(tenant).await?;
+        // The head is read in the same statement (one snapshot) as the positions: read
+        // separately, a cursor could be seen past a head read a moment earlier, and so
+        // "caught up" while the event its delivery just caused is pending.
         let rows = sqlx::query(
             "SELECT c.plugin_id, c.position, c.attempt_seq, c.attempts, c.retry_at, c.last_error, i.state, \
+             COALESCE((SELECT h.seq FROM event_heads h WHERE h.tenant_id = c.tenant_id), 0) AS latest, \
              (SELECT COUNT(*) FROM event_dead_letters d WHERE d.tenant_id = c.tenant_id AND d.plugin_id = c.plugin_id \
               AND d.state = $2) AS dead, \
              (SELECT COUNT(*) FROM event_dead_letters d WHERE d.tenant_id = c.tenant_id AND d.plugin_id = c.plugin_id \
@@ -486,6 +489,7 @@ impl Db {
                 let position: i64 = r.try_get("position")?;
                 let attempts: i64 = r.try_get("attempts")?;
                 let replaying: i64 = r.try_get("replaying")?;
+                let latest: i64 = r.try_get("latest")?;
                 Ok(CursorStatus {
                     plugin: r.try_get("plugin_id")?,
                     state: r.try_get("state")?,
