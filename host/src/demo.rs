@@ -1,7 +1,22 @@
 //! `plinth serve --demo`: create, once, a demo tenant with a user and API key for
-//! every role. The keys are kept in `<data dir>/demo-keys.json` (mode 0600) so that
-//! every later start can print them again.
+//! every role, the demo data set ([`crate::demo_data`]) and a sales-region group
+//! hierarchy its records are shared with:
+//!
+//! ```text
+//! Global Sales                      Rita Reader (read-only) — sees everything, read only
+//! ├── EMEA                          Mia Manager — sees DACH, Western Europe, UK & Ireland
+//! │   ├── DACH            DE AT CH  Max Member — sees DACH (and what he owns)
+//! │   ├── Western Europe  FR NL
+//! │   └── UK & Ireland    GB IE
+//! └── Americas
+//!     └── North America   US CA
+//! ```
+//!
+//! Everything goes through the audited services, so the demo ledger shows how it was
+//! built. The keys are kept in `<data dir>/demo-keys.json` (mode 0600) so that every
+//! later start can print them again.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -10,7 +25,10 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::Role;
 use crate::store::Db;
 use crate::store::audit::Actor;
+use crate::store::shares::Access;
+use crate::tenancy::groups::{self, GroupOwner};
 use crate::tenancy::keys::{self, KeyRequest};
+use crate::tenancy::shares::{self, MAX_SHARES_PER_CALL, NewShare, ShareActor};
 use crate::tenancy::{Caller, users};
 use crate::versioning::DEFAULT_VERSION;
 
@@ -57,6 +75,7 @@ pub async fn ensure(db: &Db, data_dir: &Path) -> anyhow::Result<DemoInfo> {
     )
     .await?;
     let tenant = created.tenant.id.clone();
+    let mut user_ids: Vec<(&str, String)> = Vec::new();
     let mut listed = vec![(
         "owner".to_string(),
         created.owner.email.clone(),
@@ -88,13 +107,93 @@ pub async fn ensure(db: &Db, data_dir: &Path) -> anyhow::Result<DemoInfo> {
         )
         .await?;
         listed.push((role.to_string(), email.to_string(), key.secret));
+        user_ids.push((role, user.id));
     }
     let info = DemoInfo {
         tenant_id: tenant,
         users: listed,
     };
+    populate(db, &info.tenant_id, &created.owner.id, &user_ids).await?;
     write_private(&file, &serde_json::to_vec_pretty(&info)?)?;
     Ok(info)
+}
+
+/// The sales regions: `(name, parent, countries)`, parents first.
+const REGIONS: &[(&str, Option<&str>, &[&str])] = &[
+    ("Global Sales", None, &[]),
+    ("EMEA", Some("Global Sales"), &[]),
+    ("DACH", Some("EMEA"), &["DE", "AT", "CH"]),
+    ("Western Europe", Some("EMEA"), &["FR", "NL"]),
+    ("UK & Ireland", Some("EMEA"), &["GB", "IE"]),
+    ("Americas", Some("Global Sales"), &[]),
+    ("North America", Some("Americas"), &["US", "CA"]),
+];
+
+/// Who belongs to which region: `(role of the demo user, region, role in the group)`.
+const MEMBERSHIPS: &[(&str, &str, &str)] = &[
+    ("manager", "EMEA", "owner"),
+    ("member", "DACH", "member"),
+    ("read-only", "Global Sales", "member"),
+];
+
+/// The data set, the regions, their members, and a read-write share of every record
+/// with the region of its account's country.
+async fn populate(db: &Db, tenant: &str, owner: &str, users: &[(&str, String)]) -> anyhow::Result<()> {
+    let user = |role: &str| {
+        users
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, id)| id.clone())
+            .with_context(|| format!("no demo user with role {role}"))
+    };
+    // Records are owned by the admin, the manager and the member in turn.
+    let owners = vec![user("admin")?, user("manager")?, user("member")?];
+    let records = crate::demo_data::seed(db, tenant, owner, &owners).await?;
+
+    let actor = Actor::system();
+    let mut ids: HashMap<&str, String> = HashMap::new();
+    for (name, parent, _) in REGIONS {
+        let parent = parent.and_then(|p| ids.get(p)).map(String::as_str);
+        let g = groups::create_group(db, tenant, &actor, GroupOwner::Rest, name, parent).await?;
+        ids.insert(name, g.id);
+    }
+    for (role, region, group_role) in MEMBERSHIPS {
+        groups::add_member(
+            db,
+            tenant,
+            &actor,
+            GroupOwner::Rest,
+            &ids[region],
+            &user(role)?,
+            Some(group_role),
+        )
+        .await?;
+    }
+    let region_of: HashMap<&str, &str> = REGIONS
+        .iter()
+        .flat_map(|(name, _, countries)| countries.iter().map(move |c| (*c, *name)))
+        .collect();
+    let wanted: Vec<NewShare> = records
+        .iter()
+        .filter_map(|r| {
+            let region = region_of.get(r.country)?;
+            Some(NewShare {
+                object: r.object.to_string(),
+                record_id: r.id.clone(),
+                group_id: ids[region].clone(),
+                access: Access::ReadWrite,
+            })
+        })
+        .collect();
+    let who = ShareActor {
+        owner: GroupOwner::Rest,
+        viewer: None,
+        actor: &actor,
+    };
+    for batch in wanted.chunks(MAX_SHARES_PER_CALL) {
+        shares::set_shares(db, tenant, who, batch).await?;
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

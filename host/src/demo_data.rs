@@ -145,10 +145,21 @@ fn date(d: Date) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
+/// A record the data set created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seeded {
+    /// Its object.
+    pub object: &'static str,
+    /// Its id.
+    pub id: String,
+    /// The country of its account (ISO 3166-1 alpha-2).
+    pub country: &'static str,
+}
+
 /// Create the data set in `tenant`, owned by `owners` (user ids, round robin by
-/// account), acting as `owner` (a user with the owner role). Returns the account ids
-/// with their countries, for the caller to share them with regions.
-pub async fn seed(db: &Db, tenant: &str, owner: &str, owners: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+/// account), acting as `owner` (a user with the owner role). Returns every record
+/// with its account's country, for the caller to share them with sales regions.
+pub async fn seed(db: &Db, tenant: &str, owner: &str, owners: &[String]) -> anyhow::Result<Vec<Seeded>> {
     let mut rng = StdRng::seed_from_u64(0x5EED_2026);
     let who = Who {
         tenant: tenant.to_string(),
@@ -201,8 +212,11 @@ pub async fn seed(db: &Db, tenant: &str, owner: &str, owners: &[String]) -> anyh
     let mut contacts = Vec::new();
     let mut opportunities = Vec::new();
     let mut activities = Vec::new();
+    // The account country of each child record, in creation order per object.
+    let mut child_countries: Vec<&'static str> = Vec::new();
     for (i, account) in account_ids.iter().enumerate() {
-        let (_, currency, domain) = &account_meta[i];
+        let (country, currency, domain) = &account_meta[i];
+        child_countries.push(country);
         let owner = owners[i % owners.len()].clone();
         for _ in 0..CONTACTS_PER_ACCOUNT {
             let (first, last) = (pick(&mut rng, FIRST), pick(&mut rng, LAST));
@@ -255,19 +269,33 @@ pub async fn seed(db: &Db, tenant: &str, owner: &str, owners: &[String]) -> anyh
             });
         }
     }
-    for (object, items) in [
-        ("contact", contacts),
-        ("opportunity", opportunities),
-        ("activity", activities),
+    let mut seeded: Vec<Seeded> = account_ids
+        .into_iter()
+        .zip(account_meta.iter())
+        .map(|(id, (country, _, _))| Seeded {
+            object: "account",
+            id,
+            country,
+        })
+        .collect();
+    for (object, items, per_account) in [
+        ("contact", contacts, CONTACTS_PER_ACCOUNT),
+        ("opportunity", opportunities, OPPORTUNITIES_PER_ACCOUNT),
+        ("activity", activities, ACTIVITIES_PER_ACCOUNT),
     ] {
+        let mut n = 0;
         for chunk in items.chunks(records::MAX_BULK) {
-            records::create(db, &who, object, chunk.to_vec(), true).await?;
+            for r in records::create(db, &who, object, chunk.to_vec(), true).await? {
+                seeded.push(Seeded {
+                    object,
+                    id: r.id,
+                    country: child_countries[n / per_account],
+                });
+                n += 1;
+            }
         }
     }
-    Ok(account_ids
-        .into_iter()
-        .zip(account_meta.into_iter().map(|(c, _, _)| c.to_string()))
-        .collect())
+    Ok(seeded)
 }
 
 /// The JSON the demo prints about its data.

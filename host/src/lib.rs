@@ -8,6 +8,7 @@
 //! - [`runtime`]: the wasmtime engine, limits and instance cache — no HTTP here;
 //! - [`caps`]: the host side of each WIT capability interface;
 //! - [`store`]: the database (sqlx), the only place SQL lives;
+//! - [`scheduler`]: durable timers and cron, fired through the plugin host;
 //! - [`manifest`] and [`package`]: plugin manifests and signed packages;
 //! - [`cli`]: the `plinth` command.
 
@@ -28,6 +29,7 @@ pub mod plugins;
 pub mod records;
 pub mod runtime;
 pub mod sandbox;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod tenancy;

@@ -54,6 +54,10 @@ pub enum SandboxError {
         /// The minimum role.
         required: Role,
     },
+    /// The body is not JSON, or does not match the endpoint's `body_schema` (the
+    /// server answers 422 with the same problems).
+    #[error("the body does not match the endpoint's schema: {}", .0.iter().map(|(f, m)| if f.is_empty() { m.clone() } else { format!("{f}: {m}") }).collect::<Vec<_>>().join("; "))]
+    InvalidBody(Vec<(String, String)>),
     /// The runtime refused or failed the call.
     #[error(transparent)]
     Call(#[from] crate::runtime::CallError),
@@ -67,7 +71,10 @@ impl Sandbox {
         let (tenant, user) = sandbox_tenant(&db).await?;
         Ok(Sandbox {
             runtime: Runtime::new(config)?,
-            services: Services { db },
+            services: Services {
+                db,
+                timers: Default::default(),
+            },
             tenant,
             user: Some(user),
         })
@@ -78,7 +85,10 @@ impl Sandbox {
     pub fn with(runtime: Runtime, db: Db, tenant: &str, user: Option<&str>) -> Sandbox {
         Sandbox {
             runtime,
-            services: Services { db },
+            services: Services {
+                db,
+                timers: Default::default(),
+            },
             tenant: tenant.to_string(),
             user: user.map(str::to_string),
         }
@@ -161,7 +171,11 @@ impl Sandbox {
                     required: endpoint.role,
                 });
             }
-            EndpointMatch::Found(..) => {}
+            EndpointMatch::Found(endpoint, _) => {
+                if let Some(schema) = &endpoint.body_schema {
+                    check_body(schema, &request.body)?;
+                }
+            }
         }
         let invocation = self.invocation(plugin, role);
         Ok(self
@@ -251,6 +265,22 @@ pub fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Validate a body against an endpoint schema as the server does.
+fn check_body(schema: &serde_json::Value, body: &[u8]) -> Result<(), SandboxError> {
+    let instance: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| SandboxError::InvalidBody(vec![(String::new(), format!("the body is not JSON: {e}"))]))?;
+    // Manifests are validated on load, so the schema compiles; report it if not.
+    let validator = jsonschema::validator_for(schema).map_err(|e| {
+        SandboxError::InvalidBody(vec![(String::new(), format!("the endpoint's schema is invalid: {e}"))])
+    })?;
+    let problems = crate::manifest::body_problems(&validator, &instance);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(SandboxError::InvalidBody(problems))
+    }
 }
 
 #[cfg(test)]

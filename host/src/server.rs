@@ -28,6 +28,10 @@ pub struct ServerConfig {
     /// Sign (with a local key kept in the data dir) and publish the bundled
     /// first-party plugins on start. On by default for the embedded database.
     pub first_party: bool,
+    /// The clock plugin timers go by (the system clock; tests drive a manual one).
+    pub clock: crate::scheduler::Clock,
+    /// Timer scheduler settings.
+    pub scheduler: crate::scheduler::SchedulerConfig,
 }
 
 impl ServerConfig {
@@ -40,6 +44,8 @@ impl ServerConfig {
             api: ApiConfig::default(),
             limits: HostLimits::default(),
             first_party: true,
+            clock: crate::scheduler::Clock::system(),
+            scheduler: crate::scheduler::SchedulerConfig::default(),
         }
     }
 
@@ -66,6 +72,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The application state (database, runtime…).
     pub state: AppState,
+    /// The timer scheduler's progress.
+    pub scheduler: crate::scheduler::SchedulerHandle,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -111,7 +119,8 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         limits: config.limits,
         ..RuntimeConfig::default()
     })?;
-    let state = AppState::new(db, runtime, config.api.clone());
+    let timers = crate::scheduler::Timers::new(config.clock.clone());
+    let state = AppState::with_timers(db, runtime, config.api.clone(), timers);
     if config.first_party {
         let outcomes =
             crate::marketplace::bootstrap::publish_first_party(&state.db, &state.runtime, &config.data_dir).await?;
@@ -138,6 +147,9 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
             let _ = stopped_events.wait_for(|s| *s).await;
         },
     );
+    let mut stopped_timers = stopped.clone();
+    let scheduler = crate::scheduler::Scheduler::new(state.db.clone(), state.plugins.clone(), config.scheduler);
+    let scheduler_handle = scheduler.handle();
     let task = tokio::spawn(async move {
         let bg = tokio::spawn(background.run_background(async move {
             let _ = stopped_bg.wait_for(|s| *s).await;
@@ -146,6 +158,9 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
             let _ = stopped_eval.wait_for(|s| *s).await;
         }));
         let events_worker = tokio::spawn(events_worker);
+        let timers = tokio::spawn(scheduler.run(async move {
+            let _ = stopped_timers.wait_for(|s| *s).await;
+        }));
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -155,11 +170,13 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         bg.await.context("background task panicked")?;
         evaluator.await.context("audit policy evaluator panicked")?;
         events_worker.await.context("event delivery worker panicked")?;
+        timers.await.context("timer scheduler panicked")?;
         Ok(())
     });
     Ok(RunningServer {
         addr,
         state,
+        scheduler: scheduler_handle,
         stop,
         task,
     })

@@ -401,4 +401,34 @@ fn scaffolded_plugin_builds_packs_and_answers() {
         r#"{"text":"hi"}"#,
     ]);
     assert!(text(&note.stdout).starts_with("HTTP 201"), "{}", text(&note.stdout));
+    // The endpoint's body_schema is enforced before the plugin runs, as on the server.
+    let bad = plinth(&[
+        "plugin",
+        "call",
+        package.to_str().unwrap(),
+        "POST",
+        "/notes",
+        "--body",
+        r#"{"txt":"hi"}"#,
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = text(&bad.stderr);
+    assert!(
+        err.contains("does not match the endpoint's schema") && err.contains("\"text\" is a required property"),
+        "{err}"
+    );
+    let not_json = plinth(&[
+        "plugin",
+        "call",
+        package.to_str().unwrap(),
+        "POST",
+        "/notes",
+        "--body",
+        "hi",
+    ]);
+    assert!(
+        text(&not_json.stderr).contains("the body is not JSON"),
+        "{}",
+        text(&not_json.stderr)
+    );
 }

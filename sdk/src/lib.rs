@@ -9,7 +9,7 @@
 //!   an RFC 9457 problem response with the right status;
 //! - typed [`storage`] (serde in, serde out, versions for optimistic concurrency),
 //!   [`records`] (CRM records: find, aggregate in SQL, create, update), [`audit`],
-//!   [`events`] (emit), [`config`] and [`log`].
+//!   [`events`] (emit), [`schedule`] (durable timers and cron), [`config`] and [`log`].
 //!
 //! ```no_run
 //! use plinth_sdk::{export_plugin, Plugin, Router, Response, storage::Collection};
@@ -50,6 +50,8 @@ mod http;
 pub mod log;
 pub mod records;
 mod router;
+pub mod schedule;
+pub mod sharing;
 pub mod storage;
 #[doc(hidden)]
 pub mod wit;

@@ -6,6 +6,7 @@
 use plinth_host::manifest::Manifest;
 use plinth_host::runtime::RuntimeConfig;
 use plinth_host::sandbox::{Sandbox, SandboxPlugin};
+use plinth_host::scheduler::Clock;
 use plinth_host::server::{self, RunningServer, ServerConfig};
 use plinth_host::store::Db;
 use plinth_host::store::audit::Actor;
@@ -67,6 +68,11 @@ pub fn database_kind() -> &'static str {
 /// A fresh, empty database: a temporary SQLite file, or a new PostgreSQL database
 /// on the server named by `PLINTH_TEST_DATABASE_URL`.
 pub async fn fresh_db(dir: &std::path::Path) -> Db {
+    fresh_database(dir).await.0
+}
+
+/// Like [`fresh_db`], also returning a URL that connects to the same database again.
+pub async fn fresh_database(dir: &std::path::Path) -> (Db, String) {
     match std::env::var("PLINTH_TEST_DATABASE_URL") {
         Ok(admin_url) => {
             use sqlx::Connection as _;
@@ -79,11 +85,15 @@ pub async fn fresh_db(dir: &std::path::Path) -> Db {
                 .await
                 .expect("create database");
             let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
-            Db::connect(&format!("{base}/{name}"))
-                .await
-                .expect("connect to the test database")
+            let url = format!("{base}/{name}");
+            let db = Db::connect(&url).await.expect("connect to the test database");
+            (db, url)
         }
-        Err(_) => Db::open_sqlite(&dir.join("plinth.db")).await.expect("open SQLite"),
+        Err(_) => {
+            let path = dir.join("plinth.db");
+            let db = Db::open_sqlite(&path).await.expect("open SQLite");
+            (db, format!("sqlite://{}", path.display()))
+        }
     }
 }
 
@@ -98,7 +108,27 @@ pub struct TestServer {
     pub url: String,
     /// HTTP client.
     pub http: reqwest::Client,
+    /// Connects to the server's database again (restarts, second hosts).
+    db_url: String,
+    /// The clock its timers go by.
+    clock: Clock,
     _dir: tempfile::TempDir,
+}
+
+/// A [`TestServer`] stopped with [`TestServer::stop_keeping_data`]: its data
+/// directory and database, ready to serve again.
+pub struct StoppedServer {
+    dir: tempfile::TempDir,
+    db_url: String,
+    clock: Clock,
+}
+
+impl StoppedServer {
+    /// Start a new server over the same data directory and database.
+    pub async fn start(self) -> TestServer {
+        let db = Db::connect(&self.db_url).await.expect("reconnect to the database");
+        TestServer::serve(self.dir, self.db_url, db, false, self.clock).await
+    }
 }
 
 /// A tenant created for a test, with its owner's API key.
@@ -129,22 +159,71 @@ impl TestServer {
         TestServer::start_inner(false, tune).await
     }
 
+    /// Start a server whose plugin timers go by `clock` (a manual one lets a test
+    /// drive time; see [`TestServer::timers_caught_up`]).
+    pub async fn start_with_clock(clock: Clock) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (db, db_url) = fresh_database(dir.path()).await;
+        TestServer::serve(dir, db_url, db, false, clock).await
+    }
+
     async fn start_inner(first_party: bool, tune: impl FnOnce(Db) -> Db) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
+        let (db, db_url) = fresh_database(dir.path()).await;
+        TestServer::serve(dir, db_url, tune(db), first_party, Clock::system()).await
+    }
+
+    async fn serve(dir: tempfile::TempDir, db_url: String, db: Db, first_party: bool, clock: Clock) -> TestServer {
         let mut config = ServerConfig::new(dir.path().to_path_buf());
         config.listen = "127.0.0.1:0".parse().expect("addr");
         // Compiling the bundled plugins costs every test a few seconds; marketplace
         // tests that need them use `start_with_first_party`.
         config.first_party = first_party;
-        let db = tune(fresh_db(dir.path()).await);
+        config.clock = clock.clone();
         let server = server::start_with_db(config, db).await.expect("server starts");
         let url = server.url();
         TestServer {
             server,
             url,
             http: reqwest::Client::new(),
+            db_url,
+            clock,
             _dir: dir,
         }
+    }
+
+    /// Start another host (own data directory, same clock) on this server's database,
+    /// as when several hosts share one PostgreSQL.
+    pub async fn another_host(&self) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::connect(&self.db_url).await.expect("connect to the shared database");
+        TestServer::serve(dir, self.db_url.clone(), db, false, self.clock.clone()).await
+    }
+
+    /// Stop gracefully, keeping the data directory and database for
+    /// [`StoppedServer::start`] (a restart).
+    pub async fn stop_keeping_data(self) -> StoppedServer {
+        let TestServer {
+            server,
+            db_url,
+            clock,
+            _dir: dir,
+            ..
+        } = self;
+        server.shutdown().await.expect("clean shutdown");
+        StoppedServer { dir, db_url, clock }
+    }
+
+    /// The clock the server's timers go by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Wake the timer scheduler and wait until it has finished a pass that started
+    /// after this call: every timer due by the clock's current time has fired (or is
+    /// held, or is being fired by another host).
+    pub async fn timers_caught_up(&self) {
+        self.server.scheduler.caught_up().await;
     }
 
     /// The server's database (for setup and for tampering tests).

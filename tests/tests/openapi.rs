@@ -47,6 +47,8 @@ async fn the_document_is_per_version_per_tenant_and_valid() {
         "/api/v1/events/dead-letters",
         "/api/v1/events/dead-letters/{id}",
         "/api/v1/events/dead-letters/{id}/replay",
+        "/api/v1/installations/{plugin}/timers",
+        "/api/v1/installations/{plugin}/timers/{key}",
     ] {
         assert!(paths.contains_key(p), "{p} missing");
     }

@@ -951,6 +951,52 @@ async fn the_demo_tenant_is_created_through_audited_services() {
         5,
         "{actions:?}"
     );
+    // The data set, as each role sees it through REST: the owner sees everything;
+    // the read-only user is in the root region and sees everything too; the manager
+    // sees EMEA (below her group) and what she owns; the member sees DACH and his own.
+    let key = |role: &str| info.users.iter().find(|(r, _, _)| r == role).unwrap().2.clone();
+    let count = |object: &'static str, key: String| {
+        let s = &s;
+        async move {
+            let req = serde_json::json!({ "measures": [{ "fn": "count" }] });
+            let r = s
+                .call(
+                    "POST",
+                    &format!("/api/v1/records/{object}/aggregate"),
+                    Some(&key),
+                    Some(req),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.body["rows"][0]["count"].as_i64().unwrap()
+        }
+    };
+    assert!(count("account", key("owner")).await >= 200);
+    assert!(count("contact", key("owner")).await >= 1_000);
+    assert!(count("opportunity", key("owner")).await >= 2_000);
+    let all = count("opportunity", key("owner")).await;
+    assert_eq!(count("opportunity", key("read-only")).await, all);
+    let manager = count("opportunity", key("manager")).await;
+    let member = count("opportunity", key("member")).await;
+    assert!(
+        0 < member && member < manager && manager < all,
+        "{member} {manager} {all}"
+    );
+    // Outside DACH the member sees only the accounts he owns.
+    let me = s.call("GET", "/api/v1/me", Some(&key("member")), None).await;
+    let member_id = me.body["user"]["id"].as_str().unwrap().to_string();
+    let r = s
+        .call(
+            "GET",
+            "/api/v1/records/account?filter[country]=US&limit=200",
+            Some(&key("member")),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let us = r.body["data"].as_array().unwrap();
+    assert!(!us.is_empty());
+    assert!(us.iter().all(|a| a["owner_id"] == member_id.as_str()), "{}", r.text);
     // A second start reuses the tenant rather than making another.
     let again = plinth_host::demo::ensure(s.db(), dir.path()).await.unwrap();
     assert_eq!(again.tenant_id, info.tenant_id);

@@ -25,6 +25,7 @@ mod publishers;
 pub mod records;
 mod system;
 mod tenancy;
+mod timers;
 mod usage;
 mod versions;
 
@@ -103,9 +104,18 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// State over a database and runtime.
+    /// State over a database and runtime, going by the system clock.
     pub fn new(db: Db, runtime: Runtime, config: ApiConfig) -> AppState {
-        let plugins = Arc::new(crate::plugins::PluginHost::new(db.clone(), runtime.clone()));
+        AppState::with_timers(db, runtime, config, crate::scheduler::Timers::default())
+    }
+
+    /// State whose plugin timers go by `timers`' clock.
+    pub fn with_timers(db: Db, runtime: Runtime, config: ApiConfig, timers: crate::scheduler::Timers) -> AppState {
+        let plugins = Arc::new(crate::plugins::PluginHost::with_timers(
+            db.clone(),
+            runtime.clone(),
+            timers,
+        ));
         let request_log = crate::versioning::RequestLog::new(config.request_log.clone());
         AppState(Arc::new(AppInner {
             db,
@@ -176,6 +186,7 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(records::routes())
         .merge(marketplace::routes())
         .merge(installations::routes())
+        .merge(timers::routes())
         .merge(publishers::routes())
         .merge(plugins::routes())
         .merge(versions::routes())

@@ -189,13 +189,9 @@ async fn dispatch(
     };
     if let Some(validator) = state.plugin_schemas.get(&active.installation.digest, &endpoint)? {
         let instance = super::json::parse::<serde_json::Value>(&body)?;
-        let problems: Vec<FieldProblem> = validator
-            .iter_errors(&instance)
-            .take(50)
-            .map(|e| FieldProblem {
-                field: e.instance_path.to_string(),
-                message: e.to_string(),
-            })
+        let problems: Vec<FieldProblem> = crate::manifest::body_problems(&validator, &instance)
+            .into_iter()
+            .map(|(field, message)| FieldProblem { field, message })
             .collect();
         if !problems.is_empty() {
             return Err(

@@ -11,6 +11,8 @@ mod config;
 mod events;
 mod log;
 mod records;
+mod schedule;
+mod sharing;
 mod storage;
 
 use std::sync::Arc;
@@ -26,6 +28,8 @@ use crate::store::{Db, StoreError};
 pub struct Services {
     /// The database.
     pub db: Db,
+    /// The clock timers go by, and the scheduler's wake-up.
+    pub timers: crate::scheduler::Timers,
 }
 
 /// Which plugin version a call runs.
@@ -70,6 +74,8 @@ pub(crate) enum Cap {
     Config,
     Audit,
     Emit,
+    Schedule,
+    Sharing,
 }
 
 /// Record metadata that any granted object exposes, whatever its field list.
@@ -84,6 +90,8 @@ impl CapCtx {
             Cap::Config => (self.grants.config, "config"),
             Cap::Audit => (self.grants.audit, "audit"),
             Cap::Emit => (self.grants.emit, "emit"),
+            Cap::Schedule => (self.grants.schedule, "schedule"),
+            Cap::Sharing => (self.grants.sharing, "sharing"),
         };
         if granted {
             Ok(())
@@ -176,6 +184,8 @@ pub fn check_imports(imports: &[String], declared: &Capabilities) -> Result<(), 
                 "storage" => ("storage", declared.storage),
                 "audit" => ("audit", declared.audit),
                 "events" => ("emit", declared.emit),
+                "schedule" => ("schedule", declared.schedule),
+                "sharing" => ("sharing", declared.sharing),
                 "records" => ("[capabilities.records.<object>]", !declared.records.is_empty()),
                 other => {
                     return Some(format!(

@@ -369,7 +369,8 @@ fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
             Err(
                 e @ (SandboxError::NoEndpoint(_)
                 | SandboxError::MethodNotAllowed { .. }
-                | SandboxError::Forbidden { .. }),
+                | SandboxError::Forbidden { .. }
+                | SandboxError::InvalidBody(_)),
             ) => {
                 bail!("{e}")
             }

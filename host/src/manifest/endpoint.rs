@@ -312,3 +312,17 @@ fn is_param_name(name: &str) -> bool {
     bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
+
+/// Most schema violations reported for one request body.
+pub const MAX_BODY_PROBLEMS: usize = 50;
+
+/// Where a request body breaks an endpoint's JSON Schema: `(JSON pointer, message)`
+/// pairs, at most [`MAX_BODY_PROBLEMS`]. The server and `plinth plugin call` both use
+/// this, so a body the sandbox accepts is one the server accepts.
+pub fn body_problems(validator: &jsonschema::Validator, body: &serde_json::Value) -> Vec<(String, String)> {
+    validator
+        .iter_errors(body)
+        .take(MAX_BODY_PROBLEMS)
+        .map(|e| (e.instance_path.to_string(), e.to_string()))
+        .collect()
+}

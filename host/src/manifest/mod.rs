@@ -119,7 +119,7 @@ use std::fmt;
 use serde::Serialize;
 
 pub use capabilities::{Access, Capabilities, FieldSet, HttpOrigin, RecordAccess};
-pub use endpoint::{Endpoint, Method, PathTemplate, Role};
+pub use endpoint::{Endpoint, MAX_BODY_PROBLEMS, Method, PathTemplate, Role, body_problems};
 
 /// A validated plugin manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

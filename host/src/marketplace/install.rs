@@ -629,6 +629,8 @@ pub async fn uninstall(db: &Db, host: &PluginHost, who: &Steward, plugin: &str, 
         });
     }
     let mut tx = db.writer().begin().await?;
+    // Timers are dropped either way: a re-install starts without the old schedule.
+    db.drop_timers(&mut tx, &who.tenant, plugin).await?;
     if purge {
         db.purge_plugin_data(&mut tx, &who.tenant, plugin).await?;
         db.delete_installation(&mut tx, &who.tenant, plugin).await?;

@@ -80,9 +80,14 @@ pub struct PluginHost {
 }
 
 impl PluginHost {
-    /// A host over a database and runtime.
+    /// A host over a database and runtime, going by the system clock.
     pub fn new(db: Db, runtime: Runtime) -> PluginHost {
-        let services = Services { db: db.clone() };
+        PluginHost::with_timers(db, runtime, crate::scheduler::Timers::default())
+    }
+
+    /// A host whose timers go by `timers`' clock (tests drive a manual one).
+    pub fn with_timers(db: Db, runtime: Runtime, timers: crate::scheduler::Timers) -> PluginHost {
+        let services = Services { db: db.clone(), timers };
         PluginHost {
             db,
             runtime,
@@ -98,12 +103,20 @@ impl PluginHost {
         &self.runtime
     }
 
-    /// Forget what is cached for one tenant's plugin.
+    /// The backends host calls use.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Forget what is cached for one tenant's plugin. Called on every lifecycle
+    /// change; it also wakes the timer scheduler, so timers held while the plugin was
+    /// disabled fire right after it is enabled rather than at the next poll.
     pub fn invalidate(&self, tenant: &str, plugin: &str) {
         self.active
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(tenant.to_string(), plugin.to_string()));
+        self.services.timers.wake();
     }
 
     /// Forget everything cached (after a key revocation).
@@ -262,6 +275,23 @@ impl PluginHost {
             )
             .await;
         self.track(active, &tenant, Entry::Event, &outcome);
+        outcome
+    }
+
+    /// Fire `on-timer` (the scheduler's entry point).
+    pub async fn timer(&self, active: &Active, caller: Caller, key: String, payload: String) -> CallOutcome<()> {
+        let tenant = caller.tenant_id.clone();
+        let outcome = self
+            .runtime
+            .on_timer(
+                &active.component,
+                self.invocation(active, caller),
+                &self.services,
+                key,
+                payload,
+            )
+            .await;
+        self.track(active, &tenant, Entry::Timer, &outcome);
         outcome
     }
 }

@@ -23,7 +23,7 @@ use super::{StoreError, StoreResult, Tx, time};
 mod members;
 
 use members::member_from;
-pub use members::{Member, Membership, add_member, groups_of_user, member, members_of, remove_member};
+pub use members::{Member, Membership, add_member, groups_of_user, member, members_of, remove_member, set_member_role};
 
 /// A group of users in a tenant's hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -515,4 +515,42 @@ pub(crate) fn map_missing(e: sqlx::Error, what: &str) -> StoreError {
         }
         _ => e.into(),
     }
+}
+
+/// How many levels `id` is below its root (0 for a root).
+pub async fn depth_of(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreResult<i64> {
+    let depth: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(depth) FROM group_closure WHERE tenant_id = $1 AND descendant_id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_one(conn)
+            .await?;
+    Ok(depth.unwrap_or(0))
+}
+
+/// Which of `ids` are groups of the tenant managed by `plugin` (`None`: managed
+/// through REST).
+pub async fn managed_by(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    plugin: Option<&str>,
+    ids: &[&str],
+) -> StoreResult<std::collections::HashSet<String>> {
+    let mut found = std::collections::HashSet::new();
+    for chunk in ids.chunks(500) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        // `owner_plugin IS NOT DISTINCT FROM $2` is not SQLite; `COALESCE` is both.
+        let sql = format!(
+            "SELECT id FROM groups WHERE tenant_id = $1 AND COALESCE(owner_plugin, '') = $2 AND id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql)
+            .bind(tenant)
+            .bind(plugin.unwrap_or_default());
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        found.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(found)
 }

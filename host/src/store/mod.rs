@@ -24,6 +24,7 @@ pub mod shares;
 pub(crate) mod sql;
 pub mod tenancy;
 pub mod time;
+pub mod timers;
 pub mod versions;
 
 use std::path::Path;
@@ -200,12 +201,14 @@ impl Db {
 type ConnectFuture<'c> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
 
 /// Per-connection SQLite settings: WAL (readers never block the writer), foreign keys,
-/// and a busy timeout for the rare read that meets a checkpoint.
+/// a busy timeout for the rare read that meets a checkpoint, and a 64 MiB page cache
+/// per connection (SQLite's default is 2 MiB; large group moves run 1.3–2× faster with
+/// it, see BENCHMARKS.md "Group hierarchy"). Pages are allocated only as used.
 fn sqlite_pragmas(conn: &mut sqlx::AnyConnection, _meta: sqlx::pool::PoolConnectionMetadata) -> ConnectFuture<'_> {
     Box::pin(async move {
         conn.execute(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536;",
         )
         .await?;
         Ok(())

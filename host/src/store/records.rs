@@ -147,6 +147,23 @@ fn push_visibility_as(b: &mut Builder, viewer: &Viewer, access: Access, plan: Pl
     ));
 }
 
+/// Whether `viewer` has `access` to the live record `record_id` of the tenant, on an
+/// open connection or transaction (so a caller can decide inside its own transaction).
+pub async fn has_access(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    record_id: &str,
+    viewer: &Viewer,
+    access: Access,
+) -> StoreResult<bool> {
+    let mut b = Builder::new("SELECT r.id FROM records r WHERE r.tenant_id = ");
+    let t = b.text(tenant);
+    let i = b.text(record_id);
+    b.push(&format!("{t} AND r.id = {i} AND r.deleted_at IS NULL"));
+    push_visibility(&mut b, viewer, access);
+    Ok(b.query().fetch_optional(conn).await?.is_some())
+}
+
 /// The SQL expression for a field, per dialect.
 fn expr(b: &mut Builder, dialect: Dialect, field: &FieldRef) -> String {
     match &field.target {

@@ -113,32 +113,34 @@ pub enum ShareRights {
     Hidden,
 }
 
-/// Who may manage a record's shares: its owner, tenant admins and owners — and, once
-/// the records engineer's visibility function is wired in here, users with read-write
-/// access through a share (they get `Manage`) or read access (`View`).
-///
-/// INTEGRATION HOOK: this is deliberately the single place the decision is made, so
-/// extending it to visibility needs no change elsewhere. Until then, any other caller
-/// gets `Hidden`, which never reveals that the record exists.
+/// Who may manage a record's shares: its owner and tenant admins/owners manage them
+/// (read-only users only look, even at their own records). Anyone else who can see the
+/// record — through a share with one of their groups or an ancestor of it, at either
+/// access level — may list its shares but not change them: re-sharing is the owner's
+/// decision, not an editor's. Everyone else gets `Hidden`, which never reveals that the
+/// record exists.
 pub async fn can_manage_shares(
-    _conn: &mut AnyConnection,
-    _tenant: &str,
+    conn: &mut AnyConnection,
+    tenant: &str,
     user: &str,
     role: Role,
     record: &RecordRef,
 ) -> StoreResult<ShareRights> {
-    if role == Role::ReadOnly {
-        // Read-only users never write; they may still look at the shares of what they own.
-        return Ok(if record.owner_id == user {
-            ShareRights::View
-        } else {
-            ShareRights::Hidden
-        });
-    }
-    if role.at_least(Role::Admin) || record.owner_id == user {
+    if role.at_least(Role::Admin) || (record.owner_id == user && role != Role::ReadOnly) {
         return Ok(ShareRights::Manage);
     }
-    Ok(ShareRights::Hidden)
+    if record.owner_id == user {
+        return Ok(ShareRights::View);
+    }
+    let viewer = super::records::Viewer {
+        user_id: user.to_string(),
+        all: false,
+    };
+    if super::records::has_access(conn, tenant, &record.id, &viewer, super::records::Access::Read).await? {
+        Ok(ShareRights::View)
+    } else {
+        Ok(ShareRights::Hidden)
+    }
 }
 
 /// Shares of a record in group-id order after `after`.
@@ -257,4 +259,49 @@ pub async fn remove_share(tx: &mut Tx<'_>, tenant: &str, record: &str, group: &s
         .execute(&mut **tx)
         .await?;
     Ok(Some(s))
+}
+
+/// Share `record` with `group` at `access`, or change the access of an existing share.
+/// Returns the share before (if any) and after; an unchanged share is not rewritten.
+/// The record and the group must exist in the tenant (the caller checks who may).
+pub async fn upsert_share(
+    tx: &mut Tx<'_>,
+    tenant: &str,
+    record: &str,
+    group: &str,
+    access: Access,
+    created_by: Option<&str>,
+) -> StoreResult<(Option<Share>, Share)> {
+    let before = share(tx, tenant, record, group).await?;
+    match &before {
+        Some(b) if b.access == access.as_str() => Ok((before.clone(), b.clone())),
+        Some(b) => {
+            sqlx::query(
+                "UPDATE record_shares SET access = $4 WHERE tenant_id = $1 AND record_id = $2 AND group_id = $3",
+            )
+            .bind(tenant)
+            .bind(record)
+            .bind(group)
+            .bind(access.as_str())
+            .execute(&mut **tx)
+            .await?;
+            let after = Share {
+                access: access.as_str().to_string(),
+                ..b.clone()
+            };
+            Ok((before, after))
+        }
+        None => Ok((None, add_share(tx, tenant, record, group, access, created_by).await?)),
+    }
+}
+
+/// The object of record `id` in the tenant, deleted or not (`None` if no such record).
+pub async fn record_object(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreResult<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT object FROM records WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
 }

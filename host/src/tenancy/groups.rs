@@ -264,6 +264,45 @@ pub async fn add_member(
     Ok(m)
 }
 
+/// Make `user` a member of `group` with `role`, or change the role of their existing
+/// membership, in one transaction (audited as `group_member.add` or
+/// `group_member.update`; an unchanged membership is left alone).
+pub async fn set_member(
+    db: &Db,
+    tenant: &str,
+    actor: &Actor,
+    owner: GroupOwner<'_>,
+    group: &str,
+    user: &str,
+    role: &str,
+) -> TenancyResult<Member> {
+    let role = validate::member_role(role).map_err(|m| TenancyError::invalid("role", m))?;
+    let mut tx = db.writer().begin().await?;
+    let g = store::lock_group(&mut tx, tenant, group)
+        .await?
+        .ok_or_else(|| TenancyError::NotFound(format!("group {group} not found")))?;
+    require_manages(owner, &g)?;
+    let entity = member_entity_id(group, user);
+    let m = match store::set_member_role(&mut tx, tenant, group, user, &role).await? {
+        Some((before, after)) if before == after => return Ok(after),
+        Some((before, after)) => {
+            let (b, a) = (snapshot(&before), snapshot(&after));
+            let e = event("group_member.update", "group_member", &entity, Some(&b), Some(&a));
+            audit::append(&mut tx, db.dialect(), tenant, actor, e).await?;
+            after
+        }
+        None => {
+            let m = store::add_member(&mut tx, tenant, group, user, &role).await?;
+            let after = snapshot(&m);
+            let e = event("group_member.add", "group_member", &entity, None, Some(&after));
+            audit::append(&mut tx, db.dialect(), tenant, actor, e).await?;
+            m
+        }
+    };
+    tx.commit().await?;
+    Ok(m)
+}
+
 /// End `user`'s membership of `group` (not found if there is none).
 pub async fn remove_member(
     db: &Db,

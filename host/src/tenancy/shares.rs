@@ -6,6 +6,7 @@ use serde_json::Value;
 use sqlx::AnyConnection;
 
 use super::error::{TenancyError, TenancyResult};
+use super::groups::GroupOwner;
 use super::{Caller, event};
 use crate::store::Db;
 use crate::store::audit::{self, Actor};
@@ -109,4 +110,191 @@ pub async fn remove_share(
     .await?;
     tx.commit().await?;
     Ok(s)
+}
+
+/// Most shares one [`set_shares`] or [`remove_shares`] call takes.
+pub const MAX_SHARES_PER_CALL: usize = 1_000;
+
+/// One share of a batch (the `sharing` capability, the demo data set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewShare {
+    /// The record's object.
+    pub object: String,
+    /// The record.
+    pub record_id: String,
+    /// The group: one the acting manager manages.
+    pub group_id: String,
+    /// What the share allows.
+    pub access: Access,
+}
+
+/// Who a batch of share changes acts for: the groups' manager (a plugin, or REST), and
+/// — when a user made the call — that user's visibility, which every named record
+/// must be within.
+#[derive(Debug, Clone, Copy)]
+pub struct ShareActor<'a> {
+    /// The manager; only groups it manages may be named.
+    pub owner: GroupOwner<'a>,
+    /// The calling user's visibility (`None`: no user, e.g. events, timers, the demo).
+    pub viewer: Option<&'a crate::store::records::Viewer>,
+    /// The audit actor.
+    pub actor: &'a Actor,
+}
+
+/// Check that every group is the manager's (else not found, naming the first one that
+/// is not: other managers' groups are not revealed).
+async fn require_managed(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    owner: GroupOwner<'_>,
+    groups: &[&str],
+) -> TenancyResult<()> {
+    let owned = crate::store::groups::managed_by(conn, tenant, owner.as_plugin(), groups).await?;
+    match groups.iter().find(|g| !owned.contains(**g)) {
+        Some(g) => Err(TenancyError::NotFound(format!("group {g} not found"))),
+        None => Ok(()),
+    }
+}
+
+/// Check that the caller may see `record` (when a user made the call).
+async fn require_visible(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    who: ShareActor<'_>,
+    object: &str,
+    id: &str,
+) -> TenancyResult<()> {
+    if let Some(viewer) = who.viewer.filter(|v| !v.all) {
+        let visible =
+            crate::store::records::has_access(conn, tenant, id, viewer, crate::store::records::Access::Read).await?;
+        if !visible {
+            return Err(TenancyError::NotFound(format!("{object} {id} not found")));
+        }
+    }
+    Ok(())
+}
+
+/// Create or update up to [`MAX_SHARES_PER_CALL`] shares atomically: every group must
+/// be one the manager manages and every record a live record of its object that the
+/// caller may see; otherwise nothing changes. Each created or changed share is audited
+/// (`record_share.add` / `record_share.update`) as `who.actor`.
+pub async fn set_shares(db: &Db, tenant: &str, who: ShareActor<'_>, shares: &[NewShare]) -> TenancyResult<()> {
+    if shares.len() > MAX_SHARES_PER_CALL {
+        return Err(TenancyError::invalid(
+            "shares",
+            format!("at most {MAX_SHARES_PER_CALL} shares per call, got {}", shares.len()),
+        ));
+    }
+    let mut tx = db.writer().begin().await?;
+    let groups: Vec<&str> = dedup(shares.iter().map(|s| s.group_id.as_str()));
+    require_managed(&mut tx, tenant, who.owner, &groups).await?;
+    let mut by_object: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for s in shares {
+        by_object.entry(&s.object).or_default().push(s.record_id.clone());
+    }
+    for (object, ids) in &by_object {
+        let found: std::collections::HashSet<String> = db
+            .existing_records(&mut tx, tenant, object, ids)
+            .await?
+            .into_iter()
+            .collect();
+        if let Some(missing) = ids.iter().find(|id| !found.contains(*id)) {
+            return Err(TenancyError::NotFound(format!("{object} {missing} not found")));
+        }
+    }
+    for s in shares {
+        require_visible(&mut tx, tenant, who, &s.object, &s.record_id).await?;
+        let (before, after) = store::upsert_share(
+            &mut tx,
+            tenant,
+            &s.record_id,
+            &s.group_id,
+            s.access,
+            who.actor.user_id.as_deref(),
+        )
+        .await?;
+        if before.as_ref() == Some(&after) {
+            continue;
+        }
+        let record = RecordRef {
+            id: s.record_id.clone(),
+            object: s.object.clone(),
+            owner_id: String::new(),
+        };
+        let entity = share_entity_id(&s.record_id, &s.group_id);
+        let b = before.as_ref().map(|b| share_snapshot(&record, b));
+        let a = share_snapshot(&record, &after);
+        let action = if before.is_some() {
+            "record_share.update"
+        } else {
+            "record_share.add"
+        };
+        audit::append(
+            &mut tx,
+            db.dialect(),
+            tenant,
+            who.actor,
+            event(action, "record_share", &entity, b.as_ref(), Some(&a)),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Remove up to [`MAX_SHARES_PER_CALL`] shares `(object, record, group)` atomically;
+/// returns how many existed. Groups must be the manager's; records that are not of the
+/// named object, or that the caller may not see, count as not shared. Each removal is
+/// audited (`record_share.remove`) as `who.actor`.
+pub async fn remove_shares(
+    db: &Db,
+    tenant: &str,
+    who: ShareActor<'_>,
+    shares: &[(String, String, String)],
+) -> TenancyResult<u32> {
+    if shares.len() > MAX_SHARES_PER_CALL {
+        return Err(TenancyError::invalid(
+            "shares",
+            format!("at most {MAX_SHARES_PER_CALL} shares per call, got {}", shares.len()),
+        ));
+    }
+    let mut tx = db.writer().begin().await?;
+    let groups: Vec<&str> = dedup(shares.iter().map(|(_, _, g)| g.as_str()));
+    require_managed(&mut tx, tenant, who.owner, &groups).await?;
+    let mut removed = 0u32;
+    for (object, id, group) in shares {
+        if store::record_object(&mut tx, tenant, id).await?.as_deref() != Some(object.as_str()) {
+            continue;
+        }
+        if require_visible(&mut tx, tenant, who, object, id).await.is_err() {
+            continue;
+        }
+        let Some(s) = store::remove_share(&mut tx, tenant, id, group).await? else {
+            continue;
+        };
+        removed += 1;
+        let record = RecordRef {
+            id: id.clone(),
+            object: object.clone(),
+            owner_id: String::new(),
+        };
+        let before = share_snapshot(&record, &s);
+        let entity = share_entity_id(id, group);
+        audit::append(
+            &mut tx,
+            db.dialect(),
+            tenant,
+            who.actor,
+            event("record_share.remove", "record_share", &entity, Some(&before), None),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(removed)
+}
+
+/// The distinct values of `items`, in first-seen order.
+fn dedup<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    items.filter(|i| seen.insert(*i)).collect()
 }

@@ -156,3 +156,29 @@ pub async fn groups_of_user(
         })
         .collect()
 }
+
+/// Change the role of an existing membership; returns it before and after, or `None`
+/// if `user` is not a member of `group`.
+pub async fn set_member_role(
+    tx: &mut Tx<'_>,
+    tenant: &str,
+    group: &str,
+    user: &str,
+    role: &str,
+) -> StoreResult<Option<(Member, Member)>> {
+    let Some(before) = member(tx, tenant, group, user).await? else {
+        return Ok(None);
+    };
+    sqlx::query("UPDATE group_members SET role = $4 WHERE tenant_id = $1 AND group_id = $2 AND user_id = $3")
+        .bind(tenant)
+        .bind(group)
+        .bind(user)
+        .bind(role)
+        .execute(&mut **tx)
+        .await?;
+    let after = Member {
+        role: role.to_string(),
+        ..before.clone()
+    };
+    Ok(Some((before, after)))
+}
