@@ -22,6 +22,7 @@ pub mod caps;
 pub mod cli;
 pub mod demo;
 pub mod demo_data;
+pub mod events;
 pub mod guest_build;
 pub mod manifest;
 pub mod marketplace;

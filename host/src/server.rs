@@ -149,6 +149,15 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
     let mut stopped_eval = stopped.clone();
     let mut stopped_outbox = stopped.clone();
     let evaluator_db = state.db.clone();
+    let mut stopped_events = stopped.clone();
+    let events_worker = crate::events::worker::run(
+        state.db.clone(),
+        state.plugins.clone(),
+        state.events.clone(),
+        async move {
+            let _ = stopped_events.wait_for(|s| *s).await;
+        },
+    );
     let mut stopped_timers = stopped.clone();
     let scheduler = crate::scheduler::Scheduler::new(state.db.clone(), state.plugins.clone(), config.scheduler);
     let scheduler_handle = scheduler.handle();
@@ -159,6 +168,7 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         let evaluator = tokio::spawn(crate::audit::policy::run_evaluator(evaluator_db, async move {
             let _ = stopped_eval.wait_for(|s| *s).await;
         }));
+        let events_worker = tokio::spawn(events_worker);
         let timers = tokio::spawn(scheduler.run(async move {
             let _ = stopped_timers.wait_for(|s| *s).await;
         }));
@@ -173,6 +183,7 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
             .context("the HTTP server failed")?;
         bg.await.context("background task panicked")?;
         evaluator.await.context("audit policy evaluator panicked")?;
+        events_worker.await.context("event delivery worker panicked")?;
         timers.await.context("timer scheduler panicked")?;
         outbox.await.context("outbox worker panicked")?;
         Ok(())

@@ -13,6 +13,7 @@
 //!   [`config`] and [`log`];
 //! - since WIT 1.2: [`email`] (the outbox), [`outbound`] HTTP to manifest-listed
 //!   origins, and this plugin's [`secrets`].
+//!   [`events`] (emit), [`schedule`] (durable timers and cron), [`config`] and [`log`].
 //!
 //! ```no_run
 //! use plinth_sdk::{export_plugin, Plugin, Router, Response, storage::Collection};
@@ -49,6 +50,7 @@ mod caller;
 pub mod config;
 pub mod email;
 mod error;
+pub mod events;
 mod http;
 pub mod log;
 pub mod outbound;
@@ -115,14 +117,22 @@ pub trait Plugin {
         Self::router().handle(request)
     }
 
-    /// An event the manifest subscribes to. An `Err` makes the host retry later.
+    /// An event the manifest subscribes to (`[capabilities] events = [...]`, granted
+    /// by the tenant). Delivery is at least once and in commit order: an `Err` makes
+    /// the host retry with backoff (later events wait), and after repeated failures
+    /// the event goes to the tenant's dead-letter list. Use [`Event::id`] to make
+    /// handling idempotent, and [`Event::cause`] to ignore events your own writes
+    /// caused.
     ///
     /// ```
     /// use plinth_sdk::{Plugin, Caller, Event, Error};
     /// struct P;
     /// impl Plugin for P {
     ///     fn on_event(_c: &Caller, e: Event) -> Result<(), Error> {
-    ///         if e.depth > 3 { return Err(Error::limit("too deep")); }
+    ///         if e.cause.as_deref() == Some("my-plugin") {
+    ///             return Ok(()); // caused by my own write: nothing to react to
+    ///         }
+    ///         plinth_sdk::info!("{} #{}", e.name, e.id);
     ///         Ok(())
     ///     }
     /// }

@@ -42,6 +42,11 @@ async fn the_document_is_per_version_per_tenant_and_valid() {
         "/api/v1/records/opportunity",
         "/api/v1/records/project/{id}",
         "/api/v1/installations/{plugin}/upgrade",
+        "/api/v1/events",
+        "/api/v1/events/subscriptions",
+        "/api/v1/events/dead-letters",
+        "/api/v1/events/dead-letters/{id}",
+        "/api/v1/events/dead-letters/{id}/replay",
         "/api/v1/installations/{plugin}/timers",
         "/api/v1/installations/{plugin}/timers/{key}",
     ] {

@@ -478,3 +478,59 @@ async fn webhook_urls_on_private_addresses_are_refused_by_default() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_record_write_reaches_a_subscribed_webhook_through_the_event_log() {
+    let seen: Seen = Seen::default();
+    let log = seen.clone();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push((headers, body.to_vec()));
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let addr = serve_http(router).await;
+    let s = TestServer::start_configured(|c| {
+        fast_outbox(c);
+        c.http.addresses.allow_private = true;
+    })
+    .await;
+    let a = s.tenant("Acme").await;
+    let body = json!({"url": format!("http://{addr}/hook"), "events": ["record.account.*"]});
+    let r = s.call("POST", "/api/v1/webhooks", Some(&a.key), Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let secret = r.body["secret"].as_str().unwrap().to_string();
+
+    // A contact (not subscribed) and then an account, through the core REST API.
+    let contact = json!({"fields": {"last_name": "Doe"}});
+    let r = s
+        .call("POST", "/api/v1/records/contact", Some(&a.key), Some(contact))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let account = json!({"fields": {"name": "Acme GmbH", "country": "DE"}});
+    let r = s
+        .call("POST", "/api/v1/records/account", Some(&a.key), Some(account))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_string();
+
+    eventually("the webhook call", || async {
+        (!seen.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    // Give a wrongly subscribed contact event the chance to arrive, then check.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "only the account event is subscribed");
+    let (headers, body) = &calls[0];
+    assert!(signature_ok(&secret, headers, body));
+    let doc: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(doc["type"], "record.account.created");
+    assert_eq!(doc["data"]["id"], id.as_str());
+    assert_eq!(doc["tenant_id"], a.id.as_str());
+    s.stop().await;
+}

@@ -12,6 +12,7 @@ mod audit;
 pub mod auth;
 pub mod context;
 mod error;
+mod events;
 mod groups;
 mod installations;
 pub mod json;
@@ -98,6 +99,8 @@ pub struct AppInner {
     pub vault: crate::secrets::Vault,
     /// The guarded outbound HTTP client (its address rules also judge webhook URLs).
     pub outbound: crate::outbound::HttpClient,
+    /// Event delivery settings and the worker's wake-up signal.
+    pub events: crate::events::Events,
 }
 
 impl std::ops::Deref for AppState {
@@ -143,6 +146,7 @@ impl AppState {
             plugin_schemas: plugins::SchemaCache::default(),
             versions: crate::versioning::Versions::default(),
             request_log,
+            events: crate::events::Events::default(),
         }))
     }
 
@@ -206,6 +210,7 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(plugins::routes())
         .merge(versions::routes())
         .merge(audit::routes())
+        .merge(events::routes())
         .merge(tenancy::routes())
         .merge(groups::routes())
         .merge(operator::routes())
@@ -248,6 +253,10 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             versions::track_requests,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            events::wake_after_writes,
         ))
         .with_state(state)
 }

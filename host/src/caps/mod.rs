@@ -9,6 +9,7 @@
 mod audit;
 mod config;
 mod email;
+mod events;
 mod http;
 mod log;
 mod records;
@@ -93,6 +94,7 @@ pub(crate) enum Cap {
     Storage,
     Config,
     Audit,
+    Emit,
     Schedule,
     Sharing,
     Email,
@@ -112,6 +114,7 @@ impl CapCtx {
             Cap::Storage => (self.grants.storage, "storage"),
             Cap::Config => (self.grants.config, "config"),
             Cap::Audit => (self.grants.audit, "audit"),
+            Cap::Emit => (self.grants.emit, "emit"),
             Cap::Schedule => (self.grants.schedule, "schedule"),
             Cap::Sharing => (self.grants.sharing, "sharing"),
             Cap::Email => (self.grants.email, "email"),
@@ -208,6 +211,7 @@ pub fn check_imports(imports: &[String], declared: &Capabilities) -> Result<(), 
                 "config" => ("config", declared.config),
                 "storage" => ("storage", declared.storage),
                 "audit" => ("audit", declared.audit),
+                "events" => ("emit", declared.emit),
                 "schedule" => ("schedule", declared.schedule),
                 "sharing" => ("sharing", declared.sharing),
                 "email" => ("email", declared.email),

@@ -275,6 +275,8 @@ async fn record(
         after: a.as_ref(),
     };
     audit::append(tx, db.dialect(), &who.tenant, &who.actor, event).await?;
+    // Events: `plugin.installed|upgraded|…` in this transaction; starts/drops the cursor.
+    crate::events::lifecycle(tx, db, &who.tenant, &who.actor, action, plugin, before, after).await?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::bindings::{Caller, Request, Response};
+use crate::bindings::{Caller, Event, Request, Response};
 use crate::caps::{PluginRef, Services};
 use crate::manifest::{Capabilities, Manifest};
 use crate::marketplace::trust::{self, Purpose, TrustError};
@@ -270,6 +270,22 @@ impl PluginHost {
             )
             .await;
         self.track(active, &tenant, Entry::Install, &outcome);
+        outcome
+    }
+
+    /// Deliver an event to `on-event`.
+    pub async fn event(&self, active: &Active, caller: Caller, event: Event) -> CallOutcome<()> {
+        let tenant = caller.tenant_id.clone();
+        let outcome = self
+            .runtime
+            .on_event(
+                &active.component,
+                self.invocation(active, caller),
+                &self.services,
+                event,
+            )
+            .await;
+        self.track(active, &tenant, Entry::Event, &outcome);
         outcome
     }
 

@@ -295,6 +295,17 @@ pub async fn create(db: &Db, who: &Who, object: &str, items: Vec<NewRecord>, bul
             after: Some(&after),
         };
         audit::append(&mut tx, db.dialect(), &who.tenant, &who.actor, event).await?;
+        // Events: `record.<object>.created`, logged in this transaction.
+        crate::events::record_changed(
+            &mut tx,
+            db,
+            who,
+            crate::events::RecordChange::Created,
+            &record,
+            None,
+            &after,
+        )
+        .await?;
         created.push(record);
     }
     tx.commit().await?;
@@ -457,6 +468,17 @@ pub async fn update(db: &Db, who: &Who, object: &str, changes: Vec<Change>, bulk
             after: Some(&a),
         };
         audit::append(&mut tx, db.dialect(), &who.tenant, &who.actor, event).await?;
+        // Events: `record.<object>.updated`, logged in this transaction.
+        crate::events::record_changed(
+            &mut tx,
+            db,
+            who,
+            crate::events::RecordChange::Updated,
+            &after,
+            Some(&b),
+            &a,
+        )
+        .await?;
         updated.push(after);
     }
     tx.commit().await?;
@@ -525,6 +547,13 @@ pub async fn set_deleted(
         after: Some(&a),
     };
     audit::append(&mut tx, db.dialect(), &who.tenant, &who.actor, event).await?;
+    // Events: `record.<object>.deleted|restored`, logged in this transaction.
+    let change = if deleted {
+        crate::events::RecordChange::Deleted
+    } else {
+        crate::events::RecordChange::Restored
+    };
+    crate::events::record_changed(&mut tx, db, who, change, &after, Some(&b), &a).await?;
     tx.commit().await?;
     Ok(after)
 }

@@ -11,6 +11,8 @@ pub mod audit;
 pub mod audit_policy;
 pub mod audit_query;
 mod documents;
+pub mod event_delivery;
+pub mod events;
 pub mod groups;
 pub mod installations;
 pub mod marketplace;

@@ -1,0 +1,183 @@
+//! Events: what the host and plugins emit, and their delivery to subscribed plugins.
+//!
+//! - **Emission** ([`emit`]): record changes, installation lifecycle steps and
+//!   plugin-emitted events are appended to the tenant's event log *inside the
+//!   transaction of the change*, with the plugin that caused them and their chain
+//!   depth; chains deeper than [`MAX_DEPTH`] are stopped with an audit event.
+//! - **Delivery** ([`worker`], `deliver`): a background worker moves each
+//!   installation's cursor through the log, calling `on-event` for the events its
+//!   effective grants subscribe to — in seq (commit) order, at least once, with
+//!   retries and exponential backoff, then the dead-letter list ([`dead_letters`]).
+//!
+//! The semantics are documented for plugin authors and operators in `docs/events.md`.
+
+pub mod chain;
+pub mod dead_letters;
+mod deliver;
+pub mod emit;
+pub mod worker;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use emit::{RecordChange, append, lifecycle, record_changed};
+
+/// Deepest event chain delivered: an event caused while handling an event of depth
+/// `MAX_DEPTH` is not logged (the host audits `event.chain_stopped` instead).
+pub const MAX_DEPTH: u32 = 8;
+/// Largest plugin-emitted payload, in bytes of JSON text.
+pub const MAX_PAYLOAD: usize = 256 * 1024;
+
+/// Delivery settings. Read by the worker on every tick, so they can be changed on
+/// a running server (tests shorten the backoff).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsConfig {
+    /// How often the worker looks for work when nothing woke it.
+    pub poll_interval: Duration,
+    /// Delay before the first retry; doubled for each further failure.
+    pub backoff_base: Duration,
+    /// Longest delay between retries.
+    pub backoff_max: Duration,
+    /// Failed attempts after which an event goes to the dead-letter list.
+    pub max_attempts: u32,
+    /// Cursors (tenant × plugin) served per tick.
+    pub cursors_per_tick: u32,
+    /// Events delivered to one cursor per tick before others get a turn.
+    pub events_per_cursor: u32,
+    /// Cursors served at the same time.
+    pub concurrency: u32,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            poll_interval: Duration::from_millis(200),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            max_attempts: 5,
+            cursors_per_tick: 64,
+            events_per_cursor: 50,
+            concurrency: 4,
+        }
+    }
+}
+
+impl EventsConfig {
+    /// The delay after the `failures`-th failure (from 1): `base × 2^(failures-1)`,
+    /// capped at `backoff_max`, minus up to a quarter at random so that many failing
+    /// subscribers do not retry in lockstep.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let exp = failures.saturating_sub(1).min(30);
+        let full = self.backoff_base.saturating_mul(1u32 << exp).min(self.backoff_max);
+        let jitter = rand::random::<f64>() * 0.25;
+        full.mul_f64(1.0 - jitter)
+    }
+}
+
+/// The handle the API and the worker share: settings and the wake-up signal.
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Events {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: RwLock<EventsConfig>,
+    wake: watch::Sender<u64>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events::new(EventsConfig::default())
+    }
+}
+
+impl Events {
+    /// A handle with `config`.
+    pub fn new(config: EventsConfig) -> Events {
+        let (wake, _) = watch::channel(0);
+        Events {
+            inner: Arc::new(Inner {
+                config: RwLock::new(config),
+                wake,
+            }),
+        }
+    }
+
+    /// The current settings.
+    pub fn config(&self) -> EventsConfig {
+        self.inner.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replace the settings (the worker uses them from its next tick).
+    pub fn set_config(&self, config: EventsConfig) {
+        *self.inner.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        self.wake();
+    }
+
+    /// Tell the worker that events may have been committed, so it looks now rather
+    /// than at its next poll.
+    pub fn wake(&self) {
+        self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn wakeups(&self) -> watch::Receiver<u64> {
+        self.inner.wake.subscribe()
+    }
+}
+
+/// Whether subscription `pattern` covers event `name`: exact, a trailing `.*` (any
+/// name below that prefix, at any depth), or `*` (everything).
+pub fn matches(pattern: &str, name: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_suffix(".*") {
+        Some(prefix) => name
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.len() > 1 && rest.starts_with('.')),
+        None => pattern == name,
+    }
+}
+
+/// Whether any of `patterns` covers `name`.
+pub fn subscribed(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|p| matches(p, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_exact_prefix_and_all() {
+        assert!(matches("record.opportunity.updated", "record.opportunity.updated"));
+        assert!(!matches("record.opportunity.updated", "record.opportunity.created"));
+        assert!(matches("record.account.*", "record.account.created"));
+        assert!(matches("territories.*", "territories.zone.moved"));
+        assert!(!matches("record.account.*", "record.account"));
+        assert!(!matches("record.account.*", "record.accounts.created"));
+        assert!(!matches("record.account.*", "record.account."));
+        assert!(matches("*", "anything.at.all"));
+    }
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered_down() {
+        let c = EventsConfig {
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(1000),
+            ..EventsConfig::default()
+        };
+        for (failures, full) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (40, 1000)] {
+            let d = c.backoff(failures).as_millis();
+            assert!(
+                d <= full && d >= full * 3 / 4,
+                "failure {failures}: {d} ms not in [{}, {full}]",
+                full * 3 / 4
+            );
+        }
+    }
+}
