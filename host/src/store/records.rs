@@ -199,15 +199,17 @@ fn bind(b: &mut Builder, v: &Bound) -> String {
 fn push_filters(b: &mut Builder, dialect: Dialect, tenant: &str, filters: &[Resolved]) {
     for f in filters {
         if f.field.target == Target::SharedWithin {
-            // Uncorrelated, so both databases evaluate the subtree's shares once (closure
-            // rows below the groups, then their shares by the group index) and probe it.
+            // Uncorrelated, so it is evaluated once, and it must start from the closure
+            // rows below the groups, then their shares by the group index: SQLite
+            // (without statistics) otherwise scans every share of the tenant, hence
+            // CROSS JOIN, which fixes its join order (PostgreSQL still plans freely).
             let t = b.text(tenant);
             let groups: Vec<String> = f.values.iter().map(|v| bind(b, v)).collect();
             let not = if f.op == Op::Ne { "NOT " } else { "" };
             b.push(&format!(
-                " AND r.id {not}IN (SELECT s.record_id FROM group_closure c \
-                 JOIN record_shares s ON s.tenant_id = c.tenant_id AND s.group_id = c.descendant_id \
-                 WHERE c.tenant_id = {t} AND c.ancestor_id IN ({}))",
+                " AND r.id {not}IN (SELECT s.record_id FROM group_closure c CROSS JOIN record_shares s \
+                 WHERE s.tenant_id = c.tenant_id AND s.group_id = c.descendant_id \
+                 AND c.tenant_id = {t} AND c.ancestor_id IN ({}))",
                 groups.join(", ")
             ));
             continue;
