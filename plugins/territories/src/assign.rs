@@ -22,9 +22,12 @@ pub fn rule_fields() -> Vec<&'static str> {
     TEXT_FIELDS.iter().chain(NUMBER_FIELDS.iter()).copied().collect()
 }
 
-/// `(object, id)` of the opportunities and contacts of each account.
-pub fn children_of(accounts: &[String]) -> Result<HashMap<String, Vec<(&'static str, String)>>, Error> {
-    let mut out: HashMap<String, Vec<(&'static str, String)>> = HashMap::new();
+/// Account id → `(object, id)` of its opportunities and contacts.
+pub type Children = HashMap<String, Vec<(&'static str, String)>>;
+
+/// The opportunities and contacts of each account.
+pub fn children_of(accounts: &[String]) -> Result<Children, Error> {
+    let mut out: Children = HashMap::new();
     for object in CHILD_OBJECTS {
         for chunk in accounts.chunks(200) {
             let q = Find::new()

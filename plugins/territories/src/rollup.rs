@@ -197,7 +197,8 @@ pub fn per_account(accounts: &[String], p: &Period) -> Result<HashMap<String, Su
                 .group_by("account_id")
                 .filter("account_id", Op::In, chunk),
         )?;
-        let mut by: HashMap<String, (Vec<Map<String, Value>>, Vec<Map<String, Value>>)> = HashMap::new();
+        type Rows = Vec<Map<String, Value>>;
+        let mut by: HashMap<String, (Rows, Rows)> = HashMap::new();
         for r in open {
             if let Some(a) = r.get("account_id").and_then(Value::as_str) {
                 by.entry(a.to_string()).or_default().0.push(r);

@@ -122,11 +122,11 @@ pub fn validate(rules: &[Rule]) -> Result<(), Error> {
                     if !numeric {
                         fail(format!("{path}.field"), "range needs a numeric field");
                     } else if min.is_none() && max.is_none() {
-                        fail(format!("{path}"), "range needs min or max");
+                        fail(path.clone(), "range needs min or max");
                     } else if let (Some(a), Some(b)) = (min, max)
                         && a >= b
                     {
-                        fail(format!("{path}"), "min must be below max");
+                        fail(path.clone(), "min must be below max");
                     }
                 }
                 _ => {}
