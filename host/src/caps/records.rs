@@ -123,7 +123,14 @@ impl CapCtx {
     }
 
     fn filters(&mut self, allowed: &FieldSet, filters: Vec<Filter>) -> Result<Vec<query::Filter>, WitError> {
-        self.check_fields(allowed, filters.iter().map(|f| f.field.as_str()))?;
+        // `shared_within` is a relation, not a field: it narrows what the caller sees.
+        self.check_fields(
+            allowed,
+            filters
+                .iter()
+                .map(|f| f.field.as_str())
+                .filter(|f| *f != query::SHARED_WITHIN),
+        )?;
         filters
             .into_iter()
             .map(|f| {

@@ -106,6 +106,44 @@ pub enum Target {
     Column(&'static str),
     /// A JSON path inside `records.data`.
     Json(Vec<String>),
+    /// Not a value but a relation: the record is shared with one of the given groups
+    /// or any of their descendants (filter [`SHARED_WITHIN`] only).
+    SharedWithin,
+}
+
+/// Pseudo-field for filters: `shared_within = <group id>` keeps records shared with
+/// that group or any group below it (`in`: below any of several groups; `ne`: shared
+/// with none of the subtree). Territory roll-ups use it to aggregate a subtree in SQL.
+/// It only narrows what the caller may already see.
+pub const SHARED_WITHIN: &str = "shared_within";
+
+fn shared_within(f: &Filter) -> Result<Resolved, String> {
+    let ids: Vec<Value> = match (&f.op, &f.value) {
+        (Op::Eq | Op::Ne, v @ Value::String(_)) => vec![v.clone()],
+        (Op::In, Value::Array(a)) => a.clone(),
+        (Op::In, Value::String(s)) => s.split(',').map(|v| Value::String(v.to_string())).collect(),
+        _ => return Err(format!("`{SHARED_WITHIN}` takes eq, ne or in with group ids")),
+    };
+    if ids.is_empty() || ids.len() > MAX_IN_VALUES {
+        return Err(format!("`{SHARED_WITHIN}` needs 1–{MAX_IN_VALUES} group ids"));
+    }
+    let values = ids
+        .into_iter()
+        .map(|v| match v {
+            Value::String(s) if !s.is_empty() && s.len() <= 100 => Ok(Bound::Text(s)),
+            _ => Err(format!("`{SHARED_WITHIN}` needs group ids (non-empty strings)")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Resolved {
+        field: FieldRef {
+            name: SHARED_WITHIN.into(),
+            target: Target::SharedWithin,
+            kind: Kind::Text,
+        },
+        op: f.op,
+        values,
+        null: false,
+    })
 }
 
 /// A field resolved against the schema.
@@ -304,6 +342,13 @@ pub fn resolve_filters(
                 message: m,
             })
         };
+        if f.field == SHARED_WITHIN {
+            match shared_within(f) {
+                Ok(r) => out.push(r),
+                Err(m) => fail(m),
+            }
+            continue;
+        }
         let field = match field_ref(schema, &f.field) {
             Ok(r) => r,
             Err(m) => {
@@ -729,6 +774,33 @@ mod tests {
         let problems = resolve_filters(&opp(), &filters, "filter").unwrap_err();
         assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems[1].message.contains("closed_won"));
+    }
+
+    #[test]
+    fn shared_within_resolves_group_ids_and_rejects_other_shapes() {
+        let f = |op, value| Filter {
+            field: SHARED_WITHIN.into(),
+            op,
+            value,
+        };
+        let ok = resolve_filters(
+            &opp(),
+            &[f(Op::Eq, json!("g1")), f(Op::In, json!(["g1", "g2"]))],
+            "filter",
+        )
+        .unwrap();
+        assert_eq!(ok[0].field.target, Target::SharedWithin);
+        assert_eq!(ok[1].values, vec![Bound::Text("g1".into()), Bound::Text("g2".into())]);
+        let bad = [
+            f(Op::Gt, json!("g1")),
+            f(Op::Eq, json!(5)),
+            f(Op::In, json!([])),
+            f(Op::Eq, json!("")),
+        ];
+        let problems = resolve_filters(&opp(), &bad, "filter").unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        // Not a sortable or groupable field.
+        assert!(field_ref(&opp(), SHARED_WITHIN).is_err());
     }
 
     #[test]

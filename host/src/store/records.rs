@@ -183,6 +183,8 @@ fn expr(b: &mut Builder, dialect: Dialect, field: &FieldRef) -> String {
                 }
             }
         },
+        // Only filters use it, and `push_filters` handles it before asking for an expression.
+        Target::SharedWithin => "NULL".into(),
     }
 }
 
@@ -194,8 +196,24 @@ fn bind(b: &mut Builder, v: &Bound) -> String {
     }
 }
 
-fn push_filters(b: &mut Builder, dialect: Dialect, filters: &[Resolved]) {
+fn push_filters(b: &mut Builder, dialect: Dialect, tenant: &str, filters: &[Resolved]) {
     for f in filters {
+        if f.field.target == Target::SharedWithin {
+            // Uncorrelated, so it is evaluated once, and it must start from the closure
+            // rows below the groups, then their shares by the group index: SQLite
+            // (without statistics) otherwise scans every share of the tenant, hence
+            // CROSS JOIN, which fixes its join order (PostgreSQL still plans freely).
+            let t = b.text(tenant);
+            let groups: Vec<String> = f.values.iter().map(|v| bind(b, v)).collect();
+            let not = if f.op == Op::Ne { "NOT " } else { "" };
+            b.push(&format!(
+                " AND r.id {not}IN (SELECT s.record_id FROM group_closure c CROSS JOIN record_shares s \
+                 WHERE s.tenant_id = c.tenant_id AND s.group_id = c.descendant_id \
+                 AND c.tenant_id = {t} AND c.ancestor_id IN ({}))",
+                groups.join(", ")
+            ));
+            continue;
+        }
         let e = expr(b, dialect, &f.field);
         let clause = match f.op {
             Op::IsNull if f.null => format!("{e} IS NULL"),
@@ -275,6 +293,7 @@ fn sort_value(record: &Record, field: &FieldRef) -> Value {
             "version" => record.version.into(),
             _ => Value::Null,
         },
+        Target::SharedWithin => Value::Null,
         Target::Json(path) => path
             .iter()
             .try_fold(&record.data, |v, k| v.get(k))
@@ -464,7 +483,7 @@ impl Db {
         b.push(&format!("{t} AND r.object = {o}"));
         b.push(deleted_clause(q.deleted));
         push_visibility_as(&mut b, viewer, Access::Read, plan);
-        push_filters(&mut b, dialect, &q.filters);
+        push_filters(&mut b, dialect, tenant, &q.filters);
 
         let exprs: Vec<String> = q.sort.iter().map(|k| expr(&mut b, dialect, &k.field)).collect();
         if let Some(cursor) = &q.cursor {
@@ -587,7 +606,7 @@ impl Db {
         let o = b.text(object);
         b.push(&format!("{t} AND r.object = {o} AND r.deleted_at IS NULL"));
         push_visibility_as(&mut b, viewer, Access::Read, plan);
-        push_filters(&mut b, dialect, &q.filters);
+        push_filters(&mut b, dialect, tenant, &q.filters);
         if !keys.is_empty() {
             b.push(&format!(" GROUP BY {} ORDER BY {}", keys.join(", "), keys.join(", ")));
         }

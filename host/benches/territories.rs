@@ -1,0 +1,333 @@
+//! Territory roll-ups and moves at scale (issue 6): ~100k territories (host groups,
+//! as the territories plugin creates them through `sharing`), accounts with two
+//! opportunities each shared with random leaf territories, then
+//!
+//! - the subtree roll-up of a 10,111-territory region: the three aggregates the plugin
+//!   runs (`shared_within` = the region: account count; open opportunities by
+//!   probability; closed in the period by stage), through `Db::aggregate_records`,
+//!   the function the `records.aggregate` capability calls;
+//! - moving that region (with its shares: access follows the group, nothing is
+//!   re-shared) through `tenancy::groups::update_group`, what `sharing.move-group` calls.
+//!
+//! Run: `cargo bench -p plinth-host --bench territories` (SQLite in a temp dir);
+//! PostgreSQL: `PLINTH_BENCH_DATABASE_URL=postgres://…/empty_db`.
+//! Sizes: `PLINTH_BENCH_REGIONS` (default 10 → 101,111 territories),
+//! `PLINTH_BENCH_ACCOUNTS` (default 200,000; opportunities = 2 × accounts).
+
+use std::time::{Duration, Instant};
+
+use plinth_host::records::query::{self, AggregateRequest, Filter, Func, Measure, Op};
+use plinth_host::records::schema::standard_objects;
+use plinth_host::store::audit::Actor;
+use plinth_host::store::records::{Record, Viewer};
+use plinth_host::store::{Db, groups};
+use plinth_host::tenancy::groups::{GroupOwner, GroupPatch};
+use serde_json::json;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+/// Deterministic pseudo-random numbers (no dependency, same data every run).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+fn measure(func: Func, field: Option<&str>) -> Measure {
+    Measure {
+        func,
+        field: field.map(str::to_string),
+        alias: None,
+    }
+}
+
+fn filter(field: &str, op: Op, value: serde_json::Value) -> Filter {
+    Filter {
+        field: field.into(),
+        op,
+        value,
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = match std::env::var("PLINTH_BENCH_DATABASE_URL") {
+        Ok(url) => Db::connect(&url).await?,
+        Err(_) => Db::open_sqlite(&dir.path().join("bench.db")).await?,
+    };
+    let regions = env("PLINTH_BENCH_REGIONS", 10).max(2);
+    let accounts = env("PLINTH_BENCH_ACCOUNTS", 200_000);
+    let created = plinth_host::tenancy::create_tenant(
+        &db,
+        "bench",
+        "owner@bench.test",
+        "Owner",
+        "2026-11-01",
+        &Actor::system(),
+    )
+    .await?;
+    let tenant = created.tenant.id;
+    let owner = created.owner.id;
+
+    // Territories: root → regions → 10 countries → 10 districts → 10 areas → 9 leaves.
+    let started = Instant::now();
+    let mut tx = db.writer().begin().await?;
+    let root = groups::create_group(&mut tx, &tenant, "Global", None, None).await?.id;
+    let mut region_ids = Vec::new();
+    let mut leaves: Vec<(usize, String)> = Vec::new();
+    for r in 0..regions {
+        let region = groups::create_group(&mut tx, &tenant, &format!("R{r}"), Some(&root), None)
+            .await?
+            .id;
+        for c in 0..10 {
+            let cid = groups::create_group(&mut tx, &tenant, &format!("C{c}"), Some(&region), None)
+                .await?
+                .id;
+            for d in 0..10 {
+                let did = groups::create_group(&mut tx, &tenant, &format!("D{d}"), Some(&cid), None)
+                    .await?
+                    .id;
+                for a in 0..10 {
+                    let aid = groups::create_group(&mut tx, &tenant, &format!("A{a}"), Some(&did), None)
+                        .await?
+                        .id;
+                    for l in 0..9 {
+                        let lid = groups::create_group(&mut tx, &tenant, &format!("L{l}"), Some(&aid), None)
+                            .await?
+                            .id;
+                        leaves.push((r, lid));
+                    }
+                }
+            }
+        }
+        region_ids.push(region);
+        tx.commit().await?;
+        tx = db.writer().begin().await?;
+    }
+    tx.commit().await?;
+    let built_tree = started.elapsed();
+
+    // Accounts and opportunities, each shared with one random leaf (as an assignment does).
+    let started = Instant::now();
+    let mut rng = Lcg(42);
+    let stages = [
+        "prospecting",
+        "qualification",
+        "proposal",
+        "negotiation",
+        "closed_won",
+        "closed_lost",
+    ];
+    let now = plinth_host::store::time::now();
+    let mut expected_region0 = 0usize;
+    let mut tx = db.writer().begin().await?;
+    for i in 0..accounts {
+        let (region, leaf) = &leaves[rng.next(leaves.len())];
+        if *region == 0 {
+            expected_region0 += 1;
+        }
+        let mut ids = Vec::new();
+        let acc_id = ulid::Ulid::new().to_string();
+        let rec = |id: &str, object: &str, data: serde_json::Value| Record {
+            tenant_id: tenant.clone(),
+            id: id.to_string(),
+            object: object.into(),
+            owner_id: owner.clone(),
+            data,
+            version: 1,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            created_by: Some(owner.clone()),
+            updated_by: Some(owner.clone()),
+            deleted_at: None,
+        };
+        db.insert_record(
+            &mut tx,
+            &rec(&acc_id, "account", json!({"name": format!("acc{i}"), "country": "DE"})),
+        )
+        .await?;
+        ids.push(acc_id.clone());
+        for _ in 0..2 {
+            let id = ulid::Ulid::new().to_string();
+            let data = json!({
+                "name": "opp", "account_id": acc_id, "stage": stages[rng.next(stages.len())],
+                "amount": {"value": (rng.next(100_000) + 1) as f64, "currency": "EUR"},
+                "probability": (rng.next(10) * 10) as f64,
+                "close_date": format!("2026-{:02}-15", rng.next(12) + 1),
+            });
+            db.insert_record(&mut tx, &rec(&id, "opportunity", data)).await?;
+            ids.push(id);
+        }
+        for id in ids {
+            sqlx::query(
+                "INSERT INTO record_shares (tenant_id, record_id, group_id, access, created_by, created_at) \
+                 VALUES ($1, $2, $3, 'read', NULL, $4)",
+            )
+            .bind(&tenant)
+            .bind(&id)
+            .bind(leaf)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if i % 10_000 == 9_999 {
+            tx.commit().await?;
+            tx = db.writer().begin().await?;
+        }
+    }
+    tx.commit().await?;
+    let built_records = started.elapsed();
+    if db.dialect() == plinth_host::store::Dialect::Postgres {
+        sqlx::query("ANALYZE").execute(db.writer()).await?;
+    }
+    let mut conn = db.reader().acquire().await?;
+    let region = region_ids[0].clone();
+    let subtree = groups::subtree_size(&mut conn, &tenant, &region).await?;
+    drop(conn);
+    println!(
+        "database: {:?}; {} territories in {:.1} s; {accounts} accounts + {} opportunities shared in {:.1} s",
+        db.dialect(),
+        1 + regions * 10_111,
+        built_tree.as_secs_f64(),
+        2 * accounts,
+        built_records.as_secs_f64()
+    );
+    println!("roll-up territory: a region with {subtree} territories in its subtree, {expected_region0} accounts");
+    println!();
+
+    // The plugin's three roll-up aggregates.
+    let objects = standard_objects();
+    let schema = |name: &str| {
+        objects
+            .iter()
+            .find(|o| o.name == name)
+            .expect("standard object")
+            .clone()
+    };
+    let (acc_schema, opp_schema) = (schema("account"), schema("opportunity"));
+    let within = filter(query::SHARED_WITHIN, Op::Eq, json!(region));
+    let q_accounts = query::resolve_aggregate(
+        &acc_schema,
+        &AggregateRequest {
+            group_by: vec![],
+            measures: vec![measure(Func::Count, None)],
+            filters: vec![within.clone()],
+        },
+    )
+    .map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    let q_open = query::resolve_aggregate(
+        &opp_schema,
+        &AggregateRequest {
+            group_by: vec!["probability".into()],
+            measures: vec![measure(Func::Count, None), measure(Func::Sum, Some("amount"))],
+            filters: vec![
+                within.clone(),
+                filter(
+                    "stage",
+                    Op::In,
+                    json!(["prospecting", "qualification", "proposal", "negotiation"]),
+                ),
+            ],
+        },
+    )
+    .map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    let q_closed = query::resolve_aggregate(
+        &opp_schema,
+        &AggregateRequest {
+            group_by: vec!["stage".into()],
+            measures: vec![measure(Func::Count, None), measure(Func::Sum, Some("amount"))],
+            filters: vec![
+                within.clone(),
+                filter("stage", Op::In, json!(["closed_won", "closed_lost"])),
+                filter("close_date", Op::Gte, json!("2026-10-01")),
+                filter("close_date", Op::Lt, json!("2027-01-01")),
+            ],
+        },
+    )
+    .map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    let admin = Viewer {
+        user_id: owner.clone(),
+        all: true,
+    };
+    let mut times = Vec::new();
+    let mut count = serde_json::Value::Null;
+    for _ in 0..11 {
+        let t = Instant::now();
+        let (rows, _) = db
+            .aggregate_records(&tenant, "account", &admin, &q_accounts, 10_000)
+            .await?;
+        db.aggregate_records(&tenant, "opportunity", &admin, &q_open, 10_000)
+            .await?;
+        db.aggregate_records(&tenant, "opportunity", &admin, &q_closed, 10_000)
+            .await?;
+        times.push(t.elapsed());
+        count = rows[0]["count"].clone();
+    }
+    assert_eq!(
+        count.as_f64(),
+        Some(expected_region0 as f64),
+        "roll-up counts the region's accounts"
+    );
+    println!("| operation | median ms | runs |");
+    println!("|---|---:|---:|");
+    println!(
+        "| roll-up of a {subtree}-territory subtree ({expected_region0} accounts, {} opportunities): 3 aggregates | {} | 11 |",
+        2 * expected_region0,
+        ms(median(times))
+    );
+
+    // Move the region (10,111 territories, its shares riding along) and back.
+    let mv = |to: String| {
+        let (db, tenant, region) = (db.clone(), tenant.clone(), region.clone());
+        async move {
+            let t = Instant::now();
+            plinth_host::tenancy::groups::update_group(
+                &db,
+                &tenant,
+                &Actor::system(),
+                GroupOwner::Rest,
+                &region,
+                None,
+                GroupPatch {
+                    name: None,
+                    parent_id: Some(Some(to)),
+                },
+            )
+            .await?;
+            anyhow::Ok(t.elapsed())
+        }
+    };
+    let mut sideways = Vec::new();
+    for _ in 0..3 {
+        sideways.push(mv(region_ids[1].clone()).await?);
+        sideways.push(mv(root.clone()).await?);
+    }
+    println!(
+        "| move that subtree root → under a sibling region and back (depth +1/−1, no re-sharing needed) | {} | 6 |",
+        ms(median(sideways))
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}

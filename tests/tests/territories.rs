@@ -1,0 +1,757 @@
+//! The territories plugin end to end: installed from the marketplace on a real server,
+//! driven through its REST endpoints, and checked through the *core* REST records API
+//! (what each user sees), not through the plugin.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use plinth_tests::{TestServer, TestTenant, TestUser};
+use serde_json::{Value, json};
+
+const P: &str = "/api/v1/plugins/territories";
+
+struct Ctx {
+    s: TestServer,
+    t: TestTenant,
+}
+
+impl Ctx {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let r = self
+            .s
+            .call(method, &format!("{P}{path}"), Some(&self.t.key), body)
+            .await;
+        (r.status, r.body)
+    }
+
+    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, b) = self.call(method, path, body.clone()).await;
+        assert!((200..300).contains(&status), "{method} {path} {body:?}: {status} {b}");
+        b
+    }
+
+    async fn territory(&self, name: &str, kind: &str, parent: Option<&str>) -> String {
+        let b = self
+            .ok(
+                "POST",
+                "/territories",
+                Some(json!({"name": name, "type": kind, "parent_id": parent})),
+            )
+            .await;
+        b["id"].as_str().unwrap().to_string()
+    }
+
+    async fn rules(&self, id: &str, rules: Value) {
+        self.ok(
+            "PUT",
+            &format!("/territories/{id}/rules"),
+            Some(json!({ "rules": rules })),
+        )
+        .await;
+    }
+
+    async fn create(&self, object: &str, fields: Value) -> String {
+        let r = self
+            .s
+            .call(
+                "POST",
+                &format!("/api/v1/records/{object}"),
+                Some(&self.t.key),
+                Some(json!({ "fields": fields })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Record ids of `object` that `key` sees through the core REST API.
+    async fn visible(&self, key: &str, object: &str, filter: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v1/records/{object}?limit=100{filter}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let r = self.s.call("GET", &path, Some(key), None).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            for rec in r.body["data"].as_array().unwrap() {
+                out.insert(rec["id"].as_str().unwrap().to_string());
+            }
+            match r.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return out,
+            }
+        }
+    }
+
+    async fn run_assignment(&self) -> Value {
+        let mut run = self.ok("POST", "/assignment/run", Some(json!({"batch_size": 3}))).await;
+        let mut steps = 1;
+        while run["status"] == "running" {
+            assert!(run["processed"].as_u64().unwrap() < run["total"].as_u64().unwrap());
+            let progress = self
+                .ok(
+                    "GET",
+                    &format!("/assignment/runs/{}", run["id"].as_str().unwrap()),
+                    None,
+                )
+                .await;
+            assert_eq!(progress, run, "progress is stored and readable");
+            run = self
+                .ok(
+                    "POST",
+                    &format!("/assignment/runs/{}/continue", run["id"].as_str().unwrap()),
+                    None,
+                )
+                .await;
+            steps += 1;
+        }
+        assert_eq!(run["processed"], run["total"]);
+        assert!(steps > 1, "batches of 3 need several steps");
+        run
+    }
+}
+
+/// Per user id: (name, every account, opportunity and contact id they see).
+async fn snapshot(c: &Ctx, users: &BTreeMap<&str, TestUser>) -> BTreeMap<String, (String, BTreeSet<String>)> {
+    let mut out = BTreeMap::new();
+    for (u, user) in users {
+        let mut seen = c.visible(&user.key, "account", "").await;
+        seen.extend(c.visible(&user.key, "opportunity", "").await);
+        seen.extend(c.visible(&user.key, "contact", "").await);
+        out.insert(user.id.clone(), (u.to_string(), seen));
+    }
+    out
+}
+
+#[derive(Clone)]
+struct Opp {
+    id: String,
+    account: String,
+    stage: &'static str,
+    amount: f64,
+    probability: f64,
+    close: String,
+}
+
+fn quarter_bounds() -> (String, String, String, String) {
+    let today = time::OffsetDateTime::now_utc().date();
+    let y = today.year();
+    let q0 = (u8::from(today.month()) - 1) / 3 * 3 + 1;
+    let from = format!("{y:04}-{q0:02}-01");
+    let (ny, nm) = if q0 == 10 { (y + 1, 1) } else { (y, q0 + 3) };
+    let to = format!("{ny:04}-{nm:02}-01");
+    let inside = format!("{y:04}-{q0:02}-15");
+    let before = format!("{:04}-{q0:02}-15", y - 1);
+    (from, to, inside, before)
+}
+
+/// The roll-up computed the slow way, from the test's own data.
+fn brute(accounts: &BTreeSet<String>, opps: &[Opp], from: &str, to: &str) -> Value {
+    let mine: Vec<&Opp> = opps.iter().filter(|o| accounts.contains(&o.account)).collect();
+    let open: Vec<&&Opp> = mine.iter().filter(|o| !o.stage.starts_with("closed")).collect();
+    let in_period = |o: &&&Opp| o.close.as_str() >= from && o.close.as_str() < to;
+    let won: Vec<&&Opp> = mine
+        .iter()
+        .filter(|o| o.stage == "closed_won")
+        .filter(in_period)
+        .collect();
+    let lost = mine
+        .iter()
+        .filter(|o| o.stage == "closed_lost")
+        .filter(in_period)
+        .count();
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    let closed = won.len() + lost;
+    json!({
+        "account_count": accounts.len(),
+        "open_opportunities": open.len(),
+        "open_pipeline": round(open.iter().map(|o| o.amount).sum()),
+        "weighted_pipeline": round(open.iter().map(|o| o.amount * o.probability / 100.0).sum()),
+        "closed_won_count": won.len(),
+        "closed_won_amount": round(won.iter().map(|o| o.amount).sum()),
+        "closed_lost_count": lost,
+        "win_rate": if closed == 0 { Value::Null } else { json!(((won.len() as f64 / closed as f64) * 10_000.0).round() / 10_000.0) },
+    })
+}
+
+fn norm(v: &Value) -> Value {
+    // JSON numbers from the plugin may be floats (3.0) where the test has integers (3).
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), norm(v))).collect()),
+        Value::Number(n) => json!(n.as_f64().unwrap()),
+        other => other.clone(),
+    }
+}
+
+#[tokio::test]
+async fn territories_end_to_end() {
+    let s = TestServer::start_with_first_party().await;
+    let t = s.tenant("Terra").await;
+    let r = s
+        .call(
+            "POST",
+            "/api/v1/installations",
+            Some(&t.key),
+            Some(json!({"plugin": "territories", "grants": "all"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let c = Ctx { s, t };
+
+    // Users at several levels (tenant role `member`: they see only what is shared).
+    let mut users = BTreeMap::new();
+    for name in [
+        "global",
+        "emea",
+        "dach",
+        "berlin",
+        "mitte",
+        "americas",
+        "strategic",
+        "france",
+    ] {
+        users.insert(name, c.s.user(&c.t, name, "member").await);
+    }
+
+    // A 6-level tree: Global / EMEA / DACH / Germany / Berlin / Mitte, plus siblings.
+    let global = c.territory("Global", "global", None).await;
+    let emea = c.territory("EMEA", "region", Some(&global)).await;
+    let dach = c.territory("DACH", "sub-region", Some(&emea)).await;
+    let germany = c.territory("Germany", "country", Some(&dach)).await;
+    let berlin = c.territory("Berlin", "city", Some(&germany)).await;
+    let mitte = c.territory("Mitte", "district", Some(&berlin)).await;
+    let france = c.territory("France", "country", Some(&emea)).await;
+    let americas = c.territory("Americas", "region", Some(&global)).await;
+    let strategic = c.territory("Strategic", "overlay", Some(&global)).await;
+    let tid: BTreeMap<&str, &String> = [
+        ("global", &global),
+        ("emea", &emea),
+        ("dach", &dach),
+        ("berlin", &berlin),
+        ("mitte", &mitte),
+        ("americas", &americas),
+        ("strategic", &strategic),
+        ("france", &france),
+    ]
+    .into_iter()
+    .collect();
+    for (u, role) in [
+        ("global", "owner"),
+        ("emea", "forecast-manager"),
+        ("dach", "member"),
+        ("berlin", "member"),
+        ("mitte", "owner"),
+        ("americas", "member"),
+        ("strategic", "member"),
+        ("france", "member"),
+    ] {
+        c.ok(
+            "PUT",
+            &format!("/territories/{}/members/{}", tid[u], users[u].id),
+            Some(json!({ "role": role })),
+        )
+        .await;
+    }
+
+    // Traversal.
+    let b = c.ok("GET", &format!("/territories/{mitte}/path"), None).await;
+    assert_eq!(b["path"], "/Global/EMEA/DACH/Germany/Berlin/Mitte");
+    assert_eq!(b["ids"], json!([global, emea, dach, germany, berlin, mitte]));
+    let b = c.ok("GET", &format!("/territories/{mitte}/ancestors"), None).await;
+    let names: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Global", "EMEA", "DACH", "Germany", "Berlin"]);
+    let b = c.ok("GET", &format!("/territories/{global}/children"), None).await;
+    assert_eq!(b["data"].as_array().unwrap().len(), 3);
+    let b = c
+        .ok("GET", &format!("/territories/{global}/descendants?max_depth=2"), None)
+        .await;
+    let names: BTreeSet<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["EMEA", "Americas", "Strategic", "DACH", "France"])
+    );
+    // Paginated: 8 descendants in pages of 3.
+    let mut all = Vec::new();
+    let mut path = format!("/territories/{global}/descendants?limit=3");
+    loop {
+        let b = c.ok("GET", &path, None).await;
+        all.extend(
+            b["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_string()),
+        );
+        match b["next_cursor"].as_str() {
+            Some(cur) => path = format!("/territories/{global}/descendants?limit=3&cursor={cur}"),
+            None => break,
+        }
+    }
+    assert_eq!(all.len(), 8);
+    let b = c.ok("GET", &format!("/territories/{dach}/siblings"), None).await;
+    assert_eq!(b["data"][0]["name"], "France");
+    assert_eq!(b["data"].as_array().unwrap().len(), 1);
+    let b = c.ok("GET", &format!("/territories/{emea}/subtree"), None).await;
+    assert_eq!(b["tree"]["name"], "EMEA");
+    assert_eq!(b["tree"]["children"][0]["name"], "DACH");
+    assert_eq!(
+        b["tree"]["children"][0]["children"][0]["children"][0]["children"][0]["name"],
+        "Mitte"
+    );
+    assert_eq!(b["tree"]["children"][1]["name"], "France");
+
+    // Bad input: clear problems.
+    let (st, _) = c.call("GET", "/territories/nope", None).await;
+    assert_eq!(st, 404);
+    let (st, b) = c.call("POST", "/territories", Some(json!({"name": "  "}))).await;
+    assert_eq!(st, 400, "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("empty"), "{b}");
+    let (st, _) = c
+        .call("POST", "/territories", Some(json!({"name": "x".repeat(201)})))
+        .await;
+    assert_eq!(st, 400);
+    let (st, _) = c.call("POST", "/territories", Some(json!({"name": "A/B"}))).await;
+    assert_eq!(st, 400);
+    let (st, _) = c
+        .call("POST", "/territories", Some(json!({"name": "X", "parent_id": "nope"})))
+        .await;
+    assert_eq!(st, 404);
+    let (st, b) = c
+        .call(
+            "PUT",
+            &format!("/territories/{dach}/rules"),
+            Some(json!({"rules": [{"criteria": [{"op": "range", "field": "country", "min": 1}]}]})),
+        )
+        .await;
+    assert_eq!(st, 400, "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("numeric"), "{b}");
+    let (st, _) = c
+        .call(
+            "PUT",
+            &format!("/territories/{dach}/rules"),
+            Some(json!({"rules": [{"criteria": [{"op": "equals", "field": "nope", "value": "x"}]}]})),
+        )
+        .await;
+    assert_eq!(st, 400);
+    let (st, b) = c
+        .call(
+            "POST",
+            &format!("/territories/{dach}/move"),
+            Some(json!({"parent_id": mitte})),
+        )
+        .await;
+    assert_eq!(st, 409, "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("own descendant"), "{b}");
+    let (st, _) = c
+        .call(
+            "POST",
+            &format!("/territories/{dach}/move"),
+            Some(json!({"parent_id": dach})),
+        )
+        .await;
+    assert_eq!(st, 409);
+    let (st, _) = c
+        .call(
+            "POST",
+            &format!("/territories/{dach}/move"),
+            Some(json!({"parent_id": "nope"})),
+        )
+        .await;
+    assert_eq!(st, 404);
+
+    // Rules.
+    c.rules(&emea, json!([{"criteria": [{"op": "in", "field": "country", "values": ["DE", "AT", "CH", "FR"]}], "apply_to_children": true}])).await;
+    c.rules(
+        &dach,
+        json!([{"criteria": [{"op": "in", "field": "country", "values": ["DE", "AT", "CH"]}]}]),
+    )
+    .await;
+    c.rules(
+        &germany,
+        json!([{"criteria": [{"op": "equals", "field": "country", "value": "DE"}]}]),
+    )
+    .await;
+    c.rules(
+        &berlin,
+        json!([{"criteria": [{"op": "prefix", "field": "city", "value": "Berl"}]}]),
+    )
+    .await;
+    c.rules(&mitte, json!([{"criteria": [{"op": "equals", "field": "city", "value": "Berlin"}, {"op": "range", "field": "annual_revenue", "min": 10_000_000}]}])).await;
+    c.rules(
+        &france,
+        json!([{"criteria": [{"op": "equals", "field": "country", "value": "FR"}]}]),
+    )
+    .await;
+    c.rules(
+        &americas,
+        json!([{"criteria": [{"op": "in", "field": "country", "values": ["US", "CA", "DE"]}], "priority": 5}]),
+    )
+    .await;
+    c.rules(
+        &strategic,
+        json!([{"criteria": [{"op": "range", "field": "annual_revenue", "min": 50_000_000}], "mode": "keep-all"}]),
+    )
+    .await;
+
+    // Accounts, opportunities, contacts (created by the tenant owner).
+    let (from, to, inside, before) = quarter_bounds();
+    let mut acc = BTreeMap::new();
+    for (key, country, city, revenue) in [
+        ("a1", "DE", "Berlin", 20e6),
+        ("a2", "DE", "Berlin", 1e6),
+        ("a3", "DE", "Munich", 5e6),
+        ("a4", "AT", "Vienna", 3e6),
+        ("a5", "FR", "Paris", 60e6),
+        ("a6", "US", "New York", 2e6),
+        ("a7", "JP", "Tokyo", 1e6),
+        ("a8", "DE", "Hamburg", 70e6),
+    ] {
+        let id = c
+            .create(
+                "account",
+                json!({"name": key, "country": country, "city": city, "annual_revenue": revenue}),
+            )
+            .await;
+        acc.insert(key, id);
+    }
+    let mut opps: Vec<Opp> = Vec::new();
+    let plan: [(&str, &'static str, f64, f64, &str); 12] = [
+        ("a1", "proposal", 100_000.0, 50.0, inside.as_str()),
+        ("a1", "closed_won", 40_000.0, 100.0, inside.as_str()),
+        ("a2", "negotiation", 30_000.0, 70.0, inside.as_str()),
+        ("a2", "closed_lost", 10_000.0, 0.0, inside.as_str()),
+        ("a3", "prospecting", 5_000.0, 10.0, inside.as_str()),
+        ("a3", "closed_won", 25_000.0, 100.0, before.as_str()),
+        ("a4", "closed_won", 12_500.0, 100.0, inside.as_str()),
+        ("a5", "qualification", 80_000.0, 20.0, inside.as_str()),
+        ("a5", "closed_lost", 9_000.0, 0.0, inside.as_str()),
+        ("a6", "proposal", 7_000.0, 40.0, inside.as_str()),
+        ("a7", "proposal", 1_000.0, 40.0, inside.as_str()),
+        ("a8", "closed_won", 33_000.0, 100.0, inside.as_str()),
+    ];
+    for (i, (a, stage, amount, probability, close)) in plan.into_iter().enumerate() {
+        let id = c
+            .create(
+                "opportunity",
+                json!({"name": format!("o{i}"), "account_id": acc[a], "stage": stage,
+                       "amount": {"value": amount, "currency": "EUR"}, "probability": probability, "close_date": close}),
+            )
+            .await;
+        opps.push(Opp {
+            id,
+            account: acc[a].clone(),
+            stage,
+            amount,
+            probability,
+            close: close.to_string(),
+        });
+    }
+    let contact = c
+        .create("contact", json!({"last_name": "Kontakt", "account_id": acc["a1"]}))
+        .await;
+
+    // Assignment by run, in batches, with progress.
+    let run = c.run_assignment().await;
+    assert_eq!(run["total"], 8);
+    assert_eq!(run["changed"], 7, "{run}");
+    let expect_terr = |a: &str| -> Vec<&String> {
+        let mut v: Vec<&String> = match a {
+            "a1" => vec![&mitte],
+            "a2" => vec![&berlin],
+            "a3" => vec![&germany],
+            "a4" => vec![&dach],
+            "a5" => vec![&france, &strategic],
+            "a6" => vec![&americas],
+            "a7" => vec![],
+            _ => vec![&germany, &strategic],
+        };
+        v.sort();
+        v
+    };
+    for a in acc.keys() {
+        let b = c.ok("GET", &format!("/accounts/{}/territories", acc[a]), None).await;
+        assert_eq!(b["territories"], json!(expect_terr(a)), "{a}");
+    }
+
+    // Who sees what, through the core records API.
+    let sees = |names: &[&str]| -> BTreeSet<String> { names.iter().map(|n| acc[n].clone()).collect() };
+    let expected_accounts: BTreeMap<&str, BTreeSet<String>> = [
+        ("global", sees(&["a1", "a2", "a3", "a4", "a5", "a6", "a8"])),
+        ("emea", sees(&["a1", "a2", "a3", "a4", "a5", "a8"])),
+        ("dach", sees(&["a1", "a2", "a3", "a4", "a8"])),
+        ("berlin", sees(&["a1", "a2"])),
+        ("mitte", sees(&["a1"])),
+        ("americas", sees(&["a6"])),
+        ("strategic", sees(&["a5", "a8"])),
+        ("france", sees(&["a5"])),
+    ]
+    .into_iter()
+    .collect();
+    let opps_of = |accounts: &BTreeSet<String>| -> BTreeSet<String> {
+        opps.iter()
+            .filter(|o| accounts.contains(&o.account))
+            .map(|o| o.id.clone())
+            .collect()
+    };
+    for (u, want) in &expected_accounts {
+        assert_eq!(
+            &c.visible(&users[u].key, "account", "").await,
+            want,
+            "accounts seen by {u}"
+        );
+        assert_eq!(
+            c.visible(&users[u].key, "opportunity", "").await,
+            opps_of(want),
+            "opportunities seen by {u}"
+        );
+    }
+    assert_eq!(
+        c.visible(&users["mitte"].key, "contact", "").await,
+        BTreeSet::from([contact.clone()])
+    );
+    assert!(c.visible(&users["americas"].key, "contact", "").await.is_empty());
+
+    // The host filter roll-ups stand on, through the REST API too.
+    let f = format!("&filter[shared_within]={dach}");
+    assert_eq!(c.visible(&c.t.key, "account", &f).await, expected_accounts["dach"]);
+
+    // Roll-ups equal a brute-force computation over the same data.
+    for u in ["global", "emea", "dach", "berlin", "mitte", "strategic"] {
+        let b = c.ok("GET", &format!("/territories/{}/rollup", tid[u]), None).await;
+        assert_eq!(b["period"], json!({"from": from, "to": to}));
+        assert_eq!(
+            norm(&b["metrics"]),
+            norm(&brute(&expected_accounts[u], &opps, &from, &to)),
+            "roll-up of {u}"
+        );
+    }
+    let b = c
+        .ok(
+            "GET",
+            &format!("/territories/{dach}/rollup?from={}&to={to}", before),
+            None,
+        )
+        .await;
+    assert_eq!(b["metrics"]["closed_won_count"], 4, "{b}");
+    let (st, _) = c
+        .call("GET", &format!("/territories/{dach}/rollup?from=2027-13"), None)
+        .await;
+    assert_eq!(st, 400);
+
+    // Move a subtree (Berlin with Mitte) under Americas: access follows.
+    c.ok(
+        "POST",
+        &format!("/territories/{berlin}/move"),
+        Some(json!({"parent_id": americas})),
+    )
+    .await;
+    let b = c.ok("GET", &format!("/territories/{mitte}/path"), None).await;
+    assert_eq!(b["path"], "/Global/Americas/Berlin/Mitte");
+    assert_eq!(
+        c.visible(&users["americas"].key, "account", "").await,
+        sees(&["a1", "a2", "a6"])
+    );
+    assert_eq!(
+        c.visible(&users["dach"].key, "account", "").await,
+        sees(&["a3", "a4", "a8"])
+    );
+    assert_eq!(
+        c.visible(&users["emea"].key, "account", "").await,
+        sees(&["a3", "a4", "a5", "a8"])
+    );
+    assert_eq!(
+        c.visible(&users["global"].key, "account", "").await,
+        expected_accounts["global"]
+    );
+    c.ok(
+        "POST",
+        &format!("/territories/{berlin}/move"),
+        Some(json!({"parent_id": germany})),
+    )
+    .await;
+    for (u, want) in &expected_accounts {
+        assert_eq!(
+            &c.visible(&users[u].key, "account", "").await,
+            want,
+            "after moving back, {u}"
+        );
+    }
+
+    // Realignment 1: move Berlin under France. Preview, then apply, then roll back.
+    let before_access = snapshot(&c, &users).await;
+    let prop = c
+        .ok(
+            "POST",
+            "/realignments",
+            Some(json!({"kind": "move", "territory_id": berlin, "parent_id": france})),
+        )
+        .await;
+    assert_eq!(prop["status"], "proposed");
+    // Berlin no longer sits below Germany, so for a2 (DE, Berlin: matches Germany and
+    // Berlin, now both at depth 4) neither is the more specific: equal priority and
+    // depth, the smaller id (Germany, created first) wins. a1 stays in Mitte (deeper).
+    assert_eq!(
+        prop["diff"]["account_moves"],
+        json!([{"account_id": acc["a2"], "name": "a2", "from": [{"id": berlin, "name": "Berlin"}],
+                "to": [{"id": germany, "name": "Germany"}]}]),
+        "{prop}"
+    );
+    let rid = prop["id"].as_str().unwrap().to_string();
+    // Nothing changed yet.
+    assert_eq!(snapshot(&c, &users).await, before_access);
+    let rollups_preview = prop["diff"]["rollups"].clone();
+    c.ok("POST", &format!("/realignments/{rid}/apply"), None).await;
+    let after_access = snapshot(&c, &users).await;
+    // Preview's access diff is exactly what happened.
+    let mut diffs = BTreeMap::new();
+    for (uid, (_, b)) in &before_access {
+        let a = &after_access[uid].1;
+        let gained: BTreeSet<String> = a.difference(b).cloned().collect();
+        let lost: BTreeSet<String> = b.difference(a).cloned().collect();
+        if !gained.is_empty() || !lost.is_empty() {
+            diffs.insert(uid.clone(), (gained, lost));
+        }
+    }
+    let mut previewed = BTreeMap::new();
+    for u in prop["diff"]["access"].as_array().unwrap() {
+        let ids = |k: &str| -> BTreeSet<String> {
+            u[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        previewed.insert(u["user_id"].as_str().unwrap().to_string(), (ids("gained"), ids("lost")));
+    }
+    assert_eq!(previewed, diffs, "{prop}");
+    assert!(diffs.contains_key(&users["france"].id) && diffs.contains_key(&users["dach"].id));
+    // Previewed roll-ups are what the roll-up endpoint now says.
+    assert!(!rollups_preview.as_array().unwrap().is_empty());
+    for r in rollups_preview.as_array().unwrap() {
+        let now = c
+            .ok(
+                "GET",
+                &format!("/territories/{}/rollup", r["territory_id"].as_str().unwrap()),
+                None,
+            )
+            .await;
+        assert_eq!(norm(&now["metrics"]), norm(&r["after"]), "{r}");
+        assert_ne!(r["before"], r["after"]);
+    }
+    // Applied once only; rollback restores access exactly.
+    let (st, _) = c.call("POST", &format!("/realignments/{rid}/apply"), None).await;
+    assert_eq!(st, 409);
+    c.ok("POST", &format!("/realignments/{rid}/rollback"), None).await;
+    assert_eq!(snapshot(&c, &users).await, before_access);
+    let b = c.ok("GET", &format!("/territories/{mitte}/path"), None).await;
+    assert_eq!(b["path"], "/Global/EMEA/DACH/Germany/Berlin/Mitte");
+
+    // Realignment 2: raise the Strategic threshold; a5 (60M) leaves it.
+    let prop = c
+        .ok(
+            "POST",
+            "/realignments",
+            Some(json!({"kind": "rules", "territory_id": strategic,
+                        "rules": [{"criteria": [{"op": "range", "field": "annual_revenue", "min": 65_000_000}], "mode": "keep-all"}]})),
+        )
+        .await;
+    let moves = prop["diff"]["account_moves"].as_array().unwrap();
+    assert_eq!(moves.len(), 1, "{prop}");
+    assert_eq!(moves[0]["account_id"], acc["a5"]);
+    assert_eq!(moves[0]["to"], json!([{"id": france, "name": "France"}]));
+    let rid2 = prop["id"].as_str().unwrap().to_string();
+    // A stale preview is refused: discard this one, preview again after a change.
+    c.ok(
+        "PUT",
+        &format!("/territories/{mitte}/members/{}", users["mitte"].id),
+        Some(json!({"role": "member"})),
+    )
+    .await;
+    let (st, b) = c.call("POST", &format!("/realignments/{rid2}/apply"), None).await;
+    assert_eq!(st, 409, "{b}");
+    c.ok("POST", &format!("/realignments/{rid2}/discard"), None).await;
+    let prop = c
+        .ok(
+            "POST",
+            "/realignments",
+            Some(json!({"kind": "rules", "territory_id": strategic,
+                        "rules": [{"criteria": [{"op": "range", "field": "annual_revenue", "min": 65_000_000}], "mode": "keep-all"}]})),
+        )
+        .await;
+    let rid3 = prop["id"].as_str().unwrap().to_string();
+    let before_access = snapshot(&c, &users).await;
+    c.ok("POST", &format!("/realignments/{rid3}/apply"), None).await;
+    assert_eq!(c.visible(&users["strategic"].key, "account", "").await, sees(&["a8"]));
+    let b = c.ok("GET", &format!("/accounts/{}/territories", acc["a5"]), None).await;
+    assert_eq!(b["territories"], json!([france]));
+    c.ok("POST", &format!("/realignments/{rid3}/rollback"), None).await;
+    assert_eq!(snapshot(&c, &users).await, before_access);
+    let b = c.ok("GET", &format!("/territories/{strategic}/rules"), None).await;
+    assert_eq!(b["rules"][0]["criteria"][0]["min"], 50_000_000.0);
+
+    // Applied realignments are in the audit ledger.
+    let r =
+        c.s.call("GET", "/api/v1/audit/events?limit=200", Some(&c.t.key), None)
+            .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let actions: Vec<&str> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.iter().any(|a| a.ends_with("realignment.applied")),
+        "{actions:?}"
+    );
+    assert!(
+        actions.iter().any(|a| a.ends_with("realignment.rolled_back")),
+        "{actions:?}"
+    );
+
+    // Disable: endpoints answer the disabled problem; enable: as before.
+    let roots = c.ok("GET", "/territories", None).await;
+    let r =
+        c.s.call(
+            "POST",
+            "/api/v1/installations/territories/disable",
+            Some(&c.t.key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (st, b) = c.call("GET", "/territories", None).await;
+    assert_eq!(
+        (st, b["type"].as_str()),
+        (404, Some("https://plinth.dev/problems/plugin-disabled"))
+    );
+    let r =
+        c.s.call("POST", "/api/v1/installations/territories/enable", Some(&c.t.key), None)
+            .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(c.ok("GET", "/territories", None).await, roots);
+    let b = c.ok("GET", &format!("/territories/{dach}/rollup"), None).await;
+    assert_eq!(
+        norm(&b["metrics"]),
+        norm(&brute(&expected_accounts["dach"], &opps, &from, &to))
+    );
+
+    // Archive: refused with active children; a leaf's accounts are unassigned.
+    let (st, _) = c.call("POST", &format!("/territories/{berlin}/archive"), None).await;
+    assert_eq!(st, 409);
+    c.ok("POST", &format!("/territories/{mitte}/archive"), None).await;
+    assert!(c.visible(&users["mitte"].key, "account", "").await.is_empty());
+    let b = c.ok("GET", &format!("/accounts/{}/territories", acc["a1"]), None).await;
+    assert_eq!(b["territories"], json!([]));
+}
