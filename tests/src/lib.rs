@@ -115,6 +115,23 @@ pub async fn reopen_db(url: &Option<String>, dir: &std::path::Path) -> Db {
     }
 }
 
+/// Drop a PostgreSQL database [`fresh_database`] created (nothing for SQLite, whose
+/// file goes with its temporary directory). Failures are ignored: cleanup only.
+async fn drop_test_database(url: &str) {
+    use sqlx::Connection as _;
+    let (Ok(admin_url), Some((_, name))) = (std::env::var("PLINTH_TEST_DATABASE_URL"), url.rsplit_once('/')) else {
+        return;
+    };
+    if !url.starts_with("postgres") || !name.starts_with("plinth_test_") {
+        return;
+    }
+    if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await;
+    }
+}
+
 /// The newest API version: test requests use it unless they choose another.
 pub const NEWEST_VERSION: &str = "2027-01-15";
 
@@ -130,6 +147,9 @@ pub struct TestServer {
     db_url: String,
     /// The clock its timers go by.
     clock: Clock,
+    /// Whether [`TestServer::stop`] drops the PostgreSQL database (not for a second
+    /// host on another server's database).
+    owns_db: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -231,6 +251,7 @@ impl TestServer {
             http: reqwest::Client::new(),
             db_url,
             clock,
+            owns_db: true,
             _dir: dir,
         }
     }
@@ -240,7 +261,9 @@ impl TestServer {
     pub async fn another_host(&self) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Db::connect(&self.db_url).await.expect("connect to the shared database");
-        TestServer::serve(dir, self.db_url.clone(), db, false, self.clock.clone(), |_| {}).await
+        let mut host = TestServer::serve(dir, self.db_url.clone(), db, false, self.clock.clone(), |_| {}).await;
+        host.owns_db = false;
+        host
     }
 
     /// Stop gracefully, keeping the data directory and database for
@@ -421,8 +444,13 @@ impl TestServer {
     }
 
     /// Stop the server gracefully.
+    /// Stop the server gracefully; on PostgreSQL also drop its test database, so
+    /// repeated runs do not fill the server with `plinth_test_*` databases.
     pub async fn stop(self) {
         self.server.shutdown().await.expect("clean shutdown");
+        if self.owns_db {
+            drop_test_database(&self.db_url).await;
+        }
     }
 }
 

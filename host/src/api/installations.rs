@@ -304,12 +304,21 @@ async fn metrics(State(state): State<AppState>, ctx: Ctx, Path(plugin): Path<Str
 
 async fn settings(State(state): State<AppState>, ctx: Ctx, Path(plugin): Path<String>) -> ApiResult<Response> {
     ctx.auth.require(Role::Admin)?;
+    require_installed(&state, &ctx, &plugin).await?;
     let all = state.db.settings(&ctx.auth.tenant_id, &plugin).all().await?;
     let map: serde_json::Map<String, Value> = all
         .into_iter()
         .map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(Value::Null)))
         .collect();
     Ok(axum::Json(json!({ "plugin": plugin, "settings": map })).into_response())
+}
+
+/// The plugin must be installed (not uninstalled) in the caller's tenant: 404 otherwise.
+async fn require_installed(state: &AppState, ctx: &Ctx, plugin: &str) -> ApiResult<()> {
+    match state.db.installation(None, &ctx.auth.tenant_id, plugin).await? {
+        Some(i) if i.state != state::UNINSTALLED => Ok(()),
+        _ => Err(ApiError::not_found(format!("`{plugin}` is not installed"))),
+    }
 }
 
 fn setting_key_ok(key: &str) -> bool {
@@ -323,10 +332,7 @@ async fn write_setting(state: &AppState, ctx: &Ctx, plugin: &str, key: &str, val
             ApiError::validation("setting keys are 1–100 characters of A-Z a-z 0-9 . _ -").with_field("key", "invalid"),
         );
     }
-    match state.db.installation(None, &ctx.auth.tenant_id, plugin).await? {
-        Some(i) if i.state != state::UNINSTALLED => {}
-        _ => return Err(ApiError::not_found(format!("`{plugin}` is not installed"))),
-    }
+    require_installed(state, ctx, plugin).await?;
     let text = value.as_ref().map(Value::to_string);
     if text.as_ref().is_some_and(|t| t.len() > 64 * 1024) {
         return Err(ApiError::payload_too_large("a setting is at most 64 KiB of JSON"));

@@ -48,6 +48,7 @@ async fn require_installed(state: &AppState, ctx: &Ctx, plugin: &str) -> ApiResu
 
 async fn list(State(state): State<AppState>, ctx: Ctx, Path(plugin): Path<String>) -> ApiResult<Response> {
     ctx.auth.require(Role::Admin)?;
+    require_installed(&state, &ctx, &plugin).await?;
     let all = plugin::list(&state.db, ctx.tenant(), &plugin).await?;
     Ok(axum::Json(json!({ "plugin": plugin, "data": all })).into_response())
 }

@@ -1,0 +1,354 @@
+//! The isolation matrix, driven by the OpenAPI document so that it covers every
+//! endpoint the server documents — including ones added later: every operation whose
+//! path names a tenant-owned thing is called with tenant A's real ids by tenant B's
+//! owner (who passes every role check) and must answer 404, leak nothing of A's and
+//! change nothing of A's. A documented path this test cannot fill fails the test, so
+//! a new endpoint cannot skip the matrix.
+
+mod support;
+
+use plinth_tests::{TestServer, TestTenant, guest_files};
+use serde_json::{Value, json};
+use support::{dump, user};
+
+/// Tenant A's ids, one per kind of path parameter.
+struct Ids {
+    member: String,
+    key: String,
+    group: String,
+    child: String,
+    record: String,
+    /// A record of every other object, by object name.
+    others: Vec<(String, String)>,
+    policy: String,
+    alert: String,
+    outbox: String,
+    webhook: String,
+    dead_letter: String,
+}
+
+/// Paths that do not address tenant-owned data: the operator's (operator token), the
+/// public catalog, and the API version registry. Each is checked by its own tests.
+fn not_tenant_owned(path: &str) -> bool {
+    path.starts_with("/api/v1/operator/") || path.starts_with("/api/v1/marketplace/plugins/{id}")
+}
+
+/// Fill `path`'s parameters with tenant A's ids; `None` means the matrix does not
+/// know the path — the test then fails and names it.
+fn fill(path: &str, ids: &Ids) -> Option<String> {
+    // Record operations are documented per object: `/api/v1/records/<object>/{id}`.
+    if let Some(rest) = path.strip_prefix("/api/v1/records/")
+        && let Some((object, tail)) = rest.split_once('/')
+        && !object.starts_with('{')
+    {
+        let id = if object == "account" {
+            &ids.record
+        } else {
+            &ids.others.iter().find(|(o, _)| o == object)?.1
+        };
+        let out = format!("/api/v1/records/{object}/{}", tail.replace("{id}", id));
+        return (!out.contains('{')).then_some(out);
+    }
+    let rules: &[(&str, &[(&str, &str)])] = &[
+        ("/api/v1/objects/{name}", &[("{name}", "project")]),
+        (
+            "/api/v1/records/{object}/",
+            &[
+                ("{object}", "account"),
+                ("{id}", &ids.record),
+                ("{group_id}", &ids.group),
+            ],
+        ),
+        ("/api/v1/audit/policies/{id}", &[("{id}", &ids.policy)]),
+        ("/api/v1/audit/alerts/{id}", &[("{id}", &ids.alert)]),
+        ("/api/v1/outbox/{id}", &[("{id}", &ids.outbox)]),
+        ("/api/v1/webhooks/{id}", &[("{id}", &ids.webhook)]),
+        ("/api/v1/events/dead-letters/{id}", &[("{id}", &ids.dead_letter)]),
+        (
+            "/api/v1/installations/{plugin}",
+            &[("{plugin}", "counter"), ("{name}", "token"), ("{key}", "k")],
+        ),
+        (
+            "/api/v1/plugins/{plugin}",
+            &[("{plugin}", "counter"), ("{path}", "version")],
+        ),
+        ("/api/v1/users/{id}", &[("{id}", &ids.member)]),
+        ("/api/v1/keys/{id}", &[("{id}", &ids.key)]),
+        (
+            "/api/v1/groups/{id}",
+            &[("{id}", &ids.child), ("{user_id}", &ids.member)],
+        ),
+    ];
+    let (_, params) = rules.iter().find(|(prefix, _)| path.starts_with(prefix))?;
+    let mut out = path.to_string();
+    for (name, value) in *params {
+        out = out.replace(name, value);
+    }
+    (!out.contains('{')).then_some(out)
+}
+
+/// A body that passes validation, so the request reaches the lookup of A's id.
+fn body(method: &str, path: &str, ids: &Ids) -> Option<Value> {
+    if method == "get" || method == "delete" {
+        return None;
+    }
+    let b = if path.starts_with("/api/v1/objects/") {
+        json!({ "label": "Pwned" })
+    } else if path.ends_with("/shares") {
+        json!({ "group_id": ids.group, "access": "read" })
+    } else if path.starts_with("/api/v1/records/") {
+        json!({ "fields": {} })
+    } else if path.starts_with("/api/v1/audit/policies/") || path.starts_with("/api/v1/webhooks/") {
+        json!({ "enabled": false })
+    } else if path.ends_with("/upgrade") {
+        json!({ "version": "1.0.0" })
+    } else if path.contains("/secrets/") || path.contains("/settings/") {
+        json!({ "value": "pwned" })
+    } else if path.starts_with("/api/v1/users/") {
+        json!({ "name": "Pwned" })
+    } else if path.ends_with("/members") {
+        json!({ "user_id": ids.member })
+    } else if path.starts_with("/api/v1/groups/") {
+        json!({ "name": "Pwned" })
+    } else {
+        json!({})
+    };
+    Some(b)
+}
+
+async fn setup_a(s: &TestServer, a: &TestTenant) -> Ids {
+    let member = user(s, a, "member").await;
+    let r = s.call("GET", "/api/v1/me", Some(&member.key), None).await;
+    let key = r.body["key"]["id"].as_str().unwrap().to_string();
+    let ok = |r: &plinth_tests::Reply| assert!(r.status < 300, "{} {}", r.status, r.text);
+
+    let project = json!({ "name": "project", "label": "Project", "fields": [{ "name": "title", "type": "text" }] });
+    ok(&s.call("POST", "/api/v1/objects", Some(&a.key), Some(project)).await);
+    let r = s
+        .call("POST", "/api/v1/groups", Some(&a.key), Some(json!({ "name": "Sales" })))
+        .await;
+    ok(&r);
+    let group = r.body["id"].as_str().unwrap().to_string();
+    let r = s
+        .call(
+            "POST",
+            "/api/v1/groups",
+            Some(&a.key),
+            Some(json!({ "name": "EMEA", "parent_id": group })),
+        )
+        .await;
+    ok(&r);
+    let child = r.body["id"].as_str().unwrap().to_string();
+    ok(&s
+        .call(
+            "POST",
+            &format!("/api/v1/groups/{child}/members"),
+            Some(&a.key),
+            Some(json!({ "user_id": member.id })),
+        )
+        .await);
+    let r = s
+        .call(
+            "POST",
+            "/api/v1/records/account",
+            Some(&a.key),
+            Some(json!({ "fields": { "name": "Secret Corp" } })),
+        )
+        .await;
+    ok(&r);
+    let record = r.body["id"].as_str().unwrap().to_string();
+    ok(&s
+        .call(
+            "POST",
+            &format!("/api/v1/records/account/{record}/shares"),
+            Some(&a.key),
+            Some(json!({ "group_id": group, "access": "read" })),
+        )
+        .await);
+    let r = s
+        .call(
+            "POST",
+            "/api/v1/audit/policies",
+            Some(&a.key),
+            Some(json!({"name": "p", "kind": "field-change", "object": "account", "field": "name"})),
+        )
+        .await;
+    ok(&r);
+    let policy = r.body["id"].as_str().unwrap().to_string();
+    let r = s
+        .call(
+            "POST",
+            "/api/v1/webhooks",
+            Some(&a.key),
+            Some(json!({"url": "https://hooks.example.com/a", "events": ["record.*"]})),
+        )
+        .await;
+    ok(&r);
+    let webhook = r.body["id"].as_str().unwrap().to_string();
+
+    // The marketplace: A installs `counter` (B does not) and configures it.
+    let acme = s.publisher("acme").await;
+    let (manifest, component) = guest_files("counter-v1");
+    ok(&s.publish(&acme.token, acme.pack(&manifest, &component)).await);
+    ok(&s
+        .call(
+            "POST",
+            "/api/v1/installations",
+            Some(&a.key),
+            Some(json!({ "plugin": "counter", "grants": "all" })),
+        )
+        .await);
+
+    let mut others = Vec::new();
+    for object in ["contact", "lead", "opportunity", "activity", "project"] {
+        others.push((object.to_string(), support::record(s, &a.id, object, &a.owner_id).await));
+    }
+
+    // Rows that only background work creates, written directly.
+    let now = "2026-11-24T00:00:00.000Z";
+    let alert = ulid::Ulid::new().to_string();
+    s.sql(
+        "INSERT INTO audit_alerts (tenant_id, id, policy_id, policy_name, kind, event_seq, event_id, event_at, \
+         message, created_at) VALUES ($1, $2, $3, 'p', 'field-change', 1, 'e', $4, 'm', $4)",
+        &[&a.id, &alert, &policy, now],
+    )
+    .await;
+    let outbox = ulid::Ulid::new().to_string();
+    s.sql(
+        "INSERT INTO outbox (id, tenant_id, kind, payload, status, next_attempt_at, created_at) \
+         VALUES ($1, $2, 'email', '{}', 'failed', $3, $3)",
+        &[&outbox, &a.id, now],
+    )
+    .await;
+    let dead_letter = ulid::Ulid::new().to_string();
+    s.sql(
+        "INSERT INTO event_dead_letters (tenant_id, id, plugin_id, event_seq, event_id, event_name, attempts, \
+         error, state, failed_at) VALUES ($1, $2, 'counter', 1, 'e', 'record.account.created', 5, 'x', 'dead', $3)",
+        &[&a.id, &dead_letter, now],
+    )
+    .await;
+    Ids {
+        member: member.id,
+        key,
+        group,
+        child,
+        record,
+        others,
+        policy,
+        alert,
+        outbox,
+        webhook,
+        dead_letter,
+    }
+}
+
+/// A's state as text: the tenancy tables plus everything else B might touch. The
+/// audit count alone catches any audited change.
+async fn state_of(s: &TestServer, tenant: &str) -> Vec<String> {
+    let mut out = dump(s, tenant).await;
+    for q in [
+        "SELECT id || '|' || CAST(version AS TEXT) || '|' || COALESCE(deleted_at, '-') FROM records \
+         WHERE tenant_id = $1 ORDER BY id",
+        "SELECT plugin_id || '|' || state || '|' || version FROM installations WHERE tenant_id = $1 ORDER BY plugin_id",
+        "SELECT id || '|' || CAST(enabled AS TEXT) FROM webhooks WHERE tenant_id = $1 ORDER BY id",
+        "SELECT id || '|' || COALESCE(acknowledged_at, '-') FROM audit_alerts WHERE tenant_id = $1 ORDER BY id",
+        "SELECT id || '|' || state FROM event_dead_letters WHERE tenant_id = $1 ORDER BY id",
+    ] {
+        let rows: Vec<String> = sqlx::query_scalar(q)
+            .bind(tenant)
+            .fetch_all(s.db().reader())
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
+        out.push(rows.join("\n"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_documented_endpoint_answers_another_tenants_ids_with_404_and_changes_nothing() {
+    let s = TestServer::start().await;
+    let a = s.tenant("Tenant A").await;
+    let ids = setup_a(&s, &a).await;
+    let b = s.tenant("Tenant B").await;
+    let before = state_of(&s, &a.id).await;
+
+    let doc = s.call("GET", "/api/v1/openapi.json", Some(&a.key), None).await;
+    assert_eq!(doc.status, 200);
+    let paths = doc.body["paths"].as_object().unwrap();
+    let mut secrets = vec![
+        ids.member.as_str(),
+        &ids.key,
+        &ids.group,
+        &ids.child,
+        &ids.record,
+        &ids.policy,
+        &ids.alert,
+        &ids.outbox,
+        &ids.webhook,
+        &ids.dead_letter,
+        "Secret Corp",
+        "hooks.example.com",
+    ];
+    secrets.extend(ids.others.iter().map(|(_, id)| id.as_str()));
+    let (mut checked, mut unknown) = (0, Vec::new());
+    for (template, ops) in paths {
+        if !template.contains('{') || not_tenant_owned(template) {
+            continue;
+        }
+        // A's own plugin endpoints are documented per installation; B calls the
+        // generic gateway path for them.
+        let Some(path) = fill(template, &ids) else {
+            unknown.push(template.clone());
+            continue;
+        };
+        for method in ops.as_object().unwrap().keys() {
+            if !["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            let body = body(method, template, &ids);
+            let sent = format!("{path} {}", body.as_ref().map(Value::to_string).unwrap_or_default());
+            let r = s.call(&method.to_uppercase(), &path, Some(&b.key), body).await;
+            assert_eq!(r.status, 404, "{method} {template} as tenant B: {}", r.text);
+            for secret in &secrets {
+                if !sent.contains(secret) {
+                    assert!(
+                        !r.text.contains(secret),
+                        "{method} {template} leaked {secret}: {}",
+                        r.text
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "add these documented paths to the matrix: {unknown:?}"
+    );
+    assert!(checked >= 60, "only {checked} operations checked");
+    assert_eq!(state_of(&s, &a.id).await, before, "tenant B changed tenant A");
+
+    // Lists and searches of B show nothing of A's.
+    for path in [
+        "/api/v1/users",
+        "/api/v1/keys",
+        "/api/v1/groups",
+        "/api/v1/records/account",
+        "/api/v1/objects",
+        "/api/v1/audit/events",
+        "/api/v1/audit/policies",
+        "/api/v1/audit/alerts",
+        "/api/v1/outbox",
+        "/api/v1/webhooks",
+        "/api/v1/installations",
+        "/api/v1/events",
+        "/api/v1/events/dead-letters",
+    ] {
+        let r = s.call("GET", path, Some(&b.key), None).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        for secret in &secrets {
+            assert!(!r.text.contains(secret), "{path} leaked {secret}: {}", r.text);
+        }
+    }
+    s.stop().await;
+}
