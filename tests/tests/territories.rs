@@ -3,6 +3,7 @@
 //! (what each user sees), not through the plugin.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use plinth_tests::{TestServer, TestTenant, TestUser};
 use serde_json::{Value, json};
@@ -82,6 +83,46 @@ impl Ctx {
                 None => return out,
             }
         }
+    }
+
+    async fn update(&self, object: &str, id: &str, fields: Value) {
+        let r = self
+            .s
+            .call(
+                "PATCH",
+                &format!("/api/v1/records/{object}/{id}"),
+                Some(&self.t.key),
+                Some(json!({ "fields": fields })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+
+    /// Wait until the plugin has handled every event in the tenant's log (the core
+    /// subscriptions endpoint says `caught_up`), with no failures; fail after a minute.
+    async fn caught_up(&self) {
+        let started = Instant::now();
+        loop {
+            let r = self
+                .s
+                .call("GET", "/api/v1/events/subscriptions", Some(&self.t.key), None)
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            let sub = r.body["data"]
+                .as_array()
+                .and_then(|subs| subs.iter().find(|x| x["plugin"] == "territories").cloned())
+                .unwrap_or_else(|| panic!("no territories subscription: {}", r.text));
+            assert!(sub["last_error"].is_null() && sub["dead_letters"] == 0, "{sub}");
+            if sub["caught_up"] == true {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "not caught up: {sub}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn territories_of(&self, account: &str) -> Value {
+        self.ok("GET", &format!("/accounts/{account}/territories"), None).await["territories"].clone()
     }
 
     async fn run_assignment(&self) -> Value {
@@ -197,6 +238,19 @@ async fn territories_end_to_end() {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
+    // "all" grants the manifest's event subscriptions too, one key per pattern.
+    let grants: BTreeSet<&str> = r.body["installed"][0]["granted"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", r.text))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for object in ["account", "opportunity", "contact"] {
+        for verb in ["created", "updated"] {
+            let key = format!("events:record.{object}.{verb}");
+            assert!(grants.contains(key.as_str()), "{key} in {grants:?}");
+        }
+    }
     let c = Ctx { s, t };
 
     // Users at several levels (tenant role `member`: they see only what is shared).
@@ -370,41 +424,8 @@ async fn territories_end_to_end() {
         .await;
     assert_eq!(st, 404);
 
-    // Rules.
-    c.rules(&emea, json!([{"criteria": [{"op": "in", "field": "country", "values": ["DE", "AT", "CH", "FR"]}], "apply_to_children": true}])).await;
-    c.rules(
-        &dach,
-        json!([{"criteria": [{"op": "in", "field": "country", "values": ["DE", "AT", "CH"]}]}]),
-    )
-    .await;
-    c.rules(
-        &germany,
-        json!([{"criteria": [{"op": "equals", "field": "country", "value": "DE"}]}]),
-    )
-    .await;
-    c.rules(
-        &berlin,
-        json!([{"criteria": [{"op": "prefix", "field": "city", "value": "Berl"}]}]),
-    )
-    .await;
-    c.rules(&mitte, json!([{"criteria": [{"op": "equals", "field": "city", "value": "Berlin"}, {"op": "range", "field": "annual_revenue", "min": 10_000_000}]}])).await;
-    c.rules(
-        &france,
-        json!([{"criteria": [{"op": "equals", "field": "country", "value": "FR"}]}]),
-    )
-    .await;
-    c.rules(
-        &americas,
-        json!([{"criteria": [{"op": "in", "field": "country", "values": ["US", "CA", "DE"]}], "priority": 5}]),
-    )
-    .await;
-    c.rules(
-        &strategic,
-        json!([{"criteria": [{"op": "range", "field": "annual_revenue", "min": 50_000_000}], "mode": "keep-all"}]),
-    )
-    .await;
-
-    // Accounts, opportunities, contacts (created by the tenant owner).
+    // Accounts, opportunities, contacts (created by the tenant owner) before any rule
+    // exists: their events are handled and assign nothing.
     let (from, to, inside, before) = quarter_bounds();
     let mut acc = BTreeMap::new();
     for (key, country, city, revenue) in [
@@ -461,7 +482,47 @@ async fn territories_end_to_end() {
         .create("contact", json!({"last_name": "Kontakt", "account_id": acc["a1"]}))
         .await;
 
-    // Assignment by run, in batches, with progress.
+    c.caught_up().await;
+    for a in acc.values() {
+        assert_eq!(c.territories_of(a).await, json!([]));
+    }
+
+    // Rules.
+    c.rules(&emea, json!([{"criteria": [{"op": "in", "field": "country", "values": ["DE", "AT", "CH", "FR"]}], "apply_to_children": true}])).await;
+    c.rules(
+        &dach,
+        json!([{"criteria": [{"op": "in", "field": "country", "values": ["DE", "AT", "CH"]}]}]),
+    )
+    .await;
+    c.rules(
+        &germany,
+        json!([{"criteria": [{"op": "equals", "field": "country", "value": "DE"}]}]),
+    )
+    .await;
+    c.rules(
+        &berlin,
+        json!([{"criteria": [{"op": "prefix", "field": "city", "value": "Berl"}]}]),
+    )
+    .await;
+    c.rules(&mitte, json!([{"criteria": [{"op": "equals", "field": "city", "value": "Berlin"}, {"op": "range", "field": "annual_revenue", "min": 10_000_000}]}])).await;
+    c.rules(
+        &france,
+        json!([{"criteria": [{"op": "equals", "field": "country", "value": "FR"}]}]),
+    )
+    .await;
+    c.rules(
+        &americas,
+        json!([{"criteria": [{"op": "in", "field": "country", "values": ["US", "CA", "DE"]}], "priority": 5}]),
+    )
+    .await;
+    c.rules(
+        &strategic,
+        json!([{"criteria": [{"op": "range", "field": "annual_revenue", "min": 50_000_000}], "mode": "keep-all"}]),
+    )
+    .await;
+
+    // Assignment by an on-demand run over the existing accounts, in batches, with
+    // progress (nothing else writes meanwhile, so its counts are exact).
     let run = c.run_assignment().await;
     assert_eq!(run["total"], 8);
     assert_eq!(run["changed"], 7, "{run}");
@@ -521,6 +582,72 @@ async fn territories_end_to_end() {
         BTreeSet::from([contact.clone()])
     );
     assert!(c.visible(&users["americas"].key, "contact", "").await.is_empty());
+
+    // Assignment through events, now that rules exist. A new account is assigned when
+    // created; its opportunity follows it; a contact follows its account_id from an
+    // unassigned account to it and on to another; an update of a field the rules test
+    // moves the account (and what hangs off it) out again. After each step the plugin
+    // has caught up with the tenant's event log, so what users see is settled.
+    let a9 = c
+        .create(
+            "account",
+            json!({"name": "a9", "country": "FR", "city": "Lyon", "annual_revenue": 2e6}),
+        )
+        .await;
+    let o9 = c
+        .create(
+            "opportunity",
+            json!({"name": "o9", "account_id": a9, "stage": "proposal",
+                   "amount": {"value": 4_000.0, "currency": "EUR"}, "probability": 50.0, "close_date": inside}),
+        )
+        .await;
+    let c2 = c
+        .create("contact", json!({"last_name": "Wanderer", "account_id": acc["a7"]}))
+        .await;
+    c.caught_up().await;
+    assert_eq!(c.territories_of(&a9).await, json!([france]));
+    let mut france_sees = expected_accounts["france"].clone();
+    france_sees.insert(a9.clone());
+    assert_eq!(c.visible(&users["france"].key, "account", "").await, france_sees);
+    let mut france_opps = opps_of(&expected_accounts["france"]);
+    france_opps.insert(o9.clone());
+    assert_eq!(c.visible(&users["france"].key, "opportunity", "").await, france_opps);
+    assert!(c.visible(&users["emea"].key, "opportunity", "").await.contains(&o9));
+    assert!(!c.visible(&users["dach"].key, "account", "").await.contains(&a9));
+    for u in users.keys() {
+        assert!(!c.visible(&users[u].key, "contact", "").await.contains(&c2), "{u}");
+    }
+    c.update("contact", &c2, json!({"account_id": a9})).await;
+    c.caught_up().await;
+    assert!(c.visible(&users["france"].key, "contact", "").await.contains(&c2));
+    assert!(c.visible(&users["emea"].key, "contact", "").await.contains(&c2));
+    c.update("contact", &c2, json!({"account_id": acc["a4"]})).await;
+    c.caught_up().await;
+    assert!(!c.visible(&users["france"].key, "contact", "").await.contains(&c2));
+    assert!(c.visible(&users["dach"].key, "contact", "").await.contains(&c2));
+    assert!(c.visible(&users["emea"].key, "contact", "").await.contains(&c2));
+    // A change to a field no rule looks at leaves the assignment alone.
+    c.update("account", &a9, json!({"name": "a9 renamed"})).await;
+    c.caught_up().await;
+    assert_eq!(c.territories_of(&a9).await, json!([france]));
+    c.update("account", &a9, json!({"country": "JP"})).await;
+    c.caught_up().await;
+    assert_eq!(c.territories_of(&a9).await, json!([]));
+    assert_eq!(
+        c.visible(&users["france"].key, "account", "").await,
+        expected_accounts["france"]
+    );
+    assert_eq!(
+        c.visible(&users["france"].key, "opportunity", "").await,
+        opps_of(&expected_accounts["france"])
+    );
+    // Events left exactly what a run computes: a run over all accounts changes nothing.
+    let run = c.run_assignment().await;
+    assert_eq!(
+        (run["total"].as_u64(), run["changed"].as_u64()),
+        (Some(9), Some(0)),
+        "{run}"
+    );
 
     // The host filter roll-ups stand on, through the REST API too.
     let f = format!("&filter[shared_within]={dach}");

@@ -3,6 +3,7 @@
 //! REST read, list and aggregate. See `docs/territories.md`.
 
 mod assign;
+mod follow;
 mod model;
 mod realign;
 mod rollup;
@@ -623,19 +624,7 @@ impl Plugin for Territories {
     /// `record.account.created|updated`: (re)assign that one account. Live once the
     /// host delivers record events; the manifest subscribes already.
     fn on_event(_caller: &Caller, event: Event) -> Result<(), Error> {
-        if event.name != "record.account.created" && event.name != "record.account.updated" {
-            return Ok(());
-        }
-        let payload: Value = event.payload_json()?;
-        let id = payload
-            .get("id")
-            .or_else(|| payload.get("record").and_then(|r| r.get("id")))
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::invalid("account event without an id"))?;
-        let account = plinth_sdk::records::get("account", id)?;
-        let model = Model::load()?;
-        assign::evaluate_and_apply(&model, &[(account.id, account.fields)], true)?;
-        Ok(())
+        follow::on_event(&event)
     }
 }
 
