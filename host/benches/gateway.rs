@@ -22,6 +22,10 @@ use plinth_host::runtime::{Runtime, RuntimeConfig};
 use plinth_host::store::Db;
 use plinth_host::store::audit::Actor;
 
+/// The allocator the `plinth` binary uses (see `src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CONNECTIONS: usize = 64;
 
 async fn native_greet(_ctx: Ctx, Path(name): Path<String>) -> axum::Json<serde_json::Value> {
