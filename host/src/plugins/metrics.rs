@@ -5,7 +5,7 @@
 //! label, to bound cardinality). Figures are per host process.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -61,13 +61,52 @@ struct Cell {
     total_micros: u64,
 }
 
-/// Key of one series.
-type Key = (String, String, String, Entry);
+/// One series: its figures and its Prometheus handles, created once, so recording
+/// a call allocates nothing and contends only with calls of the same series.
+struct Series {
+    cell: Mutex<Cell>,
+    invocations: metrics::Counter,
+    host_calls: metrics::Counter,
+    seconds: metrics::Histogram,
+    labels: [(&'static str, String); 3],
+}
 
-/// The in-memory table.
+impl std::fmt::Debug for Series {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Series")
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Series {
+    fn new(plugin: &str, version: &str, entry: Entry) -> Series {
+        let labels = [
+            ("plugin", plugin.to_string()),
+            ("version", version.to_string()),
+            ("entry", entry.as_str().to_string()),
+        ];
+        Series {
+            cell: Mutex::new(Cell {
+                buckets: vec![0; bucket_bounds().len()],
+                ..Cell::default()
+            }),
+            invocations: metrics::counter!("plinth_plugin_invocations_total", &labels),
+            host_calls: metrics::counter!("plinth_plugin_host_calls_total", &labels),
+            seconds: metrics::histogram!("plinth_plugin_call_seconds", &labels),
+            labels,
+        }
+    }
+}
+
+/// Series of one plugin of one tenant: version → entry → series.
+type PluginSeries = HashMap<String, BTreeMap<Entry, Arc<Series>>>;
+
+/// The in-memory table: tenant → plugin → version → entry (nested so that a lookup
+/// borrows the caller's strings instead of building a key).
 #[derive(Debug, Default)]
 pub struct ExecMetrics {
-    cells: Mutex<HashMap<Key, Cell>>,
+    series: RwLock<HashMap<String, HashMap<String, PluginSeries>>>,
 }
 
 /// The figures of one series.
@@ -117,6 +156,32 @@ pub fn error_kind(result: &Result<(), &CallError>, denied_calls: u32) -> Option<
 }
 
 impl ExecMetrics {
+    /// The series of one tenant × plugin × version × entry, created on first use.
+    fn series(&self, tenant: &str, plugin: &str, version: &str, entry: Entry) -> Arc<Series> {
+        let found = self
+            .series
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+            .and_then(|t| t.get(plugin))
+            .and_then(|p| p.get(version))
+            .and_then(|v| v.get(&entry))
+            .cloned();
+        if let Some(s) = found {
+            return s;
+        }
+        let mut all = self.series.write().unwrap_or_else(|p| p.into_inner());
+        all.entry(tenant.to_string())
+            .or_default()
+            .entry(plugin.to_string())
+            .or_default()
+            .entry(version.to_string())
+            .or_default()
+            .entry(entry)
+            .or_insert_with(|| Arc::new(Series::new(plugin, version, entry)))
+            .clone()
+    }
+
     /// Record one call.
     pub fn record(
         &self,
@@ -130,14 +195,9 @@ impl ExecMetrics {
         let micros = u64::try_from(report.elapsed.as_micros()).unwrap_or(u64::MAX);
         let bounds = bucket_bounds();
         let bucket = bounds.partition_point(|b| *b < micros).min(bounds.len() - 1);
+        let series = self.series(tenant, plugin, version, entry);
         {
-            let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-            let cell = cells
-                .entry((tenant.into(), plugin.into(), version.into(), entry))
-                .or_default();
-            if cell.buckets.is_empty() {
-                cell.buckets = vec![0; bounds.len()];
-            }
+            let mut cell = series.cell.lock().unwrap_or_else(|p| p.into_inner());
             cell.invocations += 1;
             cell.buckets[bucket] += 1;
             cell.total_micros = cell.total_micros.saturating_add(micros);
@@ -147,39 +207,41 @@ impl ExecMetrics {
                 *cell.errors.entry(kind).or_default() += 1;
             }
         }
-        let labels = [
-            ("plugin", plugin.to_string()),
-            ("version", version.to_string()),
-            ("entry", entry.as_str().to_string()),
-        ];
-        metrics::counter!("plinth_plugin_invocations_total", &labels).increment(1);
+        series.invocations.increment(1);
         if let Some(kind) = error {
-            let mut l = labels.to_vec();
+            // Rare: the handle is looked up per error.
+            let mut l = series.labels.to_vec();
             l.push(("kind", kind.to_string()));
             metrics::counter!("plinth_plugin_errors_total", &l).increment(1);
         }
-        metrics::histogram!("plinth_plugin_call_seconds", &labels).record(report.elapsed.as_secs_f64());
-        metrics::counter!("plinth_plugin_host_calls_total", &labels).increment(u64::from(report.stats.host_calls));
+        series.seconds.record(report.elapsed.as_secs_f64());
+        series.host_calls.increment(u64::from(report.stats.host_calls));
     }
 
     /// Every series of one tenant's plugin.
     pub fn for_plugin(&self, tenant: &str, plugin: &str) -> Vec<ExecStats> {
-        let cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<ExecStats> = cells
+        let all = self.series.read().unwrap_or_else(|p| p.into_inner());
+        let Some(versions) = all.get(tenant).and_then(|t| t.get(plugin)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<ExecStats> = versions
             .iter()
-            .filter(|((t, p, _, _), _)| t == tenant && p == plugin)
-            .map(|((_, _, version, entry), cell)| ExecStats {
-                version: version.clone(),
-                entry: *entry,
-                invocations: cell.invocations,
-                errors: cell.errors.iter().map(|(k, v)| ((*k).to_string(), *v)).collect(),
-                latency_ms: Percentiles {
-                    p50: percentile(&cell.buckets, 0.50),
-                    p95: percentile(&cell.buckets, 0.95),
-                    p99: percentile(&cell.buckets, 0.99),
-                },
-                peak_memory_bytes: cell.peak_memory,
-                host_calls: cell.host_calls,
+            .flat_map(|(version, entries)| entries.iter().map(move |(entry, s)| (version, entry, s)))
+            .map(|(version, entry, series)| {
+                let cell = series.cell.lock().unwrap_or_else(|p| p.into_inner());
+                ExecStats {
+                    version: version.clone(),
+                    entry: *entry,
+                    invocations: cell.invocations,
+                    errors: cell.errors.iter().map(|(k, v)| ((*k).to_string(), *v)).collect(),
+                    latency_ms: Percentiles {
+                        p50: percentile(&cell.buckets, 0.50),
+                        p95: percentile(&cell.buckets, 0.95),
+                        p99: percentile(&cell.buckets, 0.99),
+                    },
+                    peak_memory_bytes: cell.peak_memory,
+                    host_calls: cell.host_calls,
+                }
             })
             .collect();
         out.sort_by(|a, b| (&a.version, a.entry).cmp(&(&b.version, b.entry)));
