@@ -867,3 +867,69 @@ async fn two_hosts_on_one_postgres_deliver_each_event_once_in_order() {
     second.shutdown().await.expect("second host stops");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn delivered_events_past_their_retention_are_pruned_and_needed_ones_are_kept() {
+    let s = TestServer::start().await;
+    let t = s.tenant("Acme").await;
+    for name in ["a", "b", "c", "d"] {
+        let r = s
+            .call(
+                "POST",
+                "/api/v1/records/account",
+                Some(&t.key),
+                Some(json!({ "fields": { "name": name } })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let seqs = |s: &TestServer, tenant: String| {
+        let db = s.db().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT seq FROM events WHERE tenant_id = $1 ORDER BY seq")
+                .bind(tenant)
+                .fetch_all(db.reader())
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(seqs(&s, t.id.clone()).await, [1, 2, 3, 4]);
+    // Events 1-3 are old; a subscriber is only past event 1; a dead letter needs event 3.
+    s.sql(
+        "UPDATE events SET occurred_at = '2020-01-01T00:00:00.000Z' WHERE tenant_id = $1 AND seq <= 3",
+        &[&t.id],
+    )
+    .await;
+    s.sql(
+        "INSERT INTO event_cursors (tenant_id, plugin_id, position, attempts, touched_at) \
+         VALUES ($1, 'holder', 1, 0, '2020-01-01T00:00:00.000Z')",
+        &[&t.id],
+    )
+    .await;
+    s.sql(
+        "INSERT INTO event_dead_letters (tenant_id, id, plugin_id, event_seq, event_id, event_name, attempts, \
+         error, state, failed_at) VALUES ($1, 'dl1', 'other', 3, 'e3', 'record.account.created', 5, 'x', 'dead', \
+         '2020-01-01T00:00:00.000Z')",
+        &[&t.id],
+    )
+    .await;
+    let day = Duration::from_secs(24 * 3600);
+    let prune = plinth_host::events::worker::prune;
+    assert_eq!(prune(s.db(), day).await, 1);
+    assert_eq!(seqs(&s, t.id.clone()).await, [2, 3, 4]);
+    // The subscriber catches up: event 2 goes; 3 stays for its dead letter, 4 is recent.
+    s.sql(
+        "UPDATE event_cursors SET position = 4 WHERE tenant_id = $1 AND plugin_id = 'holder'",
+        &[&t.id],
+    )
+    .await;
+    assert_eq!(prune(s.db(), day).await, 1);
+    assert_eq!(seqs(&s, t.id.clone()).await, [3, 4]);
+    s.sql("DELETE FROM event_dead_letters WHERE tenant_id = $1", &[&t.id])
+        .await;
+    assert_eq!(prune(s.db(), day).await, 1);
+    assert_eq!(seqs(&s, t.id.clone()).await, [4]);
+    // Zero retention keeps everything.
+    assert_eq!(prune(s.db(), Duration::ZERO).await, 0);
+    s.stop().await;
+}

@@ -48,6 +48,12 @@ pub struct EventsConfig {
     pub events_per_cursor: u32,
     /// Cursors served at the same time.
     pub concurrency: u32,
+    /// How long events stay in the log once every subscriber is past them (zero:
+    /// forever). Events a subscriber has not reached, or a dead letter refers to,
+    /// stay whatever their age.
+    pub retention: Duration,
+    /// How often the worker prunes the log.
+    pub prune_every: Duration,
 }
 
 impl Default for EventsConfig {
@@ -60,6 +66,8 @@ impl Default for EventsConfig {
             cursors_per_tick: 64,
             events_per_cursor: 50,
             concurrency: 4,
+            retention: Duration::from_secs(30 * 24 * 3600),
+            prune_every: Duration::from_secs(3600),
         }
     }
 }

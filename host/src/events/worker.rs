@@ -42,8 +42,13 @@ pub async fn run(db: Db, plugins: Arc<PluginHost>, events: Events, shutdown: imp
         let mut wakeups = events.wakeups();
         let mut stopped = stopping.clone();
         let lease_for = plugins.runtime().limits().max_timeout * 2 + LEASE_SLACK;
+        let mut pruned_at: Option<std::time::Instant> = None;
         while !*stopping.borrow() {
             let config = events.config();
+            if pruned_at.is_none_or(|at| at.elapsed() >= config.prune_every) {
+                pruned_at = Some(std::time::Instant::now());
+                prune(&db, config.retention).await;
+            }
             match tick(&db, &plugins, &config, lease_for, &stopping).await {
                 // More may be due right away (new events, the rest of a batch).
                 Ok(served) if served.progressed => continue,
@@ -58,6 +63,38 @@ pub async fn run(db: Db, plugins: Arc<PluginHost>, events: Events, shutdown: imp
         }
     };
     tokio::join!(signal, work);
+}
+
+/// Most events deleted per statement when pruning (keeps each transaction short).
+const PRUNE_BATCH: i64 = 5_000;
+
+/// Delete events older than `retention` that no subscriber or dead letter needs.
+pub async fn prune(db: &Db, retention: Duration) -> u64 {
+    if retention.is_zero() {
+        return 0;
+    }
+    let cutoff = time::OffsetDateTime::now_utc() - retention;
+    let before = crate::store::time::format(cutoff);
+    let mut total = 0;
+    loop {
+        match db.prune_events(&before, PRUNE_BATCH).await {
+            Ok(n) => {
+                total += n;
+                if n < PRUNE_BATCH as u64 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, "could not prune the event log; retrying at the next pass");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        tracing::info!(events = total, "pruned delivered events past their retention");
+    }
+    total
 }
 
 /// Serve the cursors due now. Returns what was achieved in total.

@@ -157,6 +157,28 @@ impl Db {
         rows.iter().map(from_row).collect()
     }
 
+    /// Delete up to `limit` events that occurred before `before` and that nothing
+    /// still needs: every subscriber's cursor of their tenant is past them (a disabled
+    /// plugin's cursor holds them), and no dead letter refers to them (replay reads
+    /// the event). Returns how many were deleted; call again while it returns `limit`.
+    pub async fn prune_events(&self, before: &str, limit: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM events WHERE (tenant_id, seq) IN (\
+               SELECT e.tenant_id, e.seq FROM events e \
+               WHERE e.occurred_at < $1 \
+                 AND e.seq <= COALESCE((SELECT MIN(c.position) FROM event_cursors c \
+                                        WHERE c.tenant_id = e.tenant_id), e.seq) \
+                 AND NOT EXISTS (SELECT 1 FROM event_dead_letters d \
+                                 WHERE d.tenant_id = e.tenant_id AND d.event_seq = e.seq) \
+               ORDER BY e.tenant_id, e.seq LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// One of `tenant`'s events by seq.
     pub async fn event_at(&self, tenant: &str, seq: i64) -> StoreResult<Option<StoredEvent>> {
         let row = sqlx::query(&format!(
