@@ -111,16 +111,6 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// State whose plugin timers go by `timers`' clock (tests drive a manual one),
-    /// with default services otherwise.
-    pub fn with_timers(db: Db, runtime: Runtime, config: ApiConfig, timers: crate::scheduler::Timers) -> AppState {
-        let services = crate::caps::Services {
-            timers,
-            ..crate::caps::Services::new(db)
-        };
-        AppState::with_services(services, runtime, config)
-    }
-
     /// State over a database and runtime, with default services (a per-process
     /// secret key: for benchmarks and tools, not servers).
     pub fn new(db: Db, runtime: Runtime, config: ApiConfig) -> AppState {

@@ -10,7 +10,7 @@ use crate::bindings::WitError;
 use crate::bindings::plinth::plugin::records::{
     AggregateFn, AggregateQuery, CrmRecord, Filter, FindQuery, Host, Op, Page,
 };
-use crate::manifest::{Access, FieldSet};
+use crate::manifest::{Access, FieldSet, RecordAccess};
 use crate::records::query::{self, AggregateRequest, Cursor, Func, ListQuery, Measure};
 use crate::records::{self, Change, NewRecord, RecordError};
 use crate::store::records::Record;
@@ -73,6 +73,12 @@ impl CapCtx {
     /// fields the plugin may touch.
     fn record_grant(&mut self, object: &str, write: bool) -> Result<FieldSet, WitError> {
         self.stats.host_calls += 1;
+        Ok(self.granted_records(object, write)?.fields.clone())
+    }
+
+    /// The grant of `object` (with write access when asked), or `denied` — counted,
+    /// but not as a host call: `sharing` checks one per share it is given.
+    pub(super) fn granted_records(&mut self, object: &str, write: bool) -> Result<&RecordAccess, WitError> {
         let Some(grant) = self.grants.records.get(object) else {
             self.stats.denied += 1;
             return Err(WitError::Denied(format!(
@@ -85,7 +91,7 @@ impl CapCtx {
                 "the plugin may read `{object}` records but not write them"
             )));
         }
-        Ok(grant.fields.clone())
+        Ok(grant)
     }
 
     fn check_fields<'a>(

@@ -66,8 +66,8 @@ impl CapCtx {
     /// The visibility share changes are limited to: the calling user's, or none for
     /// calls without a user (events, timers), which act for the plugin.
     fn share_viewer(&self) -> Option<Viewer> {
-        let who = self.who();
         self.caller.user_id.as_ref()?;
+        let who = self.who();
         Some(Viewer {
             all: who.role.at_least(manifest::Role::Admin),
             user_id: who.user_id,
@@ -119,21 +119,10 @@ impl CapCtx {
         Ok((g, depth))
     }
 
-    /// The record grant a share on `object` at `access` needs.
+    /// The record grant a share on `object` at `access` needs: the object declared,
+    /// read-write for a read-write share (a plugin cannot grant more than it has).
     fn share_grant(&mut self, object: &str, access: Access) -> Result<(), WitError> {
-        let Some(grant) = self.grants.records.get(object) else {
-            self.stats.denied += 1;
-            return Err(WitError::Denied(format!(
-                "records of `{object}` are not available: the manifest must declare [capabilities.records.{object}] and the tenant must grant it"
-            )));
-        };
-        if access == Access::ReadWrite && grant.access != manifest::Access::ReadWrite {
-            self.stats.denied += 1;
-            return Err(WitError::Denied(format!(
-                "a read-write share of `{object}` records needs read-write access to them in the manifest"
-            )));
-        }
-        Ok(())
+        self.granted_records(object, access == Access::ReadWrite).map(|_| ())
     }
 
     async fn after_change(&mut self, id: &str) -> Result<Group, WitError> {
@@ -225,25 +214,12 @@ impl Host for CapCtx {
             let db = self.services.db.clone();
             let tenant = self.caller.tenant_id.clone();
             let mut conn = db.reader().acquire().await.map_err(|e| self.store_error(e.into()))?;
-            let mut found = Vec::new();
-            let mut after = cursor.clone();
-            // Roots of the tenant include other managers' groups: skip those, page on.
-            loop {
-                let batch = store::children(&mut conn, &tenant, parent_id.as_deref(), after.as_deref(), limit)
-                    .await
-                    .map_err(|e| self.store_error(e))?;
-                let full = batch.len() as i64 == limit;
-                after = batch.last().map(|g| g.id.clone()).or(after);
-                found.extend(
-                    batch
-                        .into_iter()
-                        .filter(|g| g.owner_plugin.as_deref() == Some(self.plugin.id.as_str())),
-                );
-                if !full || found.len() as i64 >= limit {
-                    break;
-                }
+            let found = match &parent_id {
+                // A plugin group's children are the plugin's (parents share the manager).
+                Some(p) => store::children(&mut conn, &tenant, Some(p), cursor.as_deref(), limit).await,
+                None => store::plugin_roots(&mut conn, &tenant, &self.plugin.id, cursor.as_deref(), limit).await,
             }
-            found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            .map_err(|e| self.store_error(e))?;
             let next_cursor = (found.len() as i64 == limit)
                 .then(|| found.last().map(|g| g.id.clone()))
                 .flatten();
@@ -457,24 +433,21 @@ impl Host for CapCtx {
             let db = self.services.db.clone();
             let tenant = self.caller.tenant_id.clone();
             let mut conn = db.reader().acquire().await.map_err(|e| self.store_error(e.into()))?;
-            let rows = share_store::shares_of_group(&mut conn, &tenant, &group_id, cursor.as_deref(), limit)
-                .await
-                .map_err(|e| self.store_error(e))?;
-            let mut out = Vec::with_capacity(rows.len());
-            for s in &rows {
-                let object = share_store::record_object(&mut conn, &tenant, &s.record_id)
+            let rows =
+                share_store::shares_of_group_with_objects(&mut conn, &tenant, &group_id, cursor.as_deref(), limit)
                     .await
-                    .map_err(|e| self.store_error(e))?
-                    .unwrap_or_default();
-                out.push(Share {
-                    object,
+                    .map_err(|e| self.store_error(e))?;
+            let out: Vec<Share> = rows
+                .iter()
+                .map(|(object, s)| Share {
+                    object: object.clone(),
                     record_id: s.record_id.clone(),
                     group_id: s.group_id.clone(),
                     access: wit_access(&s.access),
-                });
-            }
+                })
+                .collect();
             let next_cursor = (rows.len() as i64 == limit)
-                .then(|| rows.last().map(|s| s.record_id.clone()))
+                .then(|| rows.last().map(|(_, s)| s.record_id.clone()))
                 .flatten();
             Ok(SharePage {
                 shares: out,

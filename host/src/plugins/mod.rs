@@ -85,17 +85,6 @@ impl PluginHost {
         PluginHost::with_services(Services::new(db), runtime)
     }
 
-    /// A host whose timers go by `timers`' clock (tests drive a manual one).
-    pub fn with_timers(db: Db, runtime: Runtime, timers: crate::scheduler::Timers) -> PluginHost {
-        PluginHost::with_services(
-            Services {
-                timers,
-                ..Services::new(db)
-            },
-            runtime,
-        )
-    }
-
     /// A host whose plugins use `services` (the server's configured outbound HTTP
     /// client, secret key and timer clock).
     pub fn with_services(services: Services, runtime: Runtime) -> PluginHost {

@@ -433,6 +433,27 @@ pub async fn children(
     rows.iter().map(group_from).collect()
 }
 
+/// Root groups of the tenant managed by `plugin`, in id order after `after`.
+pub async fn plugin_roots(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    plugin: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> StoreResult<Vec<Group>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.tenant_id = $1 AND g.parent_id IS NULL \
+         AND g.owner_plugin = $2 AND g.id > $3 ORDER BY g.id LIMIT $4"
+    ))
+    .bind(tenant)
+    .bind(plugin)
+    .bind(after.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(group_from).collect()
+}
+
 /// Descendants of `id` (not itself), breadth first: ordered by depth, then id, after
 /// the cursor `after = (depth, id)`, down to `max_depth` levels (all when `None`).
 pub async fn descendants(

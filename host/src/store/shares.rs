@@ -185,6 +185,30 @@ pub async fn shares_of_group(
     rows.iter().map(share_from).collect()
 }
 
+/// Like [`shares_of_group`], each with its record's object (one query, not one per share).
+pub async fn shares_of_group_with_objects(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    group: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> StoreResult<Vec<(String, Share)>> {
+    let rows = sqlx::query(
+        "SELECT s.record_id, s.group_id, s.access, s.created_by, s.created_at, r.object FROM record_shares s \
+         JOIN records r ON r.tenant_id = s.tenant_id AND r.id = s.record_id \
+         WHERE s.tenant_id = $1 AND s.group_id = $2 AND s.record_id > $3 ORDER BY s.record_id LIMIT $4",
+    )
+    .bind(tenant)
+    .bind(group)
+    .bind(after.unwrap_or(""))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("object")?, share_from(r)?)))
+        .collect()
+}
+
 /// One share, if it exists.
 pub async fn share(conn: &mut AnyConnection, tenant: &str, record: &str, group: &str) -> StoreResult<Option<Share>> {
     let row = sqlx::query(&format!(

@@ -17,10 +17,10 @@ pub fn share_entity_id(record: &str, group: &str) -> String {
     format!("{record}:{group}")
 }
 
-fn share_snapshot(record: &RecordRef, s: &Share) -> Value {
+fn share_snapshot(object: &str, s: &Share) -> Value {
     serde_json::json!({
         "record_id": s.record_id,
-        "object": record.object,
+        "object": object,
         "group_id": s.group_id,
         "access": s.access,
         "created_by": s.created_by,
@@ -68,7 +68,7 @@ pub async fn add_share(
     let mut tx = db.writer().begin().await?;
     let record = record_for(&mut tx, tenant, caller, object, id, true).await?;
     let s = store::add_share(&mut tx, tenant, &record.id, group, access, Some(caller.user_id)).await?;
-    let after = share_snapshot(&record, &s);
+    let after = share_snapshot(&record.object, &s);
     let entity = share_entity_id(&record.id, group);
     audit::append(
         &mut tx,
@@ -98,7 +98,7 @@ pub async fn remove_share(
     let s = store::remove_share(&mut tx, tenant, &record.id, group)
         .await?
         .ok_or_else(|| TenancyError::NotFound(format!("{object} {id} is not shared with group {group}")))?;
-    let before = share_snapshot(&record, &s);
+    let before = share_snapshot(&record.object, &s);
     let entity = share_entity_id(&record.id, group);
     audit::append(
         &mut tx,
@@ -216,14 +216,9 @@ pub async fn set_shares(db: &Db, tenant: &str, who: ShareActor<'_>, shares: &[Ne
         if before.as_ref() == Some(&after) {
             continue;
         }
-        let record = RecordRef {
-            id: s.record_id.clone(),
-            object: s.object.clone(),
-            owner_id: String::new(),
-        };
         let entity = share_entity_id(&s.record_id, &s.group_id);
-        let b = before.as_ref().map(|b| share_snapshot(&record, b));
-        let a = share_snapshot(&record, &after);
+        let b = before.as_ref().map(|b| share_snapshot(&s.object, b));
+        let a = share_snapshot(&s.object, &after);
         let action = if before.is_some() {
             "record_share.update"
         } else {
@@ -273,12 +268,7 @@ pub async fn remove_shares(
             continue;
         };
         removed += 1;
-        let record = RecordRef {
-            id: id.clone(),
-            object: object.clone(),
-            owner_id: String::new(),
-        };
-        let before = share_snapshot(&record, &s);
+        let before = share_snapshot(object, &s);
         let entity = share_entity_id(id, group);
         audit::append(
             &mut tx,
