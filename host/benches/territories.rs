@@ -174,15 +174,17 @@ async fn run() -> anyhow::Result<()> {
             db.insert_record(&mut tx, &rec(&id, "opportunity", data)).await?;
             ids.push(id);
         }
-        for id in ids {
+        for (n, id) in ids.into_iter().enumerate() {
+            let object = if n == 0 { "account" } else { "opportunity" };
             sqlx::query(
-                "INSERT INTO record_shares (tenant_id, record_id, group_id, access, created_by, created_at) \
-                 VALUES ($1, $2, $3, 'read', NULL, $4)",
+                "INSERT INTO record_shares (tenant_id, record_id, group_id, access, created_by, created_at, object) \
+                 VALUES ($1, $2, $3, 'read', NULL, $4, $5)",
             )
             .bind(&tenant)
             .bind(&id)
             .bind(leaf)
             .bind(&now)
+            .bind(object)
             .execute(&mut *tx)
             .await?;
         }

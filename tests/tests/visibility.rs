@@ -113,7 +113,7 @@ async fn five_level_tree(threshold: i64) {
         for n in 0..2 {
             let id = create(format!("L{level}-{n}")).await;
             s.sql(
-                "INSERT INTO record_shares (tenant_id, record_id, group_id, access, created_at) VALUES ($1, $2, $3, 'read', $4)",
+                "INSERT INTO record_shares (tenant_id, record_id, group_id, access, created_at, object) VALUES ($1, $2, $3, 'read', $4, 'account')",
                 &[&t.id, &id, g, now],
             )
             .await;
@@ -122,7 +122,7 @@ async fn five_level_tree(threshold: i64) {
     }
     let sibling_record = create("Sibling".into()).await;
     s.sql(
-        "INSERT INTO record_shares (tenant_id, record_id, group_id, access, created_at) VALUES ($1, $2, $3, 'read', $4)",
+        "INSERT INTO record_shares (tenant_id, record_id, group_id, access, created_at, object) VALUES ($1, $2, $3, 'read', $4, 'account')",
         &[&t.id, &sibling_record, &sibling, now],
     )
     .await;

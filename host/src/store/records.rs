@@ -196,19 +196,23 @@ fn bind(b: &mut Builder, v: &Bound) -> String {
     }
 }
 
-fn push_filters(b: &mut Builder, dialect: Dialect, tenant: &str, filters: &[Resolved]) {
+/// Filters of a query over the records of `object` in `tenant`.
+fn push_filters(b: &mut Builder, dialect: Dialect, tenant: &str, object: &str, filters: &[Resolved]) {
     for f in filters {
         if f.field.target == Target::SharedWithin {
             // Uncorrelated, so it is evaluated once, and it must start from the closure
-            // rows below the groups, then their shares by the group index: SQLite
-            // (without statistics) otherwise scans every share of the tenant, hence
-            // CROSS JOIN, which fixes its join order (PostgreSQL still plans freely).
+            // rows below the groups, then their shares of this object by the
+            // (group, object) index: SQLite (without statistics) otherwise scans every
+            // share of the tenant, hence CROSS JOIN, which fixes its join order
+            // (PostgreSQL still plans freely). Only shares of `object` are read, so the
+            // records probed are the ones measured.
             let t = b.text(tenant);
+            let o = b.text(object);
             let groups: Vec<String> = f.values.iter().map(|v| bind(b, v)).collect();
             let not = if f.op == Op::Ne { "NOT " } else { "" };
             b.push(&format!(
                 " AND r.id {not}IN (SELECT s.record_id FROM group_closure c CROSS JOIN record_shares s \
-                 WHERE s.tenant_id = c.tenant_id AND s.group_id = c.descendant_id \
+                 WHERE s.tenant_id = c.tenant_id AND s.group_id = c.descendant_id AND s.object = {o} \
                  AND c.tenant_id = {t} AND c.ancestor_id IN ({}))",
                 groups.join(", ")
             ));
@@ -483,7 +487,7 @@ impl Db {
         b.push(&format!("{t} AND r.object = {o}"));
         b.push(deleted_clause(q.deleted));
         push_visibility_as(&mut b, viewer, Access::Read, plan);
-        push_filters(&mut b, dialect, tenant, &q.filters);
+        push_filters(&mut b, dialect, tenant, object, &q.filters);
 
         let exprs: Vec<String> = q.sort.iter().map(|k| expr(&mut b, dialect, &k.field)).collect();
         if let Some(cursor) = &q.cursor {
@@ -606,7 +610,7 @@ impl Db {
         let o = b.text(object);
         b.push(&format!("{t} AND r.object = {o} AND r.deleted_at IS NULL"));
         push_visibility_as(&mut b, viewer, Access::Read, plan);
-        push_filters(&mut b, dialect, tenant, &q.filters);
+        push_filters(&mut b, dialect, tenant, object, &q.filters);
         if !keys.is_empty() {
             b.push(&format!(" GROUP BY {} ORDER BY {}", keys.join(", "), keys.join(", ")));
         }

@@ -247,9 +247,11 @@ pub async fn add_share(
         created_by: created_by.map(str::to_string),
         created_at: time::now(),
     };
+    // The share carries its record's object (see migration 0010), read in the same
+    // statement: no row is inserted when the record does not exist.
     let done = sqlx::query(
-        "INSERT INTO record_shares (tenant_id, record_id, group_id, access, created_by, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO record_shares (tenant_id, record_id, group_id, access, created_by, created_at, object) \
+         SELECT $1, $2, $3, $4, $5, $6, r.object FROM records r WHERE r.tenant_id = $1 AND r.id = $2",
     )
     .bind(tenant)
     .bind(record)
@@ -260,6 +262,7 @@ pub async fn add_share(
     .execute(&mut **tx)
     .await;
     match done {
+        Ok(done) if done.rows_affected() == 0 => Err(StoreError::NotFound(format!("record {record} not found"))),
         Ok(_) => Ok(s),
         Err(e) if super::is_unique_violation(&e) => Err(StoreError::Conflict(format!(
             "record {record} is already shared with group {group}; remove the share to change its access"
