@@ -259,11 +259,13 @@ async fn main() {
                 func: query::Func::Sum,
                 field: Some("amount".into()),
                 alias: None,
+                filters: vec![],
             },
             Measure {
                 func: query::Func::Count,
                 field: None,
                 alias: None,
+                filters: vec![],
             },
         ],
         filters: vec![],

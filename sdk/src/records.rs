@@ -327,7 +327,8 @@ pub fn for_each(object: &str, query: Find, mut each: impl FnMut(Record) -> Resul
 #[derive(Debug, Clone, Default)]
 pub struct Aggregate {
     group_by: Vec<String>,
-    measures: Vec<wit::Measure>,
+    /// Each measure with its own filters (`when`).
+    measures: Vec<(wit::Measure, Vec<wit::Filter>)>,
     filters: Vec<wit::Filter>,
 }
 
@@ -352,11 +353,47 @@ impl Aggregate {
     }
 
     fn measure(mut self, function: wit::AggregateFn, field: Option<&str>) -> Self {
-        self.measures.push(wit::Measure {
-            function,
-            field: field.map(str::to_string),
-            alias: None,
-        });
+        self.measures.push((
+            wit::Measure {
+                function,
+                field: field.map(str::to_string),
+                alias: None,
+            },
+            Vec::new(),
+        ));
+        self
+    }
+
+    /// Name the last measure in the result rows (instead of `fn` or `fn_field`);
+    /// needed when two measures share a function and field.
+    ///
+    /// ```
+    /// let _ = plinth_sdk::records::Aggregate::new().sum("amount").named("pipeline");
+    /// ```
+    pub fn named(mut self, alias: &str) -> Self {
+        if let Some((m, _)) = self.measures.last_mut() {
+            m.alias = Some(alias.into());
+        }
+        self
+    }
+
+    /// Restrict the last measure to the records that also pass this filter (SQL
+    /// `FILTER (WHERE …)`); call it again to add more, all must hold. The query's
+    /// own filters still apply. This lets one pass over the records put, say, the
+    /// open pipeline next to the amount won:
+    ///
+    /// ```
+    /// use plinth_sdk::records::{Aggregate, Op};
+    /// let _ = Aggregate::new()
+    ///     .sum("amount").named("open").when("stage", Op::In, ["proposal", "negotiation"])
+    ///     .sum("amount").named("won").when("stage", Op::Eq, "closed_won");
+    /// ```
+    ///
+    /// Needs a host with `plinth:plugin@1.3.0` (declare `api = "^1.3"`).
+    pub fn when(mut self, field: &str, op: Op, value: impl Serialize) -> Self {
+        if let Some((_, only)) = self.measures.last_mut() {
+            only.push(filter(field, op, value));
+        }
         self
     }
 
@@ -435,13 +472,35 @@ impl Aggregate {
 /// # Ok::<(), plinth_sdk::Error>(())
 /// ```
 pub fn aggregate(object: &str, query: &Aggregate) -> Result<Vec<Map<String, Value>>, Error> {
-    let q = wit::AggregateQuery {
-        group_by: query.group_by.clone(),
-        measures: query.measures.clone(),
-        filters: query.filters.clone(),
+    // Plain measures go through `aggregate` (any 1.1+ host); per-measure filters
+    // need `aggregate-where` (1.3+).
+    let rows = if query.measures.iter().all(|(_, only)| only.is_empty()) {
+        wit::aggregate(
+            object,
+            &wit::AggregateQuery {
+                group_by: query.group_by.clone(),
+                measures: query.measures.iter().map(|(m, _)| m.clone()).collect(),
+                filters: query.filters.clone(),
+            },
+        )?
+    } else {
+        wit::aggregate_where(
+            object,
+            &wit::AggregateWhereQuery {
+                group_by: query.group_by.clone(),
+                measures: query
+                    .measures
+                    .iter()
+                    .map(|(m, only)| wit::MeasureWhere {
+                        measure: m.clone(),
+                        filters: only.clone(),
+                    })
+                    .collect(),
+                filters: query.filters.clone(),
+            },
+        )?
     };
-    wit::aggregate(object, &q)?
-        .into_iter()
+    rows.into_iter()
         .map(|row| match serde_json::from_str(&row) {
             Ok(Value::Object(m)) => Ok(m),
             _ => Err(Error::internal(

@@ -477,6 +477,61 @@ async fn aggregates_match_a_brute_force_computation() {
         (rows[0]["close_date:quarter"].as_str(), rows[0]["count"].as_i64()),
         (Some("2027-Q1"), Some(45))
     );
+    // Measures with their own filters (`where`), one pass: per owner, the amount won
+    // before June next to the open count, against the same brute force.
+    let req = json!({
+        "group_by": ["owner_id"],
+        "measures": [
+            {"fn": "sum", "field": "amount", "as": "won_early", "where": [
+                {"field": "stage", "op": "eq", "value": "closed_won"},
+                {"field": "close_date", "op": "lt", "value": "2027-06-01"}]},
+            {"fn": "count", "as": "open", "where": [{"field": "stage", "op": "in", "value": ["proposal", "negotiation"]}]},
+            {"fn": "count"}
+        ]
+    });
+    let agg = s
+        .call("POST", "/api/v1/records/opportunity/aggregate", Some(&t.key), Some(req))
+        .await;
+    assert_eq!(agg.status, 200, "{}", agg.text);
+    let rows = agg.body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{}", agg.text);
+    for row in rows {
+        let owner = row["owner_id"].as_str().unwrap();
+        let mine = items.iter().enumerate().filter(|(i, _)| {
+            let o = if i % 2 == 1 { &u2.id } else { &t.owner_id };
+            o == owner
+        });
+        let (mut won_early, mut open, mut all) = (None::<f64>, 0, 0);
+        for (_, item) in mine {
+            let f = &item["fields"];
+            all += 1;
+            match f["stage"].as_str().unwrap() {
+                "closed_won" if f["close_date"].as_str().unwrap() < "2027-06-01" => {
+                    *won_early.get_or_insert(0.0) += f["amount"]["value"].as_f64().unwrap();
+                }
+                "proposal" | "negotiation" => open += 1,
+                _ => {}
+            }
+        }
+        // As in SQL, a sum over no rows is null (one owner won nothing before June).
+        match won_early {
+            Some(sum) => assert!((row["won_early"].as_f64().unwrap() - sum).abs() < 1e-6, "{row}"),
+            None => assert!(row["won_early"].is_null(), "{row}"),
+        }
+        assert_eq!(
+            (row["open"].as_i64(), row["count"].as_i64()),
+            (Some(open), Some(all)),
+            "{row}"
+        );
+    }
+    // A bad field inside a measure's `where` is named by its path.
+    let bad = json!({ "measures": [{"fn": "count", "where": [{"field": "nope", "op": "eq", "value": 1}]}] });
+    let r = s
+        .call("POST", "/api/v1/records/opportunity/aggregate", Some(&t.key), Some(bad))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("measures[0].where[0]"), "{}", r.text);
+
     // Invalid aggregates are 422 with every problem.
     let bad = json!({ "group_by": ["stage:month", "nope"], "measures": [{"fn": "sum", "field": "stage"}] });
     let r = s

@@ -56,6 +56,44 @@ async fn hello_greets_and_counts_per_tenant() {
     assert_eq!(post(sb.clone()).await, 3);
 }
 
+/// A component built against an older minor version of the WIT world (whose
+/// `records` interface lacked functions the host now has) links and runs unchanged.
+#[tokio::test]
+async fn components_built_against_an_older_minor_wit_still_run() {
+    let old = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/crm-probe-wit-1.2.0.wasm"
+    ))
+    .unwrap();
+    let (manifest, current) = plinth_tests::guest("crm-probe");
+    assert_ne!(old, current, "the fixture is the old build, not today's");
+    let (sb, _dir) = sandbox(test_runtime_config()).await;
+    let probe = sb.load(manifest, old).await.expect("a 1.2.0 component loads");
+    let body = serde_json::to_vec(&serde_json::json!({ "name": "Acme", "country": "DE" })).unwrap();
+    let out = sb
+        .request(
+            &probe,
+            Role::Member,
+            request(
+                "POST",
+                "/accounts",
+                vec![("content-type".into(), "application/json".into())],
+                body,
+            ),
+        )
+        .await
+        .unwrap();
+    let created = out.result.unwrap();
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    let id = serde_json::from_slice::<Value>(&created.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = get(&sb, &probe, &format!("/accounts/{id}")).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["fields"]["name"], "Acme");
+}
+
 #[tokio::test]
 async fn endpoint_routing_and_roles_follow_the_manifest() {
     let (sb, _dir) = sandbox(test_runtime_config()).await;

@@ -1281,9 +1281,18 @@ fn base_components() -> Value {
                 "properties": {
                     "group_by": { "type": "array", "maxItems": 4, "items": { "type": "string", "description": "field, or date field with :day|:month|:quarter|:year" } },
                     "measures": { "type": "array", "maxItems": 10, "items": { "type": "object", "required": ["fn"], "properties": {
-                        "fn": { "enum": ["count", "sum", "avg", "min", "max", "count_distinct"] }, "field": { "type": "string" }, "as": { "type": "string" } } } },
-                    "filters": { "type": "array", "items": { "type": "object", "required": ["field"], "properties": {
-                        "field": { "type": "string" }, "op": { "enum": ["eq", "ne", "lt", "lte", "gt", "gte", "in", "contains", "prefix", "is_null"] }, "value": {} } } }
+                        "fn": { "enum": ["count", "sum", "avg", "min", "max", "count_distinct"] }, "field": { "type": "string" }, "as": { "type": "string" },
+                        "where": { "type": "array", "maxItems": 20, "description": "filters for this measure only (SQL FILTER (WHERE …)), on top of `filters`", "items": { "$ref": "#/components/schemas/Filter" } } } } },
+                    "filters": { "type": "array", "maxItems": 20, "items": { "$ref": "#/components/schemas/Filter" } }
+                }
+            },
+            "Filter": {
+                "type": "object",
+                "required": ["field"],
+                "properties": {
+                    "field": { "type": "string", "description": "a field of the object, a record column, or `shared_within` (a group id)" },
+                    "op": { "enum": ["eq", "ne", "lt", "lte", "gt", "gte", "in", "contains", "prefix", "is_null"] },
+                    "value": { "description": "JSON value; an array for `in`, a boolean for `is_null`" }
                 }
             }
         }

@@ -448,6 +448,9 @@ async fn aggregate(
             }
             *f = field_in(&ctx, &object, f);
         }
+        for f in &mut m.filters {
+            f.field = field_in(&ctx, &object, &f.field);
+        }
     }
     for f in &mut body.filters {
         f.field = field_in(&ctx, &object, &f.field);

@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 use super::{CapCtx, RECORD_META};
 use crate::bindings::WitError;
 use crate::bindings::plinth::plugin::records::{
-    AggregateFn, AggregateQuery, CrmRecord, Filter, FindQuery, Host, Op, Page,
+    AggregateFn, AggregateQuery, AggregateWhereQuery, CrmRecord, Filter, FindQuery, Host, Measure as WitMeasure, Op,
+    Page,
 };
 use crate::manifest::{Access, FieldSet, RecordAccess};
 use crate::records::query::{self, AggregateRequest, Cursor, Func, ListQuery, Measure};
@@ -150,6 +151,59 @@ impl CapCtx {
     }
 }
 
+impl CapCtx {
+    /// `aggregate` and `aggregate-where`: every field a group key, measure or filter
+    /// (the query's or a measure's own) names must be readable under the grant.
+    async fn run_aggregate(
+        &mut self,
+        object: String,
+        group_by: Vec<String>,
+        measures: Vec<(WitMeasure, Vec<Filter>)>,
+        filters: Vec<Filter>,
+    ) -> Result<Vec<String>, WitError> {
+        let allowed = self.record_grant(&object, false)?;
+        let filters = self.filters(&allowed, filters)?;
+        self.check_fields(&allowed, group_by.iter().map(String::as_str))?;
+        self.check_fields(&allowed, measures.iter().filter_map(|(m, _)| m.field.as_deref()))?;
+        let mut resolved_measures = Vec::with_capacity(measures.len());
+        for (m, only) in measures {
+            resolved_measures.push(Measure {
+                func: match m.function {
+                    AggregateFn::Count => Func::Count,
+                    AggregateFn::Sum => Func::Sum,
+                    AggregateFn::Avg => Func::Avg,
+                    AggregateFn::Min => Func::Min,
+                    AggregateFn::Max => Func::Max,
+                    AggregateFn::CountDistinct => Func::CountDistinct,
+                },
+                field: m.field,
+                alias: m.alias,
+                filters: self.filters(&allowed, only)?,
+            });
+        }
+        let req = AggregateRequest {
+            group_by,
+            measures: resolved_measures,
+            filters,
+        };
+        let db = self.services.db.clone();
+        let schema = records::schema(&db, &self.caller.tenant_id, &object)
+            .await
+            .map_err(|e| self.record_error(e))?;
+        let resolved = query::resolve_aggregate(&schema, &req).map_err(problems)?;
+        let (rows, truncated) = records::aggregate(&db, &self.who(), &object, &resolved)
+            .await
+            .map_err(|e| self.record_error(e))?;
+        if truncated {
+            return Err(WitError::Limit(format!(
+                "more than {} groups; add filters",
+                records::MAX_GROUPS
+            )));
+        }
+        Ok(rows.into_iter().map(|r| Value::Object(r).to_string()).collect())
+    }
+}
+
 fn problems(p: Vec<crate::api::FieldProblem>) -> WitError {
     WitError::Invalid(
         p.iter()
@@ -236,48 +290,17 @@ impl Host for CapCtx {
         object: String,
         q: AggregateQuery,
     ) -> wasmtime::Result<Result<Vec<String>, WitError>> {
-        let run = async {
-            let allowed = self.record_grant(&object, false)?;
-            let filters = self.filters(&allowed, q.filters)?;
-            self.check_fields(&allowed, q.group_by.iter().map(String::as_str))?;
-            self.check_fields(&allowed, q.measures.iter().filter_map(|m| m.field.as_deref()))?;
-            let req = AggregateRequest {
-                group_by: q.group_by,
-                measures: q
-                    .measures
-                    .into_iter()
-                    .map(|m| Measure {
-                        func: match m.function {
-                            AggregateFn::Count => Func::Count,
-                            AggregateFn::Sum => Func::Sum,
-                            AggregateFn::Avg => Func::Avg,
-                            AggregateFn::Min => Func::Min,
-                            AggregateFn::Max => Func::Max,
-                            AggregateFn::CountDistinct => Func::CountDistinct,
-                        },
-                        field: m.field,
-                        alias: m.alias,
-                    })
-                    .collect(),
-                filters,
-            };
-            let db = self.services.db.clone();
-            let schema = records::schema(&db, &self.caller.tenant_id, &object)
-                .await
-                .map_err(|e| self.record_error(e))?;
-            let resolved = query::resolve_aggregate(&schema, &req).map_err(problems)?;
-            let (rows, truncated) = records::aggregate(&db, &self.who(), &object, &resolved)
-                .await
-                .map_err(|e| self.record_error(e))?;
-            if truncated {
-                return Err(WitError::Limit(format!(
-                    "more than {} groups; add filters",
-                    records::MAX_GROUPS
-                )));
-            }
-            Ok(rows.into_iter().map(|r| Value::Object(r).to_string()).collect())
-        };
-        Ok(run.await)
+        let measures = q.measures.into_iter().map(|m| (m, Vec::new())).collect();
+        Ok(self.run_aggregate(object, q.group_by, measures, q.filters).await)
+    }
+
+    async fn aggregate_where(
+        &mut self,
+        object: String,
+        q: AggregateWhereQuery,
+    ) -> wasmtime::Result<Result<Vec<String>, WitError>> {
+        let measures = q.measures.into_iter().map(|m| (m.measure, m.filters)).collect();
+        Ok(self.run_aggregate(object, q.group_by, measures, q.filters).await)
     }
 
     async fn create(

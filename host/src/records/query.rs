@@ -520,6 +520,11 @@ pub struct Measure {
     /// Name in the result (default `fn` or `fn_field`).
     #[serde(default, rename = "as")]
     pub alias: Option<String>,
+    /// Filters for this measure only, on top of the query's (SQL `FILTER (WHERE …)`):
+    /// one pass over the records can then report, say, the open pipeline and the
+    /// amount won this quarter side by side.
+    #[serde(default, rename = "where", skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<Filter>,
 }
 
 /// Time buckets for grouping date and time fields.
@@ -548,7 +553,7 @@ pub struct GroupKey {
 }
 
 /// A resolved aggregate measure.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedMeasure {
     /// Function.
     pub func: Func,
@@ -556,6 +561,8 @@ pub struct ResolvedMeasure {
     pub field: Option<FieldRef>,
     /// Result name.
     pub alias: String,
+    /// Filters for this measure only (empty: every record the query keeps).
+    pub filters: Vec<Resolved>,
 }
 
 /// An aggregate request body.
@@ -638,6 +645,7 @@ pub fn resolve_aggregate(schema: &ObjectSchema, req: &AggregateRequest) -> Resul
         func: Func::Count,
         field: None,
         alias: None,
+        filters: vec![],
     }];
     let measures_in: &[Measure] = if req.measures.is_empty() {
         &defaults
@@ -690,10 +698,20 @@ pub fn resolve_aggregate(schema: &ObjectSchema, req: &AggregateRequest) -> Resul
             );
             continue;
         }
+        let filters = match resolve_filters(schema, &m.filters, &format!("measures[{i}].where")) {
+            Ok(f) => f,
+            Err(errors) => {
+                for e in errors {
+                    p(e.field, e.message);
+                }
+                continue;
+            }
+        };
         measures.push(ResolvedMeasure {
             func: m.func,
             field,
             alias,
+            filters,
         });
     }
     let filters = match resolve_filters(schema, &req.filters, "filters") {
@@ -823,11 +841,13 @@ mod tests {
                     func: Func::Sum,
                     field: Some("amount".into()),
                     alias: None,
+                    filters: vec![],
                 },
                 Measure {
                     func: Func::Count,
                     field: None,
                     alias: None,
+                    filters: vec![],
                 },
             ],
             filters: vec![],
@@ -841,9 +861,37 @@ mod tests {
                 func: Func::Sum,
                 field: Some("stage".into()),
                 alias: None,
+                filters: vec![],
             }],
             filters: vec![],
         };
         assert_eq!(resolve_aggregate(&opp(), &bad).unwrap_err().len(), 2);
+    }
+
+    #[test]
+    fn measures_take_their_own_filters_and_report_problems_by_path() {
+        let req: AggregateRequest = serde_json::from_value(serde_json::json!({
+            "group_by": ["probability"],
+            "measures": [
+                {"fn": "sum", "field": "amount", "as": "open_amount",
+                 "where": [{"field": "stage", "op": "in", "value": ["proposal", "negotiation"]}]},
+                {"fn": "count", "as": "won", "where": [{"field": "stage", "op": "eq", "value": "closed_won"}]},
+                {"fn": "count"}
+            ]
+        }))
+        .unwrap();
+        let q = resolve_aggregate(&opp(), &req).unwrap();
+        assert_eq!(q.measures[0].filters.len(), 1);
+        assert_eq!(q.measures[0].filters[0].values.len(), 2);
+        assert_eq!(q.measures[1].alias, "won");
+        assert!(q.measures[2].filters.is_empty());
+
+        let bad: AggregateRequest = serde_json::from_value(serde_json::json!({
+            "measures": [{"fn": "count", "where": [{"field": "nope", "op": "eq", "value": 1}]}]
+        }))
+        .unwrap();
+        let problems = resolve_aggregate(&opp(), &bad).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].field, "measures[0].where[0].nope");
     }
 }

@@ -196,8 +196,16 @@ fn bind(b: &mut Builder, v: &Bound) -> String {
     }
 }
 
-/// Filters of a query over the records of `object` in `tenant`.
+/// Filters of a query over the records of `object` in `tenant`, each ANDed on.
 fn push_filters(b: &mut Builder, dialect: Dialect, tenant: &str, object: &str, filters: &[Resolved]) {
+    for clause in filter_clauses(b, dialect, tenant, object, filters) {
+        b.push(" AND ").push(&clause);
+    }
+}
+
+/// One SQL condition per filter (binding their values in `b`).
+fn filter_clauses(b: &mut Builder, dialect: Dialect, tenant: &str, object: &str, filters: &[Resolved]) -> Vec<String> {
+    let mut out = Vec::with_capacity(filters.len());
     for f in filters {
         if f.field.target == Target::SharedWithin {
             // Uncorrelated, so it is evaluated once, and it must start from the closure
@@ -210,8 +218,8 @@ fn push_filters(b: &mut Builder, dialect: Dialect, tenant: &str, object: &str, f
             let o = b.text(object);
             let groups: Vec<String> = f.values.iter().map(|v| bind(b, v)).collect();
             let not = if f.op == Op::Ne { "NOT " } else { "" };
-            b.push(&format!(
-                " AND r.id {not}IN (SELECT s.record_id FROM group_closure c CROSS JOIN record_shares s \
+            out.push(format!(
+                "r.id {not}IN (SELECT s.record_id FROM group_closure c CROSS JOIN record_shares s \
                  WHERE s.tenant_id = c.tenant_id AND s.group_id = c.descendant_id AND s.object = {o} \
                  AND c.tenant_id = {t} AND c.ancestor_id IN ({}))",
                 groups.join(", ")
@@ -261,8 +269,9 @@ fn push_filters(b: &mut Builder, dialect: Dialect, tenant: &str, object: &str, f
                 format!("{e} {sym} {v}")
             }
         };
-        b.push(" AND ").push(&clause);
+        out.push(clause);
     }
+    out
 }
 
 fn deleted_clause(deleted: Deleted) -> &'static str {
@@ -595,14 +604,22 @@ impl Db {
                 Some(f) => expr(&mut b, dialect, f),
                 None => String::new(),
             };
-            select.push(match m.func {
-                Func::Count => format!("COUNT(*) AS m{i}"),
-                Func::Sum => format!("SUM({e}) AS m{i}"),
-                Func::Avg => format!("AVG({e}) AS m{i}"),
-                Func::Min => format!("MIN({e}) AS m{i}"),
-                Func::Max => format!("MAX({e}) AS m{i}"),
-                Func::CountDistinct => format!("COUNT(DISTINCT {e}) AS m{i}"),
-            });
+            let call = match m.func {
+                Func::Count => "COUNT(*)".to_string(),
+                Func::Sum => format!("SUM({e})"),
+                Func::Avg => format!("AVG({e})"),
+                Func::Min => format!("MIN({e})"),
+                Func::Max => format!("MAX({e})"),
+                Func::CountDistinct => format!("COUNT(DISTINCT {e})"),
+            };
+            // A measure's own filters: the aggregate sees only the rows that pass
+            // them (standard SQL, in SQLite since 3.30 and in PostgreSQL).
+            let only = filter_clauses(&mut b, dialect, tenant, object, &m.filters);
+            if only.is_empty() {
+                select.push(format!("{call} AS m{i}"));
+            } else {
+                select.push(format!("{call} FILTER (WHERE {}) AS m{i}", only.join(" AND ")));
+            }
         }
         b.push(&select.join(", "));
         b.push(" FROM records r WHERE r.tenant_id = ");

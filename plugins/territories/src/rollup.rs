@@ -118,53 +118,51 @@ fn f(row: &Map<String, Value>, k: &str) -> f64 {
     row.get(k).and_then(Value::as_f64).unwrap_or(0.0)
 }
 
-/// Fold aggregate rows of open opportunities (grouped by probability) and closed ones
-/// (grouped by stage) into `s`.
-fn fold(s: &mut Sums, open: &[Map<String, Value>], closed: &[Map<String, Value>]) {
-    for r in open {
-        let amount = f(r, "sum_amount");
-        s.open_count += f(r, "count") as i64;
-        s.open_amount += amount;
-        s.weighted_amount += amount * f(r, "probability") / 100.0;
-    }
-    for r in closed {
-        match r.get("stage").and_then(Value::as_str) {
-            Some("closed_won") => {
-                s.won_count += f(r, "count") as i64;
-                s.won_amount += f(r, "sum_amount");
-            }
-            Some("closed_lost") => s.lost_count += f(r, "count") as i64,
-            _ => {}
-        }
+/// Fold rows of [`opportunity_query`] (grouped by probability, perhaps also by
+/// account) into `s`.
+fn fold<'a>(s: &mut Sums, rows: impl IntoIterator<Item = &'a Map<String, Value>>) {
+    for r in rows {
+        let open_amount = f(r, "open_amount");
+        s.open_count += f(r, "open_count") as i64;
+        s.open_amount += open_amount;
+        s.weighted_amount += open_amount * f(r, "probability") / 100.0;
+        s.won_count += f(r, "won_count") as i64;
+        s.won_amount += f(r, "won_amount");
+        s.lost_count += f(r, "lost_count") as i64;
     }
 }
 
-fn open_query() -> Aggregate {
-    Aggregate::new()
+/// Every opportunity measure of a roll-up in one aggregate, so the host passes over
+/// the opportunities once: open ones (any close date) by count and amount, and those
+/// closed won or lost in the period. Grouped by probability for the weighted pipeline.
+fn opportunity_query(p: &Period) -> Aggregate {
+    let closed_in = |a: Aggregate, stage: &str| {
+        a.when("stage", Op::Eq, stage)
+            .when("close_date", Op::Gte, &p.from)
+            .when("close_date", Op::Lt, &p.to)
+    };
+    let a = Aggregate::new()
+        .group_by("probability")
         .count()
+        .named("open_count")
+        .when("stage", Op::In, OPEN_STAGES)
         .sum("amount")
-        .filter("stage", Op::In, OPEN_STAGES)
+        .named("open_amount")
+        .when("stage", Op::In, OPEN_STAGES);
+    let a = closed_in(a.count().named("won_count"), "closed_won");
+    let a = closed_in(a.sum("amount").named("won_amount"), "closed_won");
+    closed_in(a.count().named("lost_count"), "closed_lost")
 }
 
-fn closed_query(p: &Period) -> Aggregate {
-    Aggregate::new()
-        .group_by("stage")
-        .count()
-        .sum("amount")
-        .filter("stage", Op::In, ["closed_won", "closed_lost"])
-        .filter("close_date", Op::Gte, &p.from)
-        .filter("close_date", Op::Lt, &p.to)
-}
-
-/// The roll-up of the subtree of `territory` (as the caller sees it): three aggregates.
+/// The roll-up of the subtree of `territory` (as the caller sees it): two
+/// aggregates, one over accounts and one over opportunities.
 pub fn subtree(territory: &str, p: &Period) -> Result<Sums, Error> {
     let within = |a: Aggregate| a.filter("shared_within", Op::Eq, territory);
     let mut s = Sums::default();
     let accounts = records::aggregate("account", &within(Aggregate::new().count()))?;
     s.accounts = accounts.first().map_or(0.0, |r| f(r, "count")) as i64;
-    let open = records::aggregate("opportunity", &within(open_query().group_by("probability")))?;
-    let closed = records::aggregate("opportunity", &within(closed_query(p)))?;
-    fold(&mut s, &open, &closed);
+    let opportunities = records::aggregate("opportunity", &within(opportunity_query(p)))?;
+    fold(&mut s, &opportunities);
     Ok(s)
 }
 
@@ -184,34 +182,16 @@ pub fn per_account(accounts: &[String], p: &Period) -> Result<HashMap<String, Su
         })
         .collect();
     for chunk in accounts.chunks(200) {
-        let open = records::aggregate(
+        let rows = records::aggregate(
             "opportunity",
-            &open_query()
-                .group_by("account_id")
-                .group_by("probability")
-                .filter("account_id", Op::In, chunk),
-        )?;
-        let closed = records::aggregate(
-            "opportunity",
-            &closed_query(p)
+            &opportunity_query(p)
                 .group_by("account_id")
                 .filter("account_id", Op::In, chunk),
         )?;
-        type Rows = Vec<Map<String, Value>>;
-        let mut by: HashMap<String, (Rows, Rows)> = HashMap::new();
-        for r in open {
-            if let Some(a) = r.get("account_id").and_then(Value::as_str) {
-                by.entry(a.to_string()).or_default().0.push(r);
-            }
-        }
-        for r in closed {
-            if let Some(a) = r.get("account_id").and_then(Value::as_str) {
-                by.entry(a.to_string()).or_default().1.push(r);
-            }
-        }
-        for (a, (o, c)) in by {
-            if let Some(s) = out.get_mut(&a) {
-                fold(s, &o, &c);
+        for r in &rows {
+            let account = r.get("account_id").and_then(Value::as_str);
+            if let Some(s) = account.and_then(|a| out.get_mut(a)) {
+                fold(s, [r]);
             }
         }
     }
