@@ -168,7 +168,7 @@ pub fn step(run: &mut Run) -> Result<(), Error> {
     if run.status == "done" {
         return Ok(());
     }
-    let model = Model::load()?;
+    let model = Model::load_for_assignment()?;
     let fields = rule_fields();
     let mut left = run.batch_size;
     while left > 0 {

@@ -107,7 +107,7 @@ fn on_account(e: &RecordEvent) -> Result<(), Error> {
     let Some(account) = current("account", &e.id)? else {
         return Ok(());
     };
-    let model = Model::load()?;
+    let model = Model::load_for_assignment()?;
     assign::evaluate_and_apply(&model, &[(account.id, account.fields)], false)?;
     Ok(())
 }

@@ -78,7 +78,7 @@ fn create(req: &Request) -> Result<Response, Error> {
         }
     }
     let g = sharing::create_group(&name, body.parent_id.as_deref())?;
-    let t = Territory {
+    let mut t = Territory {
         id: g.id.clone(),
         name,
         kind,
@@ -87,8 +87,9 @@ fn create(req: &Request) -> Result<Response, Error> {
         access: body.access.unwrap_or_default(),
         members: Default::default(),
         rules: vec![],
+        ruled: false,
     };
-    territories().insert(&t.id, &t)?;
+    model::insert(&mut t)?;
     audit::append("territory.created", "territory", Some(&t.id), None::<&Value>, Some(&t))?;
     model::bump()?;
     Ok(Response::created(&view(&t, Some(g.depth))))
@@ -163,7 +164,7 @@ fn patch(req: &Request) -> Result<Response, Error> {
     if let Some(a) = body.access {
         t.access = a;
     }
-    territories().replace(id, &t, doc.version)?;
+    model::replace(&mut t, doc.version)?;
     if t.access != before.access {
         reshare(&t)?;
     }
@@ -203,7 +204,7 @@ fn move_territory(req: &Request) -> Result<Response, Error> {
     let g = sharing::move_group(id, body.parent_id.as_deref())?;
     let mut t = doc.value.clone();
     t.parent_id = body.parent_id.clone();
-    territories().replace(id, &t, doc.version)?;
+    model::replace(&mut t, doc.version)?;
     audit::append(
         "territory.moved",
         "territory",
@@ -256,7 +257,7 @@ fn archive(req: &Request) -> Result<Response, Error> {
     }
     assign::apply(&model, &changes, false)?;
     t.archived = true;
-    territories().replace(id, &t, doc.version)?;
+    model::replace(&mut t, doc.version)?;
     audit::append("territory.archived", "territory", Some(id), Some(&doc.value), Some(&t))?;
     model::bump()?;
     Ok(Response::json(
@@ -378,7 +379,7 @@ fn put_member(req: &Request) -> Result<Response, Error> {
     sharing::add_member(id, user, &body.role)?;
     let mut t = doc.value.clone();
     t.members.insert(user.to_string(), body.role.clone());
-    territories().replace(id, &t, doc.version)?;
+    model::replace(&mut t, doc.version)?;
     audit::append(
         "territory.member_set",
         "territory",
@@ -403,7 +404,7 @@ fn delete_member(req: &Request) -> Result<Response, Error> {
         )));
     };
     sharing::remove_member(id, user)?;
-    territories().replace(id, &t, doc.version)?;
+    model::replace(&mut t, doc.version)?;
     audit::append(
         "territory.member_removed",
         "territory",
@@ -443,7 +444,7 @@ fn put_rules(req: &Request) -> Result<Response, Error> {
     let doc = model::load(id)?;
     let mut t = doc.value.clone();
     t.rules = body.rules;
-    territories().replace(id, &t, doc.version)?;
+    model::replace(&mut t, doc.version)?;
     audit::append(
         "territory.rules_set",
         "territory",
@@ -625,6 +626,12 @@ impl Plugin for Territories {
     /// host delivers record events; the manifest subscribes already.
     fn on_event(_caller: &Caller, event: Event) -> Result<(), Error> {
         follow::on_event(&event)
+    }
+
+    /// A first install starts with the `ruled` flags complete (there are no
+    /// territories); an upgrade from 0.2 sets them on the stored territories.
+    fn on_install(_caller: &Caller, _previous: Option<&str>) -> Result<(), Error> {
+        model::backfill_ruled()
     }
 }
 

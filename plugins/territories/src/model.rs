@@ -87,10 +87,52 @@ pub struct Territory {
     pub members: BTreeMap<String, String>,
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// Whether `rules` is non-empty, stored beside them so assignment can list just the
+    /// territories with rules (a storage filter) instead of the whole tree. Set by
+    /// [`insert`] and [`replace`]; never read from a request.
+    #[serde(default)]
+    pub ruled: bool,
 }
 
 pub fn territories() -> Collection<Territory> {
     Collection::new(TERRITORIES)
+}
+
+/// Store a new territory (keeping [`Territory::ruled`] in step with its rules).
+pub fn insert(t: &mut Territory) -> Result<u64, Error> {
+    t.ruled = !t.rules.is_empty();
+    territories().insert(&t.id, t)
+}
+
+/// Replace a territory at `version` (keeping [`Territory::ruled`] in step).
+pub fn replace(t: &mut Territory, version: u64) -> Result<u64, Error> {
+    t.ruled = !t.rules.is_empty();
+    territories().replace(&t.id, t, version)
+}
+
+/// `ruled-index` in [`META`]: present once every stored territory has its `ruled` flag
+/// (from the first install, or after [`backfill_ruled`] on upgrade from 0.2).
+const RULED_INDEX: &str = "ruled-index";
+
+/// Set `ruled` on territories stored by a version that did not have it, then mark the
+/// index complete. Idempotent; runs from `on-install` on upgrade.
+pub fn backfill_ruled() -> Result<(), Error> {
+    let mut cursor = None;
+    loop {
+        let page = territories().list(Query::new().limit(1000).cursor(cursor))?;
+        for doc in page.items {
+            let mut t = doc.value;
+            if t.ruled != !t.rules.is_empty() {
+                replace(&mut t, doc.version)?;
+            }
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    Collection::<u64>::new(META).put(RULED_INDEX, &1)?;
+    Ok(())
 }
 
 /// Stored assignment of one account.
@@ -152,6 +194,44 @@ impl Model {
             match page.next_cursor {
                 Some(c) => cursor = Some(c),
                 None => break,
+            }
+        }
+        Ok(Model { by_id })
+    }
+
+    /// What assignment needs: every territory with rules and their ancestors (whose
+    /// archived flags and apply-to-children rules gate them). With 100k territories and
+    /// a few hundred carrying rules, this is a few hundred documents, not the tree. Falls
+    /// back to [`Model::load`] until the `ruled` flags are known to be complete.
+    pub fn load_for_assignment() -> Result<Model, Error> {
+        if Collection::<u64>::new(META).get(RULED_INDEX)?.is_none() {
+            return Model::load();
+        }
+        let mut by_id: HashMap<String, Territory> = HashMap::new();
+        let mut cursor = None;
+        loop {
+            let page = territories().list(
+                Query::new()
+                    .filter("ruled", plinth_sdk::storage::Op::Eq, true)
+                    .limit(1000)
+                    .cursor(cursor),
+            )?;
+            for t in page.items {
+                by_id.insert(t.key, t.value);
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut wanted: Vec<String> = by_id.values().filter_map(|t| t.parent_id.clone()).collect();
+        while let Some(id) = wanted.pop() {
+            if by_id.contains_key(&id) {
+                continue;
+            }
+            if let Some(doc) = territories().get(&id)? {
+                wanted.extend(doc.value.parent_id.clone());
+                by_id.insert(id, doc.value);
             }
         }
         Ok(Model { by_id })

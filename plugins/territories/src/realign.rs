@@ -283,7 +283,7 @@ fn execute(p: &Proposal) -> Result<Proposal, Error> {
             undo
         }
     };
-    if let Err(e) = model::territories().replace(id, &t, doc.version) {
+    if let Err(e) = model::replace(&mut t, doc.version) {
         if let Proposal::Move { .. } = p {
             let _ = sharing::move_group(id, doc.value.parent_id.as_deref());
         }
