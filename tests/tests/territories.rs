@@ -648,6 +648,26 @@ async fn territories_end_to_end() {
         (Some(9), Some(0)),
         "{run}"
     );
+    // Assignment reads only the territories with rules (and their ancestors) once the
+    // plugin knows its `ruled` flags are complete; as after an interrupted upgrade
+    // from 0.2, without that marker it loads the whole tree, and decides the same.
+    let marker = "FROM plugin_documents WHERE tenant_id = $1 AND plugin_id = 'territories' \
+                  AND collection = 'meta' AND doc_key = 'ruled-index'";
+    let markers: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {marker}"))
+        .bind(&c.t.id)
+        .fetch_one(c.s.db().reader())
+        .await
+        .unwrap();
+    assert_eq!(markers, 1, "on-install marked the `ruled` flags complete");
+    c.s.sql(&format!("DELETE {marker}"), &[&c.t.id]).await;
+    c.update("account", &a9, json!({"country": "FR"})).await;
+    c.caught_up().await;
+    assert_eq!(c.territories_of(&a9).await, json!([france]));
+    c.update("account", &a9, json!({"country": "JP"})).await;
+    c.caught_up().await;
+    assert_eq!(c.territories_of(&a9).await, json!([]));
+    let run = c.run_assignment().await;
+    assert_eq!(run["changed"].as_u64(), Some(0), "{run}");
 
     // The host filter roll-ups stand on, through the REST API too.
     let f = format!("&filter[shared_within]={dach}");
