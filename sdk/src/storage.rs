@@ -294,6 +294,29 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
             next_cursor: page.next_cursor,
         })
     }
+
+    /// Call `each` for every document `query` matches, page by page (bounded memory).
+    ///
+    /// ```no_run
+    /// use plinth_sdk::storage::{Collection, Query};
+    /// # let c: Collection<String> = Collection::new("notes");
+    /// let mut n = 0;
+    /// c.for_each(Query::new().limit(1000), |_doc| { n += 1; Ok(()) })?;
+    /// # Ok::<(), plinth_sdk::Error>(())
+    /// ```
+    pub fn for_each(&self, query: Query, mut each: impl FnMut(Versioned<T>) -> Result<(), Error>) -> Result<(), Error> {
+        let mut query = query;
+        loop {
+            let page = self.list(query.clone())?;
+            for doc in page.items {
+                each(doc)?;
+            }
+            match page.next_cursor {
+                Some(c) => query = query.cursor(Some(c)),
+                None => return Ok(()),
+            }
+        }
+    }
 }
 
 /// Several writes, possibly across collections, applied atomically.

@@ -149,9 +149,7 @@ impl CapCtx {
             })
             .collect()
     }
-}
 
-impl CapCtx {
     /// `aggregate` and `aggregate-where`: every field a group key, measure or filter
     /// (the query's or a measure's own) names must be readable under the grant.
     async fn run_aggregate(

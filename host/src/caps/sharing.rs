@@ -433,10 +433,9 @@ impl Host for CapCtx {
             let db = self.services.db.clone();
             let tenant = self.caller.tenant_id.clone();
             let mut conn = db.reader().acquire().await.map_err(|e| self.store_error(e.into()))?;
-            let rows =
-                share_store::shares_of_group_with_objects(&mut conn, &tenant, &group_id, cursor.as_deref(), limit)
-                    .await
-                    .map_err(|e| self.store_error(e))?;
+            let rows = share_store::shares_of_group(&mut conn, &tenant, &group_id, cursor.as_deref(), limit)
+                .await
+                .map_err(|e| self.store_error(e))?;
             let out: Vec<Share> = rows
                 .iter()
                 .map(|(object, s)| Share {

@@ -164,40 +164,19 @@ pub async fn shares_of(
     rows.iter().map(share_from).collect()
 }
 
-/// Records shared directly with a group, in record-id order after `after`.
+/// Records shared directly with a group, in record-id order after `after`, each with
+/// its record's object (stored on the share since migration 0010).
 pub async fn shares_of_group(
     conn: &mut AnyConnection,
     tenant: &str,
     group: &str,
     after: Option<&str>,
     limit: i64,
-) -> StoreResult<Vec<Share>> {
+) -> StoreResult<Vec<(String, Share)>> {
     let rows = sqlx::query(&format!(
-        "SELECT {SHARE_COLUMNS} FROM record_shares \
+        "SELECT {SHARE_COLUMNS}, object FROM record_shares \
          WHERE tenant_id = $1 AND group_id = $2 AND record_id > $3 ORDER BY record_id LIMIT $4"
     ))
-    .bind(tenant)
-    .bind(group)
-    .bind(after.unwrap_or(""))
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(share_from).collect()
-}
-
-/// Like [`shares_of_group`], each with its record's object (one query, not one per share).
-pub async fn shares_of_group_with_objects(
-    conn: &mut AnyConnection,
-    tenant: &str,
-    group: &str,
-    after: Option<&str>,
-    limit: i64,
-) -> StoreResult<Vec<(String, Share)>> {
-    let rows = sqlx::query(
-        "SELECT s.record_id, s.group_id, s.access, s.created_by, s.created_at, r.object FROM record_shares s \
-         JOIN records r ON r.tenant_id = s.tenant_id AND r.id = s.record_id \
-         WHERE s.tenant_id = $1 AND s.group_id = $2 AND s.record_id > $3 ORDER BY s.record_id LIMIT $4",
-    )
     .bind(tenant)
     .bind(group)
     .bind(after.unwrap_or(""))

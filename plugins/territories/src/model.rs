@@ -117,20 +117,13 @@ const RULED_INDEX: &str = "ruled-index";
 /// Set `ruled` on territories stored by a version that did not have it, then mark the
 /// index complete. Idempotent; runs from `on-install` on upgrade.
 pub fn backfill_ruled() -> Result<(), Error> {
-    let mut cursor = None;
-    loop {
-        let page = territories().list(Query::new().limit(1000).cursor(cursor))?;
-        for doc in page.items {
-            let mut t = doc.value;
-            if t.ruled != !t.rules.is_empty() {
-                replace(&mut t, doc.version)?;
-            }
+    territories().for_each(Query::new().limit(1000), |doc| {
+        let mut t = doc.value;
+        if t.ruled != !t.rules.is_empty() {
+            replace(&mut t, doc.version)?;
         }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+        Ok(())
+    })?;
     Collection::<u64>::new(META).put(RULED_INDEX, &1)?;
     Ok(())
 }
@@ -185,17 +178,10 @@ pub struct Model {
 impl Model {
     pub fn load() -> Result<Model, Error> {
         let mut by_id = HashMap::new();
-        let mut cursor = None;
-        loop {
-            let page = territories().list(Query::new().limit(1000).cursor(cursor))?;
-            for t in page.items {
-                by_id.insert(t.key, t.value);
-            }
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+        territories().for_each(Query::new().limit(1000), |t| {
+            by_id.insert(t.key, t.value);
+            Ok(())
+        })?;
         Ok(Model { by_id })
     }
 
@@ -208,22 +194,13 @@ impl Model {
             return Model::load();
         }
         let mut by_id: HashMap<String, Territory> = HashMap::new();
-        let mut cursor = None;
-        loop {
-            let page = territories().list(
-                Query::new()
-                    .filter("ruled", plinth_sdk::storage::Op::Eq, true)
-                    .limit(1000)
-                    .cursor(cursor),
-            )?;
-            for t in page.items {
-                by_id.insert(t.key, t.value);
-            }
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+        let ruled = Query::new()
+            .filter("ruled", plinth_sdk::storage::Op::Eq, true)
+            .limit(1000);
+        territories().for_each(ruled, |t| {
+            by_id.insert(t.key, t.value);
+            Ok(())
+        })?;
         let mut wanted: Vec<String> = by_id.values().filter_map(|t| t.parent_id.clone()).collect();
         while let Some(id) = wanted.pop() {
             if by_id.contains_key(&id) {
@@ -272,15 +249,9 @@ pub fn bump() -> Result<u64, Error> {
 /// Load every stored assignment.
 pub fn all_assignments() -> Result<HashMap<String, Vec<String>>, Error> {
     let mut out = HashMap::new();
-    let mut cursor = None;
-    loop {
-        let page = assignments().list(Query::new().limit(1000).cursor(cursor))?;
-        for a in page.items {
-            out.insert(a.key, a.value.territories);
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
+    assignments().for_each(Query::new().limit(1000), |a| {
+        out.insert(a.key, a.value.territories);
+        Ok(())
+    })?;
+    Ok(out)
 }
