@@ -82,6 +82,7 @@ pub async fn fresh_database(dir: &std::path::Path) -> (Db, String) {
             let mut admin = sqlx::PgConnection::connect(&admin_url)
                 .await
                 .expect("connect to PostgreSQL");
+            drop_abandoned_databases(&mut admin).await;
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&mut admin)
                 .await
@@ -95,6 +96,37 @@ pub async fn fresh_database(dir: &std::path::Path) -> (Db, String) {
             let path = dir.join("plinth.db");
             let db = Db::open_sqlite(&path).await.expect("open SQLite");
             (db, format!("sqlite://{}", path.display()))
+        }
+    }
+}
+
+/// Test databases outlive their test unless a server's `stop` drops them (a plain
+/// [`fresh_db`] has no end to hook, and an interrupted run leaves its own). So the first
+/// fresh database of each test process drops the `plinth_test_*` databases created (by
+/// the time in their ULID) more than six hours ago: no run lasts that long, and repeated
+/// runs do not fill the server. Failures are ignored: cleanup only.
+async fn drop_abandoned_databases(admin: &mut sqlx::PgConnection) {
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SWEPT.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let Ok(names) =
+        sqlx::query_scalar::<_, String>("SELECT datname FROM pg_database WHERE datname LIKE 'plinth\\_test\\_%'")
+            .fetch_all(&mut *admin)
+            .await
+    else {
+        return;
+    };
+    let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(6 * 3600);
+    for name in names {
+        let created = name
+            .strip_prefix("plinth_test_")
+            .and_then(|u| ulid::Ulid::from_string(&u.to_uppercase()).ok())
+            .map(|u| u.datetime());
+        if created.is_some_and(|t| t < cutoff) {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut *admin)
+                .await;
         }
     }
 }
