@@ -78,7 +78,18 @@ pub enum Access {
     Write,
 }
 
-const COLUMNS: &str = "r.tenant_id, r.id, r.object, r.owner_id, r.data, r.version, r.created_at, r.updated_at, r.created_by, r.updated_by, r.deleted_at";
+/// Columns of a record row. `data` is TEXT on SQLite and `jsonb` on PostgreSQL (which
+/// the `Any` driver cannot decode), so it is read as text on both.
+const COLUMNS: &str = "r.tenant_id, r.id, r.object, r.owner_id, CAST(r.data AS TEXT) AS data, r.version, r.created_at, r.updated_at, r.created_by, r.updated_by, r.deleted_at";
+
+/// The placeholder for record data written as JSON text: PostgreSQL stores `jsonb`
+/// (parsed once on write, so field expressions never re-parse the document).
+fn data_param(dialect: Dialect, n: usize) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("${n}"),
+        Dialect::Postgres => format!("CAST(${n} AS jsonb)"),
+    }
+}
 
 fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<Record> {
     let data: String = row.try_get("data")?;
@@ -175,7 +186,7 @@ fn expr(b: &mut Builder, dialect: Dialect, field: &FieldRef) -> String {
             }
             Dialect::Postgres => {
                 let p = b.text(format!("{{{}}}", path.join(",")));
-                let raw = format!("(r.data::jsonb #>> {p}::text[])");
+                let raw = format!("(r.data #>> {p}::text[])");
                 match field.kind {
                     Kind::Text => format!("({raw} COLLATE \"C\")"),
                     Kind::Number => format!("({raw}::double precision)"),
@@ -342,22 +353,24 @@ impl Db {
 
     /// Insert a new record.
     pub async fn insert_record(&self, tx: &mut Tx<'_>, r: &Record) -> StoreResult<()> {
-        sqlx::query(
+        let sql = format!(
             "INSERT INTO records (tenant_id, id, object, owner_id, data, version, created_at, updated_at, created_by, updated_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&r.tenant_id)
-        .bind(&r.id)
-        .bind(&r.object)
-        .bind(&r.owner_id)
-        .bind(r.data.to_string())
-        .bind(r.version)
-        .bind(&r.created_at)
-        .bind(&r.updated_at)
-        .bind(&r.created_by)
-        .bind(&r.updated_by)
-        .execute(&mut **tx)
-        .await?;
+             VALUES ($1, $2, $3, $4, {}, $6, $7, $8, $9, $10)",
+            data_param(self.dialect(), 5)
+        );
+        sqlx::query(&sql)
+            .bind(&r.tenant_id)
+            .bind(&r.id)
+            .bind(&r.object)
+            .bind(&r.owner_id)
+            .bind(r.data.to_string())
+            .bind(r.version)
+            .bind(&r.created_at)
+            .bind(&r.updated_at)
+            .bind(&r.created_by)
+            .bind(&r.updated_by)
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 
@@ -397,19 +410,21 @@ impl Db {
         expected_version: i64,
         stamp: Stamp<'_>,
     ) -> StoreResult<Option<i64>> {
-        let version: Option<i64> = sqlx::query_scalar(
-            "UPDATE records SET data = $3, owner_id = $4, version = version + 1, updated_at = $5, updated_by = $6 \
+        let sql = format!(
+            "UPDATE records SET data = {}, owner_id = $4, version = version + 1, updated_at = $5, updated_by = $6 \
              WHERE tenant_id = $1 AND id = $2 AND version = $7 RETURNING version",
-        )
-        .bind(record.tenant)
-        .bind(record.id)
-        .bind(data.to_string())
-        .bind(owner_id)
-        .bind(stamp.at)
-        .bind(stamp.by)
-        .bind(expected_version)
-        .fetch_optional(&mut **tx)
-        .await?;
+            data_param(self.dialect(), 3)
+        );
+        let version: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(record.tenant)
+            .bind(record.id)
+            .bind(data.to_string())
+            .bind(owner_id)
+            .bind(stamp.at)
+            .bind(stamp.by)
+            .bind(expected_version)
+            .fetch_optional(&mut **tx)
+            .await?;
         Ok(version)
     }
 
