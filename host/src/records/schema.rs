@@ -330,6 +330,11 @@ pub fn check_custom_object(
                 for v in &field.values {
                     if v.is_empty() || v.chars().count() > 100 || !vs.insert(v) {
                         problems.push((at("values"), format!("{v:?} is empty, too long or repeated")));
+                    } else if v.chars().any(char::is_control) {
+                        // Record values are checked against these, and text fields
+                        // refuse control characters too (PostgreSQL's jsonb cannot hold
+                        // U+0000 at all).
+                        problems.push((at("values"), format!("{v:?} contains a control character")));
                     }
                 }
             }
@@ -397,6 +402,10 @@ mod tests {
             },
             f("dup", "", FieldType::Text),
             f("dup", "", FieldType::Number),
+            FieldDef {
+                values: vec!["ok".into(), "nul\u{0}".into()],
+                ..f("e2", "", FieldType::Enum)
+            },
         ];
         let problems = check_custom_object("account", &bad, &BTreeMap::new());
         let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
@@ -408,6 +417,7 @@ mod tests {
             "fields[3].reference",
             "fields[4].reference",
             "fields[6].name",
+            "fields[7].values",
         ] {
             assert!(paths.contains(&expected), "{expected} missing from {problems:?}");
         }
