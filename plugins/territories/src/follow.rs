@@ -133,10 +133,10 @@ fn on_child(e: &RecordEvent) -> Result<(), Error> {
     // What it may still be shared with: what this handler shared last time, and the
     // previous account's territories now (account moves re-share its children).
     let mut from: BTreeSet<String> = before.territories.iter().cloned().collect();
-    if let Some(prev) = before.account_id.as_ref().filter(|p| Some(*p) != account.as_ref()) {
-        if let Some(v) = store.get(prev)? {
-            from.extend(v.value.territories);
-        }
+    if let Some(prev) = before.account_id.as_ref().filter(|p| Some(*p) != account.as_ref())
+        && let Some(v) = store.get(prev)?
+    {
+        from.extend(v.value.territories);
     }
     let keep: BTreeSet<&String> = to.iter().collect();
     let remove: Vec<(&str, &str, &str)> = from

@@ -119,7 +119,7 @@ const RULED_INDEX: &str = "ruled-index";
 pub fn backfill_ruled() -> Result<(), Error> {
     territories().for_each(Query::new().limit(1000), |doc| {
         let mut t = doc.value;
-        if t.ruled != !t.rules.is_empty() {
+        if t.ruled == t.rules.is_empty() {
             replace(&mut t, doc.version)?;
         }
         Ok(())
