@@ -225,6 +225,29 @@ fn norm(v: &Value) -> Value {
     }
 }
 
+/// Make realignment `rid` look as an apply leaves it when it dies right after its
+/// journal write: `applying`, with what undoes it.
+async fn interrupt(c: &Ctx, rid: &str, undo: Value) {
+    let key = "FROM plugin_documents WHERE tenant_id = $1 AND plugin_id = 'territories' \
+               AND collection = 'realignments' AND doc_key = $2";
+    let doc: String = sqlx::query_scalar(&format!("SELECT value {key}"))
+        .bind(&c.t.id)
+        .bind(rid)
+        .fetch_one(c.s.db().reader())
+        .await
+        .unwrap();
+    let mut doc: Value = serde_json::from_str(&doc).unwrap();
+    doc["status"] = json!("applying");
+    doc["undo"] = undo;
+    doc["interrupted"] = json!("killed");
+    c.s.sql(
+        "UPDATE plugin_documents SET value = $3 WHERE tenant_id = $1 AND plugin_id = 'territories' \
+         AND collection = 'realignments' AND doc_key = $2",
+        &[&c.t.id, rid, &doc.to_string()],
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn territories_end_to_end() {
     let s = TestServer::start_with_first_party().await;
@@ -803,6 +826,52 @@ async fn territories_end_to_end() {
     assert_eq!(snapshot(&c, &users).await, before_access);
     let b = c.ok("GET", &format!("/territories/{mitte}/path"), None).await;
     assert_eq!(b["path"], "/Global/EMEA/DACH/Germany/Berlin/Mitte");
+
+    // An apply that died part-way: journalled as `applying` (what apply writes before
+    // changing anything), then only the structural step done — Berlin moved by hand
+    // (a plain move re-parents without re-assigning). Applying again finishes it;
+    // discarding instead undoes it. Both end exactly where a clean run would.
+    for finish in [true, false] {
+        let prop = c
+            .ok(
+                "POST",
+                "/realignments",
+                Some(json!({"kind": "move", "territory_id": berlin, "parent_id": france})),
+            )
+            .await;
+        let rid = prop["id"].as_str().unwrap().to_string();
+        interrupt(
+            &c,
+            &rid,
+            json!({"kind": "move", "territory_id": berlin, "parent_id": germany}),
+        )
+        .await;
+        c.ok(
+            "POST",
+            &format!("/territories/{berlin}/move"),
+            Some(json!({"parent_id": france})),
+        )
+        .await;
+        let b = c.ok("GET", &format!("/realignments/{rid}"), None).await;
+        assert_eq!(
+            (b["status"].as_str(), b["interrupted"].as_str()),
+            (Some("applying"), Some("killed"))
+        );
+        if finish {
+            let b = c.ok("POST", &format!("/realignments/{rid}/apply"), None).await;
+            assert_eq!(b["status"], "applied");
+            assert_eq!(snapshot(&c, &users).await, after_access);
+            assert_eq!(c.territories_of(&acc["a2"]).await, json!([germany]));
+            c.ok("POST", &format!("/realignments/{rid}/rollback"), None).await;
+        } else {
+            let b = c.ok("POST", &format!("/realignments/{rid}/discard"), None).await;
+            assert_eq!(b["status"], "discarded");
+        }
+        assert_eq!(snapshot(&c, &users).await, before_access, "finish: {finish}");
+        assert_eq!(c.territories_of(&acc["a2"]).await, json!([berlin]));
+        let b = c.ok("GET", &format!("/territories/{mitte}/path"), None).await;
+        assert_eq!(b["path"], "/Global/EMEA/DACH/Germany/Berlin/Mitte");
+    }
 
     // Realignment 2: raise the Strategic threshold; a5 (60M) leaves it.
     let prop = c

@@ -16,7 +16,7 @@ use plinth_sdk::{Caller, Error, Event, Plugin, Request, Response, Router, audit,
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use model::{AccessLevels, Model, Territory, territories};
+use model::{AccessLevels, Model, Territory};
 
 struct Territories;
 
@@ -549,44 +549,37 @@ fn propose(req: &Request) -> Result<Response, Error> {
 fn realignment_view(r: &realign::Realignment) -> Value {
     json!({
         "id": r.id, "status": r.status, "proposal": r.proposal, "period": r.period,
-        "diff": r.diff,
+        "diff": r.diff, "interrupted": r.interrupted,
     })
 }
 
-fn load_realignment(req: &Request) -> Result<realign::Realignment, Error> {
+fn load_realignment(req: &Request) -> Result<(realign::Realignment, u64), Error> {
     let id = req.param("id")?;
-    Ok(realign::store()
+    let doc = realign::store()
         .get(id)?
-        .ok_or_else(|| Error::not_found(format!("no realignment `{id}`")))?
-        .value)
+        .ok_or_else(|| Error::not_found(format!("no realignment `{id}`")))?;
+    Ok((doc.value, doc.version))
 }
 
 fn realignment_get(req: &Request) -> Result<Response, Error> {
-    Ok(Response::json(&realignment_view(&load_realignment(req)?)))
+    Ok(Response::json(&realignment_view(&load_realignment(req)?.0)))
 }
 
 fn realignment_apply(req: &Request) -> Result<Response, Error> {
-    let mut r = load_realignment(req)?;
-    realign::apply(&mut r)?;
+    let (mut r, version) = load_realignment(req)?;
+    realign::apply(&mut r, version)?;
     Ok(Response::json(&realignment_view(&r)))
 }
 
 fn realignment_discard(req: &Request) -> Result<Response, Error> {
-    let mut r = load_realignment(req)?;
-    if r.status != "proposed" {
-        return Err(Error::conflict(format!(
-            "realignment `{}` is {}, not proposed",
-            r.id, r.status
-        )));
-    }
-    r.status = "discarded".into();
-    realign::store().put(&r.id, &r)?;
+    let (mut r, version) = load_realignment(req)?;
+    realign::discard(&mut r, version)?;
     Ok(Response::json(&realignment_view(&r)))
 }
 
 fn realignment_rollback(req: &Request) -> Result<Response, Error> {
-    let mut r = load_realignment(req)?;
-    realign::rollback(&mut r)?;
+    let (mut r, version) = load_realignment(req)?;
+    realign::rollback(&mut r, version)?;
     Ok(Response::json(&realignment_view(&r)))
 }
 

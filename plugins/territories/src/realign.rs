@@ -33,7 +33,9 @@ pub enum Proposal {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Realignment {
     pub id: String,
-    /// `proposed`, `applied`, `discarded` or `rolled-back`.
+    /// `proposed`, `applying`, `applied`, `rolling-back`, `rolled-back` or
+    /// `discarded`. `applying` and `rolling-back` are journal states: set before the
+    /// change starts, left only when it is complete.
     pub status: String,
     pub proposal: Proposal,
     /// Generation the preview was computed at; apply needs it unchanged.
@@ -47,6 +49,10 @@ pub struct Realignment {
     /// Generation right after apply; rollback needs it unchanged.
     #[serde(default)]
     pub applied_generation: Option<u64>,
+    /// Why the last apply or rollback stopped part-way (while `applying` or
+    /// `rolling-back`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
 }
 
 pub fn store() -> Collection<Realignment> {
@@ -255,41 +261,51 @@ pub fn preview(id: &str, p: Proposal, period: Period) -> Result<Realignment, Err
         changes,
         undo: None,
         applied_generation: None,
+        interrupted: None,
     })
 }
 
-/// Make the structural part of a proposal happen (host group and stored territory);
-/// returns the proposal that undoes it.
-fn execute(p: &Proposal) -> Result<Proposal, Error> {
+/// The proposal that restores what `p` changes, read from the territory as it is now.
+fn undo_of(p: &Proposal) -> Result<Proposal, Error> {
+    let t = model::load(territory_of(p))?.value;
+    Ok(match p {
+        Proposal::Move { .. } => Proposal::Move {
+            territory_id: t.id,
+            parent_id: t.parent_id,
+        },
+        Proposal::Rules { .. } => Proposal::Rules {
+            territory_id: t.id,
+            rules: t.rules,
+        },
+    })
+}
+
+/// Bring the territory to what `p` describes: its host group and its stored document.
+/// Running it again changes nothing, so an interrupted apply can simply run it again.
+fn execute(p: &Proposal) -> Result<(), Error> {
     let id = territory_of(p);
     let doc = model::load(id)?;
     let mut t = doc.value.clone();
-    let undo = match p {
+    match p {
         Proposal::Move { parent_id, .. } => {
             sharing::move_group(id, parent_id.as_deref())?;
-            let undo = Proposal::Move {
-                territory_id: id.into(),
-                parent_id: t.parent_id.clone(),
-            };
             t.parent_id = parent_id.clone();
-            undo
         }
-        Proposal::Rules { rules, .. } => {
-            let undo = Proposal::Rules {
-                territory_id: id.into(),
-                rules: t.rules.clone(),
-            };
-            t.rules = rules.clone();
-            undo
-        }
-    };
-    if let Err(e) = model::replace(&mut t, doc.version) {
-        if let Proposal::Move { .. } = p {
-            let _ = sharing::move_group(id, doc.value.parent_id.as_deref());
-        }
-        return Err(e);
+        Proposal::Rules { rules, .. } => t.rules = rules.clone(),
     }
-    Ok(undo)
+    if t != doc.value {
+        model::replace(&mut t, doc.version)?;
+    }
+    Ok(())
+}
+
+/// Make the alignment `target` with the account moves `changes`: the structural
+/// change, then the shares and stored assignments. Every step converges (re-running
+/// it after a partial run finishes the job), which is what makes an apply resumable.
+fn converge(target: &Proposal, changes: &[Change]) -> Result<(), Error> {
+    execute(target)?;
+    let model = Model::load()?;
+    assign::apply(&model, changes, false)
 }
 
 fn reversed(changes: &[Change]) -> Vec<Change> {
@@ -303,31 +319,69 @@ fn reversed(changes: &[Change]) -> Vec<Change> {
         .collect()
 }
 
-/// Apply a proposed realignment: the structural change, then the account moves. If
-/// a step fails, the steps already taken are undone before the error is returned.
-pub fn apply(r: &mut Realignment) -> Result<(), Error> {
-    if r.status != "proposed" {
-        return Err(Error::conflict(format!(
-            "realignment `{}` is {}, not proposed",
-            r.id, r.status
-        )));
+/// Store `r` if nobody changed it since `version` (a concurrent apply, discard or
+/// rollback of the same realignment loses here); returns the new version.
+fn save(r: &Realignment, version: u64) -> Result<u64, Error> {
+    store().replace(&r.id, r, version)
+}
+
+/// Apply a proposed realignment. It is journalled first: the realignment becomes
+/// `applying` with what undoes it, and the generation moves on (so no other preview
+/// can apply meanwhile); then the structure and the account moves converge, and it
+/// becomes `applied`. If a step fails, what was done is undone and the realignment is
+/// `proposed` again (its preview is stale by then). If even that fails — or the call
+/// died part-way (a timeout, a crash) — it stays `applying`: applying again finishes
+/// it, discarding undoes it. Either way no partial alignment is left unexplained.
+pub fn apply(r: &mut Realignment, mut version: u64) -> Result<(), Error> {
+    match r.status.as_str() {
+        "proposed" => {
+            if model::generation()? != r.generation {
+                return Err(Error::conflict(
+                    "territories, rules, members or assignments changed since this preview; preview again",
+                ));
+            }
+            r.undo = Some(undo_of(&r.proposal)?);
+            r.status = "applying".into();
+            version = save(r, version)?;
+            model::bump()?;
+        }
+        "applying" => {}
+        other => {
+            return Err(Error::conflict(format!(
+                "realignment `{}` is {other}, not proposed",
+                r.id
+            )));
+        }
     }
-    if model::generation()? != r.generation {
-        return Err(Error::conflict(
-            "territories, rules, members or assignments changed since this preview; preview again",
+    let Some(undo) = r.undo.clone() else {
+        return Err(Error::internal("realignment being applied without undo information"));
+    };
+    if let Err(e) = converge(&r.proposal, &r.changes) {
+        if converge(&undo, &reversed(&r.changes)).is_ok() {
+            r.status = "proposed".into();
+            r.undo = None;
+            r.interrupted = None;
+            save(r, version)?;
+            model::bump()?;
+            return Err(Error::new(
+                e.kind(),
+                format!("apply failed, and what it had changed was undone: {}", e.message()),
+            ));
+        }
+        r.interrupted = Some(e.message().to_string());
+        save(r, version)?;
+        return Err(Error::new(
+            e.kind(),
+            format!(
+                "apply stopped part-way and could not be undone ({}); apply again to finish it or discard it to undo it",
+                e.message()
+            ),
         ));
-    }
-    let undo = execute(&r.proposal)?;
-    let model = Model::load()?;
-    if let Err(e) = assign::apply(&model, &r.changes, false) {
-        let _ = assign::apply(&model, &reversed(&r.changes), false);
-        let _ = execute(&undo);
-        return Err(e);
     }
     r.applied_generation = Some(model::bump()?);
     r.status = "applied".into();
-    r.undo = Some(undo);
-    store().put(&r.id, r)?;
+    r.interrupted = None;
+    save(r, version)?;
     audit::append(
         "realignment.applied",
         "realignment",
@@ -338,32 +392,94 @@ pub fn apply(r: &mut Realignment) -> Result<(), Error> {
     Ok(())
 }
 
-/// Restore the alignment before an applied realignment.
-pub fn rollback(r: &mut Realignment) -> Result<(), Error> {
-    if r.status != "applied" {
-        return Err(Error::conflict(format!(
-            "realignment `{}` is {}, not applied",
-            r.id, r.status
-        )));
+/// Discard a proposed realignment, or undo what an interrupted apply (`applying`)
+/// had done and then discard it.
+pub fn discard(r: &mut Realignment, version: u64) -> Result<(), Error> {
+    match r.status.as_str() {
+        "proposed" => {}
+        "applying" => {
+            let Some(undo) = r.undo.clone() else {
+                return Err(Error::internal("realignment being applied without undo information"));
+            };
+            converge(&undo, &reversed(&r.changes)).map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    format!("could not undo the interrupted apply ({}); discard again", e.message()),
+                )
+            })?;
+            model::bump()?;
+            audit::append(
+                "realignment.apply_undone",
+                "realignment",
+                Some(&r.id),
+                Some(&json!({"proposal": r.proposal, "interrupted": r.interrupted})),
+                Some(&json!({"restored": undo})),
+            )?;
+        }
+        other => {
+            return Err(Error::conflict(format!(
+                "realignment `{}` is {other}, not proposed",
+                r.id
+            )));
+        }
     }
-    if Some(model::generation()?) != r.applied_generation {
-        return Err(Error::conflict(
-            "the alignment changed after this realignment was applied; rolling back would undo those changes too",
-        ));
+    r.status = "discarded".into();
+    r.interrupted = None;
+    save(r, version)?;
+    Ok(())
+}
+
+/// Restore the alignment before an applied realignment, journalled like [`apply`]:
+/// `rolling-back` first; on a failure the realignment is re-applied and stays
+/// `applied`, or, if that fails too, stays `rolling-back` for a rollback to finish.
+pub fn rollback(r: &mut Realignment, mut version: u64) -> Result<(), Error> {
+    match r.status.as_str() {
+        "applied" => {
+            if Some(model::generation()?) != r.applied_generation {
+                return Err(Error::conflict(
+                    "the alignment changed after this realignment was applied; rolling back would undo those changes too",
+                ));
+            }
+            r.status = "rolling-back".into();
+            version = save(r, version)?;
+            model::bump()?;
+        }
+        "rolling-back" => {}
+        other => {
+            return Err(Error::conflict(format!(
+                "realignment `{}` is {other}, not applied",
+                r.id
+            )));
+        }
     }
     let Some(undo) = r.undo.clone() else {
         return Err(Error::internal("applied realignment without undo information"));
     };
-    let redo = execute(&undo)?;
-    let model = Model::load()?;
-    if let Err(e) = assign::apply(&model, &reversed(&r.changes), false) {
-        let _ = assign::apply(&model, &r.changes, false);
-        let _ = execute(&redo);
-        return Err(e);
+    if let Err(e) = converge(&undo, &reversed(&r.changes)) {
+        if converge(&r.proposal, &r.changes).is_ok() {
+            r.status = "applied".into();
+            r.interrupted = None;
+            r.applied_generation = Some(model::bump()?);
+            save(r, version)?;
+            return Err(Error::new(
+                e.kind(),
+                format!("rollback failed; the realignment is still applied: {}", e.message()),
+            ));
+        }
+        r.interrupted = Some(e.message().to_string());
+        save(r, version)?;
+        return Err(Error::new(
+            e.kind(),
+            format!(
+                "rollback stopped part-way ({}); roll back again to finish it",
+                e.message()
+            ),
+        ));
     }
     model::bump()?;
     r.status = "rolled-back".into();
-    store().put(&r.id, r)?;
+    r.interrupted = None;
+    save(r, version)?;
     audit::append(
         "realignment.rolled_back",
         "realignment",
