@@ -971,3 +971,133 @@ async fn territories_end_to_end() {
     let b = c.ok("GET", &format!("/accounts/{}/territories", acc["a1"]), None).await;
     assert_eq!(b["territories"], json!([]));
 }
+
+/// Upgrading from a version whose territory documents have no `ruled` flag (0.2) must
+/// set the flags and then mark them complete, or assignment (which reads only ruled
+/// territories once the marker exists) would miss rules. Simulated here: the flags and
+/// the marker are stripped from the stored documents, then the plugin is upgraded to a
+/// newer build of itself, whose `on-install` backfills them.
+#[tokio::test]
+async fn upgrading_indexes_the_rules_an_older_version_stored() {
+    let s = TestServer::start_with_first_party().await;
+    let t = s.tenant("Upgrade").await;
+    let r = s
+        .call(
+            "POST",
+            "/api/v1/installations",
+            Some(&t.key),
+            Some(json!({"plugin": "territories", "grants": "all"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let c = Ctx { s, t };
+    let global = c.territory("Global", "global", None).await;
+    let emea = c.territory("EMEA", "region", Some(&global)).await;
+    let germany = c.territory("Germany", "country", Some(&emea)).await;
+    let berlin = c.territory("Berlin", "city", Some(&germany)).await;
+    c.rules(
+        &germany,
+        json!([{"criteria": [{"op": "equals", "field": "country", "value": "DE"}]}]),
+    )
+    .await;
+    c.rules(
+        &berlin,
+        json!([{"criteria": [{"op": "equals", "field": "city", "value": "Berlin"}]}]),
+    )
+    .await;
+
+    // The stored state of 0.2: no `ruled` on any territory, no marker.
+    let docs = "FROM plugin_documents WHERE tenant_id = $1 AND plugin_id = 'territories'";
+    let rows: Vec<(String, String)> =
+        sqlx::query_as(&format!("SELECT doc_key, value {docs} AND collection = 'territories'"))
+            .bind(&c.t.id)
+            .fetch_all(c.s.db().reader())
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 4);
+    for (key, value) in rows {
+        let mut v: Value = serde_json::from_str(&value).unwrap();
+        v.as_object_mut().unwrap().remove("ruled");
+        c.s.sql(
+            "UPDATE plugin_documents SET value = $3 WHERE tenant_id = $1 AND plugin_id = 'territories' \
+             AND collection = 'territories' AND doc_key = $2",
+            &[&c.t.id, &key, &v.to_string()],
+        )
+        .await;
+    }
+    c.s.sql(
+        &format!("DELETE {docs} AND collection = 'meta' AND doc_key = 'ruled-index'"),
+        &[&c.t.id],
+    )
+    .await;
+
+    // A newer build of the plugin, published by the first-party publisher.
+    let (manifest, component) = plinth_tests::bundled("territories");
+    let current = manifest.plugin.version.to_string();
+    let mut next = manifest.plugin.version.clone();
+    next.patch += 1;
+    let next = next.to_string();
+    let text = plinth_host::bundled::find("territories").unwrap().manifest;
+    let line = format!("version = \"{current}\"");
+    assert_eq!(text.matches(&line).count(), 1, "one version line in the manifest");
+    let text = text.replace(&line, &format!("version = \"{next}\""));
+    let key =
+        plinth_host::package::SecretKey::read(&c.s.data_dir().join(plinth_host::marketplace::bootstrap::KEY_FILE))
+            .unwrap();
+    let package = plinth_host::package::Package::sign(text.into_bytes(), component, &key)
+        .unwrap()
+        .encode();
+    let op = c.s.operator_token().await;
+    let r =
+        c.s.call("POST", "/api/v1/operator/publishers/plinth/tokens", Some(&op), None)
+            .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = c.s.publish(r.body["token"].as_str().unwrap(), package).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r =
+        c.s.call(
+            "POST",
+            "/api/v1/installations/territories/upgrade",
+            Some(&c.t.key),
+            Some(json!({"version": next})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // on-install set every flag from the rules, then wrote the marker.
+    let rows: Vec<(String, String)> =
+        sqlx::query_as(&format!("SELECT doc_key, value {docs} AND collection = 'territories'"))
+            .bind(&c.t.id)
+            .fetch_all(c.s.db().reader())
+            .await
+            .unwrap();
+    for (key, value) in rows {
+        let v: Value = serde_json::from_str(&value).unwrap();
+        // Absent means false (what 0.2 documents without rules keep).
+        let ruled = key == germany || key == berlin;
+        assert_eq!(v["ruled"].as_bool().unwrap_or(false), ruled, "{key}: {v}");
+    }
+    let markers: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) {docs} AND collection = 'meta' AND doc_key = 'ruled-index'"
+    ))
+    .bind(&c.t.id)
+    .fetch_one(c.s.db().reader())
+    .await
+    .unwrap();
+    assert_eq!(markers, 1);
+
+    // And assignment, now reading only ruled territories, finds both rules.
+    let a = c
+        .create(
+            "account",
+            json!({"name": "Spree GmbH", "country": "DE", "city": "Berlin"}),
+        )
+        .await;
+    let b = c
+        .create("account", json!({"name": "Isar AG", "country": "DE", "city": "Munich"}))
+        .await;
+    c.caught_up().await;
+    assert_eq!(c.territories_of(&a).await, json!([berlin]));
+    assert_eq!(c.territories_of(&b).await, json!([germany]));
+    c.s.stop().await;
+}
