@@ -487,6 +487,82 @@ fn ids_of(list: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// A replay that keeps failing while the event at the head of the log is itself being
+/// retried counts its failures on the dead letter: the head event still gets exactly
+/// `max_attempts` tries (it used to get its count reset by the replay, and so up to
+/// twice as many), and the replay its own `max_attempts`.
+#[tokio::test]
+async fn a_failing_replay_leaves_the_head_events_count_alone() {
+    let (s, t, _) = server_with_probe(3).await;
+    install(&s, &t, PROBE, json!("all")).await;
+    set_fail_times(&s, &t, PROBE, -1).await;
+    let id = new_opportunity(&s, &t, "Parked").await;
+    drained(&s, &t, PROBE).await;
+    let r = s.call("GET", "/api/v1/events/dead-letters", Some(&t.key), None).await;
+    let letter = r.body["data"][0].clone();
+    assert_eq!(
+        (letter["event_name"].as_str(), letter["attempts"].as_i64()),
+        (Some("record.opportunity.created"), Some(3)),
+        "{}",
+        r.text
+    );
+
+    // Slow retries, so the replay lands between the head event's tries.
+    s.server.state.events.set_config(EventsConfig {
+        poll_interval: Duration::from_millis(25),
+        backoff_base: Duration::from_millis(400),
+        backoff_max: Duration::from_millis(400),
+        max_attempts: 3,
+        ..EventsConfig::default()
+    });
+    set_amount(&s, &t.key, &id, 5).await;
+    let started = Instant::now();
+    while subscription(&s, &t, PROBE).await["attempts"] != 1 {
+        assert!(started.elapsed() < WAIT, "the update never failed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let path = format!("/api/v1/events/dead-letters/{}/replay", letter["id"].as_str().unwrap());
+    let r = s.call("POST", &path, Some(&t.key), None).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let started = Instant::now();
+    loop {
+        let sub = subscription(&s, &t, PROBE).await;
+        if sub["caught_up"] == true && sub["replaying"] == 0 {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "not settled: {sub}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let tries = |name: &str, all: &[Value]| all.iter().filter(|e| e["name"] == name).count();
+    let all = received(&s, &t, PROBE).await;
+    assert_eq!(tries("record.opportunity.created", &all), 6, "3 tries, then 3 replayed");
+    assert_eq!(tries("record.opportunity.updated", &all), 3, "max_attempts, not more");
+    let r = s.call("GET", "/api/v1/events/dead-letters", Some(&t.key), None).await;
+    let letters: Vec<(String, i64, String)> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["event_name"].as_str().unwrap().to_string(),
+                l["attempts"].as_i64().unwrap(),
+                l["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        letters,
+        [
+            ("record.opportunity.created".to_string(), 6, "dead".to_string()),
+            ("record.opportunity.updated".to_string(), 3, "dead".to_string()),
+        ],
+        "{}",
+        r.text
+    );
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn disabled_plugins_are_held_and_resume_in_order_on_enable() {
     let (s, t, p) = server_with_probe(5).await;

@@ -108,7 +108,7 @@ impl Deliverer<'_> {
                 if !self.still_current(&active).await? {
                     break;
                 }
-                match self.replay(lease, &active, &mut cursor, &letter, &mut users).await? {
+                match self.replay(lease, &active, &letter, &mut users).await? {
                     Some(delivered) => {
                         served.delivered += u32::from(delivered);
                         served.progressed = true;
@@ -182,7 +182,6 @@ impl Deliverer<'_> {
         &self,
         lease: &Lease,
         active: &Active,
-        cursor: &mut Cursor,
         letter: &DeadLetter,
         users: &mut HashMap<String, Option<String>>,
     ) -> StoreResult<Option<bool>> {
@@ -196,9 +195,15 @@ impl Deliverer<'_> {
         let settled = match attempt {
             Attempt::Delivered => self.db.settle_replay(lease, letter, true, letter.attempts, "").await?,
             Attempt::Failed(error) => {
-                let failures = failures_before(cursor, seq) + 1;
+                // Counted on the letter: the cursor's count is the head event's.
+                let failures = letter.replay_attempts + 1;
                 if failures < i64::from(self.config.max_attempts.max(1)) {
-                    self.retry_later(lease, seq, failures, &error).await?;
+                    let retry_at = self.retry_at(failures);
+                    self.db
+                        .replay_failed(lease, letter, failures, &retry_at, &error)
+                        .await?;
+                    tracing::info!(tenant = %lease.tenant_id, plugin = %lease.plugin_id, seq, failures, %retry_at,
+                        "replay of a dead letter failed; retrying later");
                     return Ok(None);
                 }
                 self.db
@@ -206,8 +211,6 @@ impl Deliverer<'_> {
                     .await?
             }
         };
-        cursor.attempt_seq = None;
-        cursor.attempts = 0;
         Ok(settled.then_some(delivered))
     }
 
@@ -227,10 +230,15 @@ impl Deliverer<'_> {
         Ok(same)
     }
 
-    async fn retry_later(&self, lease: &Lease, seq: i64, failures: i64, error: &str) -> StoreResult<()> {
+    /// When to try again after the `failures`-th failure in a row (backoff).
+    fn retry_at(&self, failures: i64) -> String {
         let delay = self.config.backoff(u32::try_from(failures).unwrap_or(u32::MAX));
         let delay = ::time::Duration::try_from(delay).unwrap_or(::time::Duration::HOUR);
-        let retry_at = time::format(::time::OffsetDateTime::now_utc() + delay);
+        time::format(::time::OffsetDateTime::now_utc() + delay)
+    }
+
+    async fn retry_later(&self, lease: &Lease, seq: i64, failures: i64, error: &str) -> StoreResult<()> {
+        let retry_at = self.retry_at(failures);
         self.db.cursor_failed(lease, seq, failures, &retry_at, error).await?;
         tracing::info!(tenant = %lease.tenant_id, plugin = %lease.plugin_id, seq, failures, %retry_at,
             "event delivery failed; retrying later");

@@ -102,10 +102,12 @@ pub struct DeadLetter {
     pub failed_at: String,
     /// When a replay was last requested.
     pub replayed_at: Option<String>,
+    /// Failed tries of the current replay (kept here, not on the cursor, whose
+    /// counter belongs to the event at the head of the log).
+    pub replay_attempts: i64,
 }
 
-const DL_COLUMNS: &str =
-    "tenant_id, id, plugin_id, event_seq, event_id, event_name, attempts, error, state, failed_at, replayed_at";
+const DL_COLUMNS: &str = "tenant_id, id, plugin_id, event_seq, event_id, event_name, attempts, error, state, failed_at, replayed_at, replay_attempts";
 
 fn dead_letter(r: &sqlx::any::AnyRow) -> StoreResult<DeadLetter> {
     Ok(DeadLetter {
@@ -120,6 +122,7 @@ fn dead_letter(r: &sqlx::any::AnyRow) -> StoreResult<DeadLetter> {
         state: r.try_get("state")?,
         failed_at: r.try_get("failed_at")?,
         replayed_at: r.try_get("replayed_at")?,
+        replay_attempts: r.try_get("replay_attempts")?,
     })
 }
 
@@ -311,7 +314,7 @@ impl Db {
             return Ok(false);
         }
         sqlx::query(&format!(
-            "INSERT INTO event_dead_letters ({DL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)"
+            "INSERT INTO event_dead_letters ({DL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, 0)"
         ))
         .bind(&lease.tenant_id)
         .bind(ulid::Ulid::new().to_string())
@@ -329,9 +332,48 @@ impl Db {
         Ok(true)
     }
 
+    /// A try of a replayed dead letter failed, and it will be tried again at
+    /// `retry_at`: count it on the letter (`failures` of this replay) and hold the
+    /// cursor until then. The cursor's own count, which belongs to the event at the
+    /// head of the log, is left alone. False: lease lost.
+    pub async fn replay_failed(
+        &self,
+        lease: &Lease,
+        letter: &DeadLetter,
+        failures: i64,
+        retry_at: &str,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let mut tx = self.writer().begin().await?;
+        let held = sqlx::query(
+            "UPDATE event_cursors SET retry_at = $4, last_error = $5 \
+             WHERE tenant_id = $1 AND plugin_id = $2 AND lease_owner = $3",
+        )
+        .bind(&lease.tenant_id)
+        .bind(&lease.plugin_id)
+        .bind(&lease.token)
+        .bind(retry_at)
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        if held.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE event_dead_letters SET replay_attempts = $3, error = $4 WHERE tenant_id = $1 AND id = $2")
+            .bind(&letter.tenant_id)
+            .bind(&letter.id)
+            .bind(failures)
+            .bind(error)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// A replayed dead letter was delivered (`delivered`: remove it) or failed its
     /// attempts again (park it again with the total attempts and the new error).
-    /// Clears the cursor's failure count either way. False: lease lost.
+    /// Releases the cursor's hold either way; its failure count, which belongs to the
+    /// event at the head of the log, is left alone. False: lease lost.
     pub async fn settle_replay(
         &self,
         lease: &Lease,
@@ -342,7 +384,7 @@ impl Db {
     ) -> StoreResult<bool> {
         let mut tx = self.writer().begin().await?;
         let cleared = sqlx::query(
-            "UPDATE event_cursors SET attempt_seq = NULL, attempts = 0, retry_at = NULL, last_error = NULL \
+            "UPDATE event_cursors SET retry_at = NULL, last_error = NULL \
              WHERE tenant_id = $1 AND plugin_id = $2 AND lease_owner = $3",
         )
         .bind(&lease.tenant_id)
@@ -361,7 +403,7 @@ impl Db {
                 .await?;
         } else {
             sqlx::query(
-                "UPDATE event_dead_letters SET state = $3, attempts = $4, error = $5, failed_at = $6 \
+                "UPDATE event_dead_letters SET state = $3, attempts = $4, error = $5, failed_at = $6, replay_attempts = 0 \
                  WHERE tenant_id = $1 AND id = $2",
             )
             .bind(&letter.tenant_id)
@@ -439,7 +481,9 @@ impl Db {
     /// Re-queue a dead letter, and let its plugin's cursor be served at once.
     pub async fn requeue_dead_letter(&self, tx: &mut Tx<'_>, letter: &DeadLetter) -> StoreResult<()> {
         let now = time::now();
-        sqlx::query("UPDATE event_dead_letters SET state = $3, replayed_at = $4 WHERE tenant_id = $1 AND id = $2")
+        sqlx::query(
+            "UPDATE event_dead_letters SET state = $3, replayed_at = $4, replay_attempts = 0 WHERE tenant_id = $1 AND id = $2",
+        )
             .bind(&letter.tenant_id)
             .bind(&letter.id)
             .bind(dead_state::REPLAYING)
