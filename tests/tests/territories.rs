@@ -225,9 +225,9 @@ fn norm(v: &Value) -> Value {
     }
 }
 
-/// Make realignment `rid` look as an apply leaves it when it dies right after its
-/// journal write: `applying`, with what undoes it.
-async fn interrupt(c: &Ctx, rid: &str, undo: Value) {
+/// Overwrite top-level members of stored realignment `rid` (`null` removes one): how
+/// the tests make it look as an apply leaves it when it dies part-way.
+async fn patch_realignment(c: &Ctx, rid: &str, patch: Value) {
     let key = "FROM plugin_documents WHERE tenant_id = $1 AND plugin_id = 'territories' \
                AND collection = 'realignments' AND doc_key = $2";
     let doc: String = sqlx::query_scalar(&format!("SELECT value {key}"))
@@ -237,15 +237,26 @@ async fn interrupt(c: &Ctx, rid: &str, undo: Value) {
         .await
         .unwrap();
     let mut doc: Value = serde_json::from_str(&doc).unwrap();
-    doc["status"] = json!("applying");
-    doc["undo"] = undo;
-    doc["interrupted"] = json!("killed");
+    for (k, v) in patch.as_object().unwrap() {
+        if v.is_null() {
+            doc.as_object_mut().unwrap().remove(k);
+        } else {
+            doc[k] = v.clone();
+        }
+    }
     c.s.sql(
         "UPDATE plugin_documents SET value = $3 WHERE tenant_id = $1 AND plugin_id = 'territories' \
          AND collection = 'realignments' AND doc_key = $2",
         &[&c.t.id, rid, &doc.to_string()],
     )
     .await;
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 #[tokio::test]
@@ -840,10 +851,13 @@ async fn territories_end_to_end() {
             )
             .await;
         let rid = prop["id"].as_str().unwrap().to_string();
-        interrupt(
+        // Journalled a moment ago and not interrupted: another call may still be at
+        // it, so neither finishing nor undoing it is allowed yet.
+        patch_realignment(
             &c,
             &rid,
-            json!({"kind": "move", "territory_id": berlin, "parent_id": germany}),
+            json!({"status": "applying", "started_at": unix_now(),
+                   "undo": {"kind": "move", "territory_id": berlin, "parent_id": germany}}),
         )
         .await;
         c.ok(
@@ -852,11 +866,22 @@ async fn territories_end_to_end() {
             Some(json!({"parent_id": france})),
         )
         .await;
+        for action in ["apply", "discard"] {
+            let (st, b) = c.call("POST", &format!("/realignments/{rid}/{action}"), None).await;
+            assert_eq!(st, 409, "{action}: {b}");
+            assert!(b["detail"].as_str().unwrap_or("").contains("being applied"), "{b}");
+        }
+        // It is dead once no call can still be running (a timeout leaves no word), or
+        // once it said why it stopped.
+        let dead = if finish {
+            json!({"started_at": unix_now() - 300})
+        } else {
+            json!({"interrupted": "killed"})
+        };
+        patch_realignment(&c, &rid, dead).await;
         let b = c.ok("GET", &format!("/realignments/{rid}"), None).await;
-        assert_eq!(
-            (b["status"].as_str(), b["interrupted"].as_str()),
-            (Some("applying"), Some("killed"))
-        );
+        assert_eq!(b["status"], "applying", "{b}");
+        assert_eq!(b["interrupted"].as_str(), (!finish).then_some("killed"), "{b}");
         if finish {
             let b = c.ok("POST", &format!("/realignments/{rid}/apply"), None).await;
             assert_eq!(b["status"], "applied");

@@ -53,6 +53,41 @@ pub struct Realignment {
     /// `rolling-back`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<String>,
+    /// When (Unix seconds) the apply or rollback under way started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
+}
+
+/// A plugin call lasts at most a minute (the manifest's `timeout_ms`, which the host
+/// may only lower), so an apply or rollback that started longer ago than this and
+/// left no word is dead, not slow.
+const IN_PROGRESS_FOR: u64 = 120;
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Refuse to touch a realignment that another call may still be applying or rolling
+/// back: finishing or undoing it at the same time would race with that call.
+fn not_in_progress(r: &Realignment) -> Result<(), Error> {
+    match r.started_at {
+        Some(t) if r.interrupted.is_none() && now().saturating_sub(t) < IN_PROGRESS_FOR => {
+            Err(Error::conflict(format!(
+                "realignment `{}` is {} by another call (started {}s ago); try again in {}s",
+                r.id,
+                if r.status == "applying" {
+                    "being applied"
+                } else {
+                    "being rolled back"
+                },
+                now().saturating_sub(t),
+                IN_PROGRESS_FOR.saturating_sub(now().saturating_sub(t))
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 pub fn store() -> Collection<Realignment> {
@@ -262,6 +297,7 @@ pub fn preview(id: &str, p: Proposal, period: Period) -> Result<Realignment, Err
         undo: None,
         applied_generation: None,
         interrupted: None,
+        started_at: None,
     })
 }
 
@@ -342,10 +378,16 @@ pub fn apply(r: &mut Realignment, mut version: u64) -> Result<(), Error> {
             }
             r.undo = Some(undo_of(&r.proposal)?);
             r.status = "applying".into();
+            r.started_at = Some(now());
             version = save(r, version)?;
             model::bump()?;
         }
-        "applying" => {}
+        "applying" => {
+            not_in_progress(r)?;
+            r.started_at = Some(now());
+            r.interrupted = None;
+            version = save(r, version)?;
+        }
         other => {
             return Err(Error::conflict(format!(
                 "realignment `{}` is {other}, not proposed",
@@ -361,6 +403,7 @@ pub fn apply(r: &mut Realignment, mut version: u64) -> Result<(), Error> {
             r.status = "proposed".into();
             r.undo = None;
             r.interrupted = None;
+            r.started_at = None;
             save(r, version)?;
             model::bump()?;
             return Err(Error::new(
@@ -381,6 +424,7 @@ pub fn apply(r: &mut Realignment, mut version: u64) -> Result<(), Error> {
     r.applied_generation = Some(model::bump()?);
     r.status = "applied".into();
     r.interrupted = None;
+    r.started_at = None;
     save(r, version)?;
     audit::append(
         "realignment.applied",
@@ -398,6 +442,7 @@ pub fn discard(r: &mut Realignment, version: u64) -> Result<(), Error> {
     match r.status.as_str() {
         "proposed" => {}
         "applying" => {
+            not_in_progress(r)?;
             let Some(undo) = r.undo.clone() else {
                 return Err(Error::internal("realignment being applied without undo information"));
             };
@@ -425,6 +470,7 @@ pub fn discard(r: &mut Realignment, version: u64) -> Result<(), Error> {
     }
     r.status = "discarded".into();
     r.interrupted = None;
+    r.started_at = None;
     save(r, version)?;
     Ok(())
 }
@@ -441,10 +487,16 @@ pub fn rollback(r: &mut Realignment, mut version: u64) -> Result<(), Error> {
                 ));
             }
             r.status = "rolling-back".into();
+            r.started_at = Some(now());
             version = save(r, version)?;
             model::bump()?;
         }
-        "rolling-back" => {}
+        "rolling-back" => {
+            not_in_progress(r)?;
+            r.started_at = Some(now());
+            r.interrupted = None;
+            version = save(r, version)?;
+        }
         other => {
             return Err(Error::conflict(format!(
                 "realignment `{}` is {other}, not applied",
@@ -459,6 +511,7 @@ pub fn rollback(r: &mut Realignment, mut version: u64) -> Result<(), Error> {
         if converge(&r.proposal, &r.changes).is_ok() {
             r.status = "applied".into();
             r.interrupted = None;
+            r.started_at = None;
             r.applied_generation = Some(model::bump()?);
             save(r, version)?;
             return Err(Error::new(
@@ -479,6 +532,7 @@ pub fn rollback(r: &mut Realignment, mut version: u64) -> Result<(), Error> {
     model::bump()?;
     r.status = "rolled-back".into();
     r.interrupted = None;
+    r.started_at = None;
     save(r, version)?;
     audit::append(
         "realignment.rolled_back",
