@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use plinth_host::records::query::{self, AggregateRequest, Filter, Func, Measure, Op};
 use plinth_host::records::schema::standard_objects;
 use plinth_host::store::audit::Actor;
-use plinth_host::store::records::{Record, Viewer};
+use plinth_host::store::records::{Access, Record, RecordRef, Viewer};
 use plinth_host::store::{Db, groups};
 use plinth_host::tenancy::groups::{GroupOwner, GroupPatch};
 use serde_json::json;
@@ -328,7 +328,108 @@ async fn run() -> anyhow::Result<()> {
         "| move that subtree root → under a sibling region and back (depth +1/−1, no re-sharing needed) | {} | 6 |",
         ms(median(sideways))
     );
+
+    // Record visibility at this scale, as the records benchmark measures it (a member
+    // of one group at each level; territory members see everything shared below them):
+    // the first page of accounts through the REST handler's function, and one record
+    // read, a single visibility check.
+    println!();
+    println!("| member of | visible accounts | first page (50): p50 | p95 | one record read: p50 | p95 |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut chain = vec![("the root", root.clone()), ("a region", region.clone())];
+    for level in ["a country", "a district", "an area", "a leaf"] {
+        let parent = chain.last().map(|(_, g)| g.clone()).unwrap_or_default();
+        let child: String =
+            sqlx::query_scalar("SELECT id FROM groups WHERE tenant_id = $1 AND parent_id = $2 ORDER BY id LIMIT 1")
+                .bind(&tenant)
+                .bind(&parent)
+                .fetch_one(db.reader())
+                .await?;
+        chain.push((level, child));
+    }
+    let account_schema = acc_schema.clone();
+    let count_all = query::resolve_aggregate(
+        &account_schema,
+        &AggregateRequest {
+            group_by: vec![],
+            measures: vec![measure(Func::Count, None)],
+            filters: vec![],
+        },
+    )
+    .map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    for (i, (level, group)) in chain.iter().enumerate() {
+        let user = format!("01KBENCHUSER{i:014}");
+        sqlx::query(
+            "INSERT INTO users (tenant_id, id, email, name, role, status, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'member', 'active', 1, $5, $5)",
+        )
+        .bind(&tenant)
+        .bind(&user)
+        .bind(format!("member{i}@bench.test"))
+        .bind(format!("Member {i}"))
+        .bind(&now)
+        .execute(db.writer())
+        .await?;
+        sqlx::query("INSERT INTO group_members (tenant_id, group_id, user_id, role, added_at) VALUES ($1, $2, $3, 'member', $4)")
+            .bind(&tenant)
+            .bind(group)
+            .bind(&user)
+            .bind(&now)
+            .execute(db.writer())
+            .await?;
+        let viewer = Viewer {
+            user_id: user.clone(),
+            all: false,
+        };
+        let (rows, _) = db
+            .aggregate_records(&tenant, "account", &viewer, &count_all, 10)
+            .await?;
+        let visible = rows[0]["count"].as_f64().unwrap_or(0.0) as u64;
+        let page_query = plinth_host::records::query::ListQuery {
+            limit: 50,
+            ..Default::default()
+        };
+        let (mut pages, mut reads) = (Vec::new(), Vec::new());
+        for _ in 0..60 {
+            let t = Instant::now();
+            let (page, _) = db.list_records(&tenant, "account", &viewer, &page_query).await?;
+            pages.push(t.elapsed());
+            let Some(first) = page.first() else { break };
+            let t = Instant::now();
+            let one = db
+                .record_for(
+                    None,
+                    RecordRef {
+                        tenant: &tenant,
+                        object: "account",
+                        id: &first.id,
+                    },
+                    &viewer,
+                    Access::Read,
+                    false,
+                )
+                .await?;
+            reads.push(t.elapsed());
+            assert!(one.is_some(), "a listed record is readable");
+        }
+        if pages.len() < 60 {
+            println!("| {level} | {visible} | (nothing visible) | | | |");
+            continue;
+        }
+        println!(
+            "| {level} | {visible} | {} | {} | {} | {} |",
+            ms(pct(pages.clone(), 0.5)),
+            ms(pct(pages, 0.95)),
+            ms(pct(reads.clone(), 0.5)),
+            ms(pct(reads, 0.95)),
+        );
+    }
     Ok(())
+}
+
+fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn main() -> anyhow::Result<()> {
