@@ -125,46 +125,50 @@ enum Plan {
 }
 
 /// Append ` AND <record r is visible/writable by viewer>` to `b`.
+/// The visibility condition on `r` for `viewer` in `tenant`, by probing each record:
+/// its shares, the groups above each, whether the viewer is in one. The join order is
+/// named (`CROSS JOIN` fixes it on SQLite; PostgreSQL still plans freely): left to
+/// itself, SQLite started from the tenant's whole closure table, which at 20,000
+/// territories made one record read by a member of the root take 20 ms.
 fn push_visibility(b: &mut Builder, tenant: &str, viewer: &Viewer, access: Access) {
-    push_visibility_as(b, tenant, viewer, access, Plan::Probe);
-}
-
-/// The visibility condition on `r` for `viewer` in `tenant`. Both plans name their
-/// join order (`CROSS JOIN` fixes it on SQLite; PostgreSQL still plans freely): left
-/// to itself, SQLite started the per-record probe from the tenant's whole closure
-/// table, which at 20,000 territories made one record read by a member of the root
-/// take 20 ms and a page 1.2 s. The tenant is bound, not taken from `r`, so the
-/// from-shares list is computed once rather than once per record.
-fn push_visibility_as(b: &mut Builder, tenant: &str, viewer: &Viewer, access: Access, plan: Plan) {
     if viewer.all {
         return;
     }
     let t = b.text(tenant);
     let user = b.text(viewer.user_id.clone());
-    if plan == Plan::FromShares {
-        // The viewer's groups, everything below them, their shares; and own records.
-        b.push(&format!(
-            " AND r.id IN (SELECT s.record_id FROM group_members m \
-             CROSS JOIN group_closure c CROSS JOIN record_shares s \
-             WHERE m.tenant_id = {t} AND m.user_id = {user} \
-             AND c.tenant_id = m.tenant_id AND c.ancestor_id = m.group_id \
-             AND s.tenant_id = c.tenant_id AND s.group_id = c.descendant_id \
-             UNION SELECT o.id FROM records o WHERE o.tenant_id = {t} AND o.owner_id = {user})"
-        ));
-        return;
-    }
     let rw = if access == Access::Write {
         " AND s.access = 'read-write'"
     } else {
         ""
     };
-    // The record's shares, the groups above each, whether the viewer is in one.
     b.push(&format!(
         " AND (r.owner_id = {user} OR EXISTS (SELECT 1 FROM record_shares s \
          CROSS JOIN group_closure c CROSS JOIN group_members m \
          WHERE s.tenant_id = {t} AND s.record_id = r.id{rw} \
          AND c.tenant_id = s.tenant_id AND c.descendant_id = s.group_id \
          AND m.tenant_id = c.tenant_id AND m.group_id = c.ancestor_id AND m.user_id = {user}))"
+    ));
+}
+
+/// Read visibility on records of `object` by the plan [`Db::visibility_plan`] chose:
+/// [`Plan::Probe`] as [`push_visibility`]; [`Plan::FromShares`] starts from the viewer:
+/// their groups → everything below them → those groups' shares of `object`, plus the
+/// viewer's own records, computed once (the tenant and object are bound, nothing
+/// refers to `r`).
+fn push_visibility_as(b: &mut Builder, tenant: &str, object: &str, viewer: &Viewer, plan: Plan) {
+    if viewer.all || plan == Plan::Probe {
+        return push_visibility(b, tenant, viewer, Access::Read);
+    }
+    let t = b.text(tenant);
+    let o = b.text(object);
+    let user = b.text(viewer.user_id.clone());
+    b.push(&format!(
+        " AND r.id IN (SELECT s.record_id FROM group_members m \
+         CROSS JOIN group_closure c CROSS JOIN record_shares s \
+         WHERE m.tenant_id = {t} AND m.user_id = {user} \
+         AND c.tenant_id = m.tenant_id AND c.ancestor_id = m.group_id \
+         AND s.tenant_id = c.tenant_id AND s.group_id = c.descendant_id AND s.object = {o} \
+         UNION SELECT o.id FROM records o WHERE o.tenant_id = {t} AND o.owner_id = {user} AND o.object = {o})"
     ));
 }
 
@@ -339,22 +343,24 @@ fn sort_value(record: &Record, field: &FieldRef) -> Value {
 impl Db {
     /// Pick the visibility plan for a listing or aggregate by counting (up to a cap)
     /// the shares the viewer reaches: one indexed walk of at most a few thousand rows.
-    async fn visibility_plan(&self, tenant: &str, viewer: &Viewer) -> StoreResult<Plan> {
+    async fn visibility_plan(&self, tenant: &str, object: &str, viewer: &Viewer) -> StoreResult<Plan> {
         if viewer.all {
             return Ok(Plan::Probe);
         }
-        // Viewer's groups → everything below them → their shares, in that order
-        // (`CROSS JOIN`, as in `push_visibility_as`), stopping at the threshold.
+        // The viewer's groups → everything below them → their shares of `object`, in
+        // that order (`CROSS JOIN`, as in `push_visibility_as`), stopping at the
+        // threshold. Shares of other objects do not count: they are not listed.
         let reachable: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM (SELECT 1 FROM group_members m \
              CROSS JOIN group_closure c CROSS JOIN record_shares s \
              WHERE m.tenant_id = $1 AND m.user_id = $2 \
              AND c.tenant_id = m.tenant_id AND c.ancestor_id = m.group_id \
-             AND s.tenant_id = c.tenant_id AND s.group_id = c.descendant_id LIMIT $3) AS capped",
+             AND s.tenant_id = c.tenant_id AND s.group_id = c.descendant_id AND s.object = $4 LIMIT $3) AS capped",
         )
         .bind(tenant)
         .bind(&viewer.user_id)
         .bind(self.sparse_shares)
+        .bind(object)
         .fetch_one(self.reader())
         .await?;
         Ok(if reachable < self.sparse_shares {
@@ -517,13 +523,13 @@ impl Db {
         q: &ListQuery,
     ) -> StoreResult<(Vec<Record>, Option<String>)> {
         let dialect = self.dialect();
-        let plan = self.visibility_plan(tenant, viewer).await?;
+        let plan = self.visibility_plan(tenant, object, viewer).await?;
         let mut b = Builder::new(&format!("SELECT {COLUMNS} FROM records r WHERE r.tenant_id = "));
         let t = b.text(tenant);
         let o = b.text(object);
         b.push(&format!("{t} AND r.object = {o}"));
         b.push(deleted_clause(q.deleted));
-        push_visibility_as(&mut b, tenant, viewer, Access::Read, plan);
+        push_visibility_as(&mut b, tenant, object, viewer, plan);
         push_filters(&mut b, dialect, tenant, object, &q.filters);
 
         let exprs: Vec<String> = q.sort.iter().map(|k| expr(&mut b, dialect, &k.field)).collect();
@@ -609,7 +615,7 @@ impl Db {
         max_groups: u32,
     ) -> StoreResult<(Vec<serde_json::Map<String, Value>>, bool)> {
         let dialect = self.dialect();
-        let plan = self.visibility_plan(tenant, viewer).await?;
+        let plan = self.visibility_plan(tenant, object, viewer).await?;
         let mut b = Builder::new("SELECT ");
         let mut select = Vec::new();
         let mut keys = Vec::new();
@@ -654,7 +660,7 @@ impl Db {
         let t = b.text(tenant);
         let o = b.text(object);
         b.push(&format!("{t} AND r.object = {o} AND r.deleted_at IS NULL"));
-        push_visibility_as(&mut b, tenant, viewer, Access::Read, plan);
+        push_visibility_as(&mut b, tenant, object, viewer, plan);
         push_filters(&mut b, dialect, tenant, object, &q.filters);
         if !keys.is_empty() {
             b.push(&format!(" GROUP BY {} ORDER BY {}", keys.join(", "), keys.join(", ")));
