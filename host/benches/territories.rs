@@ -28,9 +28,14 @@ fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+/// The `p` quantile (nearest rank) of `v`.
+fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
     v.sort();
-    v[v.len() / 2]
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn median(v: Vec<Duration>) -> Duration {
+    pct(v, 0.5)
 }
 
 fn ms(d: Duration) -> String {
@@ -425,11 +430,6 @@ async fn run() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn main() -> anyhow::Result<()> {

@@ -16,6 +16,23 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// A server with the first-party catalog, tenant `name`, and territories installed
+    /// with every grant; also the installation response.
+    async fn installed(name: &str) -> (Ctx, Value) {
+        let s = TestServer::start_with_first_party().await;
+        let t = s.tenant(name).await;
+        let r = s
+            .call(
+                "POST",
+                "/api/v1/installations",
+                Some(&t.key),
+                Some(json!({"plugin": "territories", "grants": "all"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        (Ctx { s, t }, r.body)
+    }
+
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let r = self
             .s
@@ -225,30 +242,37 @@ fn norm(v: &Value) -> Value {
     }
 }
 
-/// Overwrite top-level members of stored realignment `rid` (`null` removes one): how
-/// the tests make it look as an apply leaves it when it dies part-way.
-async fn patch_realignment(c: &Ctx, rid: &str, patch: Value) {
-    let key = "FROM plugin_documents WHERE tenant_id = $1 AND plugin_id = 'territories' \
-               AND collection = 'realignments' AND doc_key = $2";
-    let doc: String = sqlx::query_scalar(&format!("SELECT value {key}"))
-        .bind(&c.t.id)
-        .bind(rid)
-        .fetch_one(c.s.db().reader())
-        .await
-        .unwrap();
-    let mut doc: Value = serde_json::from_str(&doc).unwrap();
-    for (k, v) in patch.as_object().unwrap() {
-        if v.is_null() {
-            doc.as_object_mut().unwrap().remove(k);
-        } else {
-            doc[k] = v.clone();
-        }
-    }
-    c.s.sql(
-        "UPDATE plugin_documents SET value = $3 WHERE tenant_id = $1 AND plugin_id = 'territories' \
-         AND collection = 'realignments' AND doc_key = $2",
-        &[&c.t.id, rid, &doc.to_string()],
+/// Change a document the plugin stored, behind its back (the tests use it to put
+/// state in place that only a crash or an older version leaves).
+async fn edit_document(c: &Ctx, collection: &str, key: &str, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+    let doc: String = sqlx::query_scalar(
+        "SELECT value FROM plugin_documents WHERE tenant_id = $1 AND plugin_id = 'territories' \
+         AND collection = $2 AND doc_key = $3",
     )
+    .bind(&c.t.id)
+    .bind(collection)
+    .bind(key)
+    .fetch_one(c.s.db().reader())
+    .await
+    .unwrap();
+    let mut doc: Value = serde_json::from_str(&doc).unwrap();
+    edit(doc.as_object_mut().unwrap());
+    c.s.sql(
+        "UPDATE plugin_documents SET value = $4 WHERE tenant_id = $1 AND plugin_id = 'territories' \
+         AND collection = $2 AND doc_key = $3",
+        &[&c.t.id, collection, key, &doc.to_string()],
+    )
+    .await;
+}
+
+/// Overwrite top-level members of stored realignment `rid`: how the tests make it look
+/// as an apply leaves it when it dies part-way.
+async fn patch_realignment(c: &Ctx, rid: &str, patch: Value) {
+    edit_document(c, "realignments", rid, |doc| {
+        for (k, v) in patch.as_object().unwrap() {
+            doc.insert(k.clone(), v.clone());
+        }
+    })
     .await;
 }
 
@@ -261,21 +285,11 @@ fn unix_now() -> u64 {
 
 #[tokio::test]
 async fn territories_end_to_end() {
-    let s = TestServer::start_with_first_party().await;
-    let t = s.tenant("Terra").await;
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/installations",
-            Some(&t.key),
-            Some(json!({"plugin": "territories", "grants": "all"})),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    let (c, installed) = Ctx::installed("Terra").await;
     // "all" grants the manifest's event subscriptions too, one key per pattern.
-    let grants: BTreeSet<&str> = r.body["installed"][0]["granted"]
+    let grants: BTreeSet<&str> = installed["installed"][0]["granted"]
         .as_array()
-        .unwrap_or_else(|| panic!("{}", r.text))
+        .unwrap_or_else(|| panic!("{installed}"))
         .iter()
         .filter_map(Value::as_str)
         .collect();
@@ -285,7 +299,6 @@ async fn territories_end_to_end() {
             assert!(grants.contains(key.as_str()), "{key} in {grants:?}");
         }
     }
-    let c = Ctx { s, t };
 
     // Users at several levels (tenant role `member`: they see only what is shared).
     let mut users = BTreeMap::new();
@@ -1004,18 +1017,7 @@ async fn territories_end_to_end() {
 /// newer build of itself, whose `on-install` backfills them.
 #[tokio::test]
 async fn upgrading_indexes_the_rules_an_older_version_stored() {
-    let s = TestServer::start_with_first_party().await;
-    let t = s.tenant("Upgrade").await;
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/installations",
-            Some(&t.key),
-            Some(json!({"plugin": "territories", "grants": "all"})),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let c = Ctx { s, t };
+    let (c, _) = Ctx::installed("Upgrade").await;
     let global = c.territory("Global", "global", None).await;
     let emea = c.territory("EMEA", "region", Some(&global)).await;
     let germany = c.territory("Germany", "country", Some(&emea)).await;
@@ -1033,21 +1035,16 @@ async fn upgrading_indexes_the_rules_an_older_version_stored() {
 
     // The stored state of 0.2: no `ruled` on any territory, no marker.
     let docs = "FROM plugin_documents WHERE tenant_id = $1 AND plugin_id = 'territories'";
-    let rows: Vec<(String, String)> =
-        sqlx::query_as(&format!("SELECT doc_key, value {docs} AND collection = 'territories'"))
-            .bind(&c.t.id)
-            .fetch_all(c.s.db().reader())
-            .await
-            .unwrap();
-    assert_eq!(rows.len(), 4);
-    for (key, value) in rows {
-        let mut v: Value = serde_json::from_str(&value).unwrap();
-        v.as_object_mut().unwrap().remove("ruled");
-        c.s.sql(
-            "UPDATE plugin_documents SET value = $3 WHERE tenant_id = $1 AND plugin_id = 'territories' \
-             AND collection = 'territories' AND doc_key = $2",
-            &[&c.t.id, &key, &v.to_string()],
-        )
+    let keys: Vec<String> = sqlx::query_scalar(&format!("SELECT doc_key {docs} AND collection = 'territories'"))
+        .bind(&c.t.id)
+        .fetch_all(c.s.db().reader())
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 4);
+    for key in keys {
+        edit_document(&c, "territories", &key, |t| {
+            t.remove("ruled");
+        })
         .await;
     }
     c.s.sql(

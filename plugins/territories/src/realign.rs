@@ -361,6 +361,44 @@ fn save(r: &Realignment, version: u64) -> Result<u64, Error> {
     store().replace(&r.id, r, version)
 }
 
+impl Realignment {
+    /// Enter (or, resuming, re-enter) the journal state `status` and store it.
+    fn start(&mut self, status: &str, version: u64) -> Result<u64, Error> {
+        self.status = status.into();
+        self.started_at = Some(now());
+        self.interrupted = None;
+        save(self, version)
+    }
+
+    /// Leave the journal for `status` (the caller stores it).
+    fn finish(&mut self, status: &str) {
+        self.status = status.into();
+        self.started_at = None;
+        self.interrupted = None;
+    }
+
+    /// What undoes the realignment, recorded when its apply started.
+    fn undo_info(&self) -> Result<Proposal, Error> {
+        self.undo
+            .clone()
+            .ok_or_else(|| Error::internal("realignment being applied or rolled back without undo information"))
+    }
+
+    /// A step failed and neither finished nor could be reverted: keep the journal
+    /// state, with why, and tell the caller how to go on.
+    fn stopped(&mut self, version: u64, e: &Error, what: &str, go_on: &str) -> Error {
+        self.interrupted = Some(e.message().to_string());
+        if let Err(saved) = save(self, version) {
+            return saved;
+        }
+        Error::new(e.kind(), format!("{what} stopped part-way ({}); {go_on}", e.message()))
+    }
+}
+
+fn not_in_state(r: &Realignment, expected: &str) -> Error {
+    Error::conflict(format!("realignment `{}` is {}, not {expected}", r.id, r.status))
+}
+
 /// Apply a proposed realignment. It is journalled first: the realignment becomes
 /// `applying` with what undoes it, and the generation moves on (so no other preview
 /// can apply meanwhile); then the structure and the account moves converge, and it
@@ -368,8 +406,8 @@ fn save(r: &Realignment, version: u64) -> Result<u64, Error> {
 /// `proposed` again (its preview is stale by then). If even that fails — or the call
 /// died part-way (a timeout, a crash) — it stays `applying`: applying again finishes
 /// it, discarding undoes it. Either way no partial alignment is left unexplained.
-pub fn apply(r: &mut Realignment, mut version: u64) -> Result<(), Error> {
-    match r.status.as_str() {
+pub fn apply(r: &mut Realignment, version: u64) -> Result<(), Error> {
+    let version = match r.status.as_str() {
         "proposed" => {
             if model::generation()? != r.generation {
                 return Err(Error::conflict(
@@ -377,54 +415,37 @@ pub fn apply(r: &mut Realignment, mut version: u64) -> Result<(), Error> {
                 ));
             }
             r.undo = Some(undo_of(&r.proposal)?);
-            r.status = "applying".into();
-            r.started_at = Some(now());
-            version = save(r, version)?;
+            let version = r.start("applying", version)?;
             model::bump()?;
+            version
         }
         "applying" => {
             not_in_progress(r)?;
-            r.started_at = Some(now());
-            r.interrupted = None;
-            version = save(r, version)?;
+            r.start("applying", version)?
         }
-        other => {
-            return Err(Error::conflict(format!(
-                "realignment `{}` is {other}, not proposed",
-                r.id
-            )));
-        }
-    }
-    let Some(undo) = r.undo.clone() else {
-        return Err(Error::internal("realignment being applied without undo information"));
+        _ => return Err(not_in_state(r, "proposed")),
     };
+    let undo = r.undo_info()?;
     if let Err(e) = converge(&r.proposal, &r.changes) {
-        if converge(&undo, &reversed(&r.changes)).is_ok() {
-            r.status = "proposed".into();
-            r.undo = None;
-            r.interrupted = None;
-            r.started_at = None;
-            save(r, version)?;
-            model::bump()?;
-            return Err(Error::new(
-                e.kind(),
-                format!("apply failed, and what it had changed was undone: {}", e.message()),
+        if converge(&undo, &reversed(&r.changes)).is_err() {
+            return Err(r.stopped(
+                version,
+                &e,
+                "apply",
+                "apply again to finish it or discard it to undo it",
             ));
         }
-        r.interrupted = Some(e.message().to_string());
+        r.finish("proposed");
+        r.undo = None;
         save(r, version)?;
+        model::bump()?;
         return Err(Error::new(
             e.kind(),
-            format!(
-                "apply stopped part-way and could not be undone ({}); apply again to finish it or discard it to undo it",
-                e.message()
-            ),
+            format!("apply failed, and what it had changed was undone: {}", e.message()),
         ));
     }
     r.applied_generation = Some(model::bump()?);
-    r.status = "applied".into();
-    r.interrupted = None;
-    r.started_at = None;
+    r.finish("applied");
     save(r, version)?;
     audit::append(
         "realignment.applied",
@@ -443,9 +464,7 @@ pub fn discard(r: &mut Realignment, version: u64) -> Result<(), Error> {
         "proposed" => {}
         "applying" => {
             not_in_progress(r)?;
-            let Some(undo) = r.undo.clone() else {
-                return Err(Error::internal("realignment being applied without undo information"));
-            };
+            let undo = r.undo_info()?;
             converge(&undo, &reversed(&r.changes)).map_err(|e| {
                 Error::new(
                     e.kind(),
@@ -461,16 +480,9 @@ pub fn discard(r: &mut Realignment, version: u64) -> Result<(), Error> {
                 Some(&json!({"restored": undo})),
             )?;
         }
-        other => {
-            return Err(Error::conflict(format!(
-                "realignment `{}` is {other}, not proposed",
-                r.id
-            )));
-        }
+        _ => return Err(not_in_state(r, "proposed")),
     }
-    r.status = "discarded".into();
-    r.interrupted = None;
-    r.started_at = None;
+    r.finish("discarded");
     save(r, version)?;
     Ok(())
 }
@@ -478,61 +490,39 @@ pub fn discard(r: &mut Realignment, version: u64) -> Result<(), Error> {
 /// Restore the alignment before an applied realignment, journalled like [`apply`]:
 /// `rolling-back` first; on a failure the realignment is re-applied and stays
 /// `applied`, or, if that fails too, stays `rolling-back` for a rollback to finish.
-pub fn rollback(r: &mut Realignment, mut version: u64) -> Result<(), Error> {
-    match r.status.as_str() {
+pub fn rollback(r: &mut Realignment, version: u64) -> Result<(), Error> {
+    let version = match r.status.as_str() {
         "applied" => {
             if Some(model::generation()?) != r.applied_generation {
                 return Err(Error::conflict(
                     "the alignment changed after this realignment was applied; rolling back would undo those changes too",
                 ));
             }
-            r.status = "rolling-back".into();
-            r.started_at = Some(now());
-            version = save(r, version)?;
+            let version = r.start("rolling-back", version)?;
             model::bump()?;
+            version
         }
         "rolling-back" => {
             not_in_progress(r)?;
-            r.started_at = Some(now());
-            r.interrupted = None;
-            version = save(r, version)?;
+            r.start("rolling-back", version)?
         }
-        other => {
-            return Err(Error::conflict(format!(
-                "realignment `{}` is {other}, not applied",
-                r.id
-            )));
-        }
-    }
-    let Some(undo) = r.undo.clone() else {
-        return Err(Error::internal("applied realignment without undo information"));
+        _ => return Err(not_in_state(r, "applied")),
     };
+    let undo = r.undo_info()?;
     if let Err(e) = converge(&undo, &reversed(&r.changes)) {
-        if converge(&r.proposal, &r.changes).is_ok() {
-            r.status = "applied".into();
-            r.interrupted = None;
-            r.started_at = None;
-            r.applied_generation = Some(model::bump()?);
-            save(r, version)?;
-            return Err(Error::new(
-                e.kind(),
-                format!("rollback failed; the realignment is still applied: {}", e.message()),
-            ));
+        if converge(&r.proposal, &r.changes).is_err() {
+            return Err(r.stopped(version, &e, "rollback", "roll back again to finish it"));
         }
-        r.interrupted = Some(e.message().to_string());
+        r.finish("applied");
+        r.applied_generation = Some(model::bump()?);
         save(r, version)?;
         return Err(Error::new(
             e.kind(),
-            format!(
-                "rollback stopped part-way ({}); roll back again to finish it",
-                e.message()
-            ),
+            format!("rollback failed; the realignment is still applied: {}", e.message()),
         ));
     }
     model::bump()?;
-    r.status = "rolled-back".into();
-    r.interrupted = None;
-    r.started_at = None;
+    r.finish("rolled-back");
     save(r, version)?;
     audit::append(
         "realignment.rolled_back",
