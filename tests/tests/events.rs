@@ -13,6 +13,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use plinth_host::events::EventsConfig;
+use plinth_host::store::Dialect;
 use plinth_tests::{TestPublisher, TestServer, TestTenant, guest_files};
 use serde_json::{Value, json};
 
@@ -559,6 +560,90 @@ async fn a_failing_replay_leaves_the_head_events_count_alone() {
         ],
         "{}",
         r.text
+    );
+    s.stop().await;
+}
+
+/// Make every move of a cursor fail inside the database, as an outage or a broken
+/// migration would, until [`heal_cursor_moves`]. The message names the table, which
+/// the tenant must not see.
+async fn break_cursor_moves(s: &TestServer) {
+    let db = &s.server.state.db;
+    let statements: &[&str] = match db.dialect() {
+        Dialect::Sqlite => &[
+            "CREATE TRIGGER induced_failure BEFORE UPDATE OF position ON event_cursors \
+             BEGIN SELECT RAISE(ABORT, 'induced failure in event_cursors'); END",
+        ],
+        Dialect::Postgres => &[
+            "CREATE FUNCTION induced_failure() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'induced failure in event_cursors'; END $$",
+            "CREATE TRIGGER induced_failure BEFORE UPDATE OF position ON event_cursors \
+             FOR EACH ROW EXECUTE FUNCTION induced_failure()",
+        ],
+    };
+    for sql in statements {
+        sqlx::query(sql).execute(db.writer()).await.expect(sql);
+    }
+}
+
+async fn heal_cursor_moves(s: &TestServer) {
+    let db = &s.server.state.db;
+    let sql = match db.dialect() {
+        Dialect::Sqlite => "DROP TRIGGER induced_failure",
+        Dialect::Postgres => "DROP TRIGGER induced_failure ON event_cursors",
+    };
+    sqlx::query(sql).execute(db.writer()).await.expect(sql);
+}
+
+#[tokio::test]
+async fn a_host_side_failure_shows_as_a_stall_and_clears_once_delivery_gets_through() {
+    let (s, t, _) = server_with_probe(3).await;
+    install(&s, &t, PROBE, json!("all")).await;
+    drained(&s, &t, PROBE).await;
+    let before = subscription(&s, &t, PROBE).await;
+    assert_eq!(before["stalled"], Value::Null, "{before}");
+
+    break_cursor_moves(&s).await;
+    let id = new_opportunity(&s, &t, "Stuck").await;
+    let started = Instant::now();
+    let sub = loop {
+        let sub = subscription(&s, &t, PROBE).await;
+        if !sub["stalled"].is_null() {
+            break sub;
+        }
+        assert!(started.elapsed() < WAIT, "no stall reported: {sub}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let notice = sub["stalled"].as_str().expect("a notice");
+    assert!(notice.contains("reference "), "{sub}");
+    assert!(
+        !notice.contains("event_cursors") && !notice.contains("induced"),
+        "leaks internals: {sub}"
+    );
+    assert_eq!(sub["caught_up"], false, "{sub}");
+    assert_eq!(sub["attempts"], 0, "the plugin did not fail: {sub}");
+    let since = sub["stalled_since"].as_str().expect("since").to_string();
+    assert!(sub["retry_at"].as_str().is_some_and(|r| r >= since.as_str()), "{sub}");
+
+    // Still stalled a few retries later, since the same moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sub = subscription(&s, &t, PROBE).await;
+    assert_eq!(sub["stalled_since"].as_str(), Some(since.as_str()), "{sub}");
+    assert_eq!(sub["delivered_through"], before["delivered_through"], "{sub}");
+
+    heal_cursor_moves(&s).await;
+    drained(&s, &t, PROBE).await;
+    let sub = subscription(&s, &t, PROBE).await;
+    assert_eq!(
+        (&sub["stalled"], &sub["stalled_since"]),
+        (&Value::Null, &Value::Null),
+        "{sub}"
+    );
+    let got = delivered(&s, &t, PROBE).await;
+    assert!(
+        got.iter()
+            .any(|e| e["name"] == "record.opportunity.created" && e["payload"]["id"] == id.as_str()),
+        "{got:?}"
     );
     s.stop().await;
 }

@@ -13,11 +13,11 @@ use tokio::sync::watch;
 use super::{EventsConfig, chain, subscribed};
 use crate::bindings::{Caller, Event};
 use crate::manifest::Capabilities;
-use crate::plugins::{Active, PluginHost, Resolved};
+use crate::plugins::{Active, PluginError, PluginHost, Resolved};
 use crate::store::event_delivery::{Cursor, DeadLetter, Lease, NewDeadLetter};
 use crate::store::events::StoredEvent;
 use crate::store::installations::state as install_state;
-use crate::store::{Db, StoreResult, time};
+use crate::store::{Db, StoreError, StoreResult, time};
 
 /// Events read per query while looking for the next subscribed one.
 const SCAN: i64 = 200;
@@ -49,6 +49,37 @@ pub(super) struct Deliverer<'a> {
     pub stopping: &'a watch::Receiver<bool>,
 }
 
+/// Why a pass could not serve a cursor, on the host's side. The tenant admin sees a
+/// short notice with a reference (`GET /api/v1/events/subscriptions`, `stalled`); the
+/// detail, which may name tables or files, goes to the host's log only.
+enum Stall {
+    /// The database failed.
+    Store(StoreError),
+    /// The installed package could not be prepared (its trust, its component).
+    Plugin(PluginError),
+}
+
+impl From<StoreError> for Stall {
+    fn from(e: StoreError) -> Self {
+        Stall::Store(e)
+    }
+}
+
+impl Stall {
+    fn notice(&self, reference: &str) -> String {
+        match self {
+            Stall::Store(_) => format!(
+                "the host could not deliver events to this plugin because of an internal error \
+                 (reference {reference}); it keeps trying"
+            ),
+            Stall::Plugin(_) => format!(
+                "the host could not load the installed package of this plugin (reference {reference}); \
+                 its events are held and it keeps trying"
+            ),
+        }
+    }
+}
+
 /// The outcome of one `on-event` call.
 enum Attempt {
     Delivered,
@@ -72,23 +103,54 @@ impl Deliverer<'_> {
             plugin_id: plugin.to_string(),
             token,
         };
-        let served = self.run(&lease, cursor).await;
-        if let Err(e) = self.db.release_lease(&lease).await {
+        let stalled_since = cursor.stalled_since.clone();
+        let (served, released) = match self.run(&lease, cursor).await {
+            Ok(served) => (served, self.db.release_lease(&lease).await),
+            Err(stall) => {
+                let reference = ulid::Ulid::new().to_string();
+                let detail = match &stall {
+                    Stall::Store(e) => format!("{e:?}"),
+                    Stall::Plugin(e) => format!("{e:?}"),
+                };
+                let retry_at = self.stall_retry_at(stalled_since.as_deref());
+                tracing::warn!(tenant, plugin, %reference, %retry_at, error = %detail,
+                    "event delivery stalled on the host's side; the cursor is retried");
+                let released = self
+                    .db
+                    .release_stalled(&lease, &stall.notice(&reference), &retry_at)
+                    .await;
+                (Served::default(), released)
+            }
+        };
+        if let Err(e) = released {
             tracing::warn!(tenant, plugin, error = ?e, "could not release an event cursor lease; it will expire");
         }
-        served
+        Ok(served)
     }
 
-    async fn run(&self, lease: &Lease, mut cursor: Cursor) -> StoreResult<Served> {
+    /// When to try a stalled cursor again: after as long as it has been stalled
+    /// (so the waits double), between the backoff's base and its maximum.
+    fn stall_retry_at(&self, stalled_since: Option<&str>) -> String {
+        let now = ::time::OffsetDateTime::now_utc();
+        let stalled_for = stalled_since
+            .and_then(time::parse)
+            .and_then(|since| Duration::try_from(now - since).ok())
+            .unwrap_or_default();
+        let delay = stalled_for.clamp(
+            self.config.backoff_base,
+            self.config.backoff_max.max(self.config.backoff_base),
+        );
+        time::format(now + ::time::Duration::try_from(delay).unwrap_or(::time::Duration::HOUR))
+    }
+
+    async fn run(&self, lease: &Lease, mut cursor: Cursor) -> Result<Served, Stall> {
         let (tenant, plugin) = (lease.tenant_id.as_str(), lease.plugin_id.as_str());
         let active = match self.plugins.resolve(tenant, plugin).await {
             Ok(Resolved::Active(active)) => active,
             // Disabled, revoked or uninstalled meanwhile: held where it is.
             Ok(_) => return Ok(Served::default()),
-            Err(e) => {
-                tracing::warn!(tenant, plugin, error = %e, "cannot prepare the plugin; its events are held");
-                return Ok(Served::default());
-            }
+            Err(PluginError::Store(e)) => return Err(Stall::Store(e)),
+            Err(e) => return Err(Stall::Plugin(e)),
         };
         let mut served = Served::default();
         let mut users = HashMap::new();

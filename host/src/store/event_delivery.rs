@@ -36,6 +36,8 @@ pub struct Cursor {
     pub attempt_seq: Option<i64>,
     /// Failed attempts at `attempt_seq`.
     pub attempts: i64,
+    /// Since when passes have failed on the host's side (`None`: the last one did not).
+    pub stalled_since: Option<String>,
 }
 
 /// A claimed cursor: the lease token fences every write.
@@ -68,6 +70,12 @@ pub struct CursorStatus {
     pub retry_at: Option<String>,
     /// The last failure.
     pub last_error: Option<String>,
+    /// Why the host itself could not serve this subscription on its last try (a
+    /// database error, a package that no longer loads), with a reference to the
+    /// detail in the host's log; `None` once a pass gets through.
+    pub stalled: Option<String>,
+    /// Since when it has been stalled.
+    pub stalled_since: Option<String>,
     /// Parked dead letters.
     pub dead_letters: i64,
     /// Dead letters re-queued and not yet delivered.
@@ -225,7 +233,7 @@ impl Db {
         let row = sqlx::query(
             "UPDATE event_cursors SET lease_owner = $3, lease_until = $4, touched_at = $5 \
              WHERE tenant_id = $1 AND plugin_id = $2 AND (lease_until IS NULL OR lease_until < $5) \
-             RETURNING position, attempt_seq, attempts",
+             RETURNING position, attempt_seq, attempts, stalled_since",
         )
         .bind(tenant)
         .bind(plugin)
@@ -241,6 +249,7 @@ impl Db {
             position: r.try_get("position")?,
             attempt_seq: r.try_get("attempt_seq")?,
             attempts: r.try_get("attempts")?,
+            stalled_since: r.try_get("stalled_since")?,
         }))
     }
 
@@ -258,15 +267,36 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Give a lease up.
+    /// Give a lease up after a pass that did not fail on the host's side (which
+    /// clears an earlier stall).
     pub async fn release_lease(&self, lease: &Lease) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE event_cursors SET lease_owner = NULL, lease_until = NULL \
+            "UPDATE event_cursors SET lease_owner = NULL, lease_until = NULL, stalled = NULL, stalled_since = NULL \
              WHERE tenant_id = $1 AND plugin_id = $2 AND lease_owner = $3",
         )
         .bind(&lease.tenant_id)
         .bind(&lease.plugin_id)
         .bind(&lease.token)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// Give a lease up after a pass that failed on the host's side: record `notice`
+    /// for the tenant admin (keeping when the stall began) and try again at
+    /// `retry_at`.
+    pub async fn release_stalled(&self, lease: &Lease, notice: &str, retry_at: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE event_cursors SET lease_owner = NULL, lease_until = NULL, stalled = $4, \
+             stalled_since = COALESCE(stalled_since, $5), retry_at = $6 \
+             WHERE tenant_id = $1 AND plugin_id = $2 AND lease_owner = $3",
+        )
+        .bind(&lease.tenant_id)
+        .bind(&lease.plugin_id)
+        .bind(&lease.token)
+        .bind(notice)
+        .bind(time::now())
+        .bind(retry_at)
         .execute(self.writer())
         .await?;
         Ok(())
@@ -514,7 +544,8 @@ impl Db {
         // separately, a cursor could be seen past a head read a moment earlier, and so
         // "caught up" while the event its delivery just caused is pending.
         let rows = sqlx::query(
-            "SELECT c.plugin_id, c.position, c.attempt_seq, c.attempts, c.retry_at, c.last_error, i.state, \
+            "SELECT c.plugin_id, c.position, c.attempt_seq, c.attempts, c.retry_at, c.last_error, c.stalled, \
+             c.stalled_since, i.state, \
              COALESCE((SELECT h.seq FROM event_heads h WHERE h.tenant_id = c.tenant_id), 0) AS latest, \
              (SELECT COUNT(*) FROM event_dead_letters d WHERE d.tenant_id = c.tenant_id AND d.plugin_id = c.plugin_id \
               AND d.state = $2) AS dead, \
@@ -534,6 +565,7 @@ impl Db {
                 let attempts: i64 = r.try_get("attempts")?;
                 let replaying: i64 = r.try_get("replaying")?;
                 let latest: i64 = r.try_get("latest")?;
+                let stalled: Option<String> = r.try_get("stalled")?;
                 Ok(CursorStatus {
                     plugin: r.try_get("plugin_id")?,
                     state: r.try_get("state")?,
@@ -543,9 +575,11 @@ impl Db {
                     failing_seq: r.try_get("attempt_seq")?,
                     retry_at: r.try_get("retry_at")?,
                     last_error: r.try_get("last_error")?,
+                    caught_up: position >= latest && replaying == 0 && attempts == 0 && stalled.is_none(),
+                    stalled,
+                    stalled_since: r.try_get("stalled_since")?,
                     dead_letters: r.try_get("dead")?,
                     replaying,
-                    caught_up: position >= latest && replaying == 0 && attempts == 0,
                 })
             })
             .collect()
