@@ -159,10 +159,10 @@ async fn main() {
     .await;
     bulk_insert(
         &db,
-        "record_shares (tenant_id, record_id, group_id, access, created_at)",
+        "record_shares (tenant_id, record_id, group_id, access, created_at, object)",
         (0..n_accounts).map(|i| {
             format!(
-                "('{tenant}', '{}', '{}', 'read', '{NOW}')",
+                "('{tenant}', '{}', '{}', 'read', '{NOW}', 'account')",
                 id('A', i),
                 leaves[i % leaves.len()]
             )

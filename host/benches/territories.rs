@@ -13,13 +13,15 @@
 //! PostgreSQL: `PLINTH_BENCH_DATABASE_URL=postgres://…/empty_db`.
 //! Sizes: `PLINTH_BENCH_REGIONS` (default 10 → 101,111 territories),
 //! `PLINTH_BENCH_ACCOUNTS` (default 200,000; opportunities = 2 × accounts).
+//! `PLINTH_BENCH_KEEP=DIR` writes the SQLite database to `DIR/bench.db` and leaves it
+//! there, for looking at query plans afterwards (`sqlite3 DIR/bench.db`).
 
 use std::time::{Duration, Instant};
 
 use plinth_host::records::query::{self, AggregateRequest, Filter, Func, Measure, Op};
 use plinth_host::records::schema::standard_objects;
 use plinth_host::store::audit::Actor;
-use plinth_host::store::records::{Access, Record, RecordRef, Viewer};
+use plinth_host::store::records::{Access, Record, RecordRef, SPARSE_SHARES, Viewer};
 use plinth_host::store::{Db, groups};
 use plinth_host::tenancy::groups::{GroupOwner, GroupPatch};
 use serde_json::json;
@@ -73,9 +75,14 @@ fn filter(field: &str, op: Op, value: serde_json::Value) -> Filter {
 
 async fn run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
+    let keep = std::env::var_os("PLINTH_BENCH_KEEP").map(std::path::PathBuf::from);
     let db = match std::env::var("PLINTH_BENCH_DATABASE_URL") {
         Ok(url) => Db::connect(&url).await?,
-        Err(_) => Db::open_sqlite(&dir.path().join("bench.db")).await?,
+        Err(_) => {
+            let dir = keep.as_deref().unwrap_or(dir.path());
+            std::fs::create_dir_all(dir)?;
+            Db::open_sqlite(&dir.join("bench.db")).await?
+        }
     };
     let regions = env("PLINTH_BENCH_REGIONS", 10).max(2);
     let accounts = env("PLINTH_BENCH_ACCOUNTS", 200_000);
@@ -339,8 +346,10 @@ async fn run() -> anyhow::Result<()> {
     // the first page of accounts through the REST handler's function, and one record
     // read, a single visibility check.
     println!();
-    println!("| member of | visible accounts | first page (50): p50 | p95 | one record read: p50 | p95 |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| member of | visible accounts | first page (50): p50 | p95 | same, plan not yet chosen: p50 | p95 | one record read: p50 | p95 |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut chain = vec![("the root", root.clone()), ("a region", region.clone())];
     for level in ["a country", "a district", "an area", "a leaf"] {
         let parent = chain.last().map(|(_, g)| g.clone()).unwrap_or_default();
@@ -394,8 +403,13 @@ async fn run() -> anyhow::Result<()> {
             limit: 50,
             ..Default::default()
         };
-        let (mut pages, mut reads) = (Vec::new(), Vec::new());
+        let (mut pages, mut cold, mut reads) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..60 {
+            // A handle with no remembered visibility plans pays for choosing one.
+            let fresh = db.clone().with_visibility_threshold(SPARSE_SHARES);
+            let t = Instant::now();
+            fresh.list_records(&tenant, "account", &viewer, &page_query).await?;
+            cold.push(t.elapsed());
             let t = Instant::now();
             let (page, _) = db.list_records(&tenant, "account", &viewer, &page_query).await?;
             pages.push(t.elapsed());
@@ -418,13 +432,15 @@ async fn run() -> anyhow::Result<()> {
             assert!(one.is_some(), "a listed record is readable");
         }
         if pages.len() < 60 {
-            println!("| {level} | {visible} | (nothing visible) | | | |");
+            println!("| {level} | {visible} | (nothing visible) | | | | | |");
             continue;
         }
         println!(
-            "| {level} | {visible} | {} | {} | {} | {} |",
+            "| {level} | {visible} | {} | {} | {} | {} | {} | {} |",
             ms(pct(pages.clone(), 0.5)),
             ms(pct(pages, 0.95)),
+            ms(pct(cold.clone(), 0.5)),
+            ms(pct(cold, 0.95)),
             ms(pct(reads.clone(), 0.5)),
             ms(pct(reads, 0.95)),
         );

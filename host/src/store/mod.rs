@@ -32,6 +32,7 @@ pub mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -89,6 +90,7 @@ pub struct Db {
     write: AnyPool,
     dialect: Dialect,
     sparse_shares: i64,
+    plans: Arc<records::PlanCache>,
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -117,6 +119,7 @@ impl Db {
                 write,
                 dialect: Dialect::Sqlite,
                 sparse_shares: records::SPARSE_SHARES,
+                plans: Arc::default(),
             }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
@@ -129,6 +132,7 @@ impl Db {
                 write: pool,
                 dialect: Dialect::Postgres,
                 sparse_shares: records::SPARSE_SHARES,
+                plans: Arc::default(),
             }
         } else {
             return Err(StoreError::Invalid(
@@ -158,8 +162,12 @@ impl Db {
     /// Set the share count below which record listings start from the viewer's
     /// shares rather than from the records index (default 5,000). Both plans give the
     /// same result; this only moves the point where one becomes cheaper.
+    ///
+    /// The returned handle starts with no remembered plans (see
+    /// `records::PlanCache`), so it also measures the cost of choosing one.
     pub fn with_visibility_threshold(mut self, shares: i64) -> Db {
         self.sparse_shares = shares;
+        self.plans = Arc::default();
         self
     }
 
