@@ -235,17 +235,26 @@ fn push_visibility_as(b: &mut Builder, tenant: &str, object: &str, viewer: &View
     if viewer.all || plan == Plan::Probe {
         return push_probe(b, tenant, viewer, Access::Read, reading);
     }
+    let ids = shared_ids(b, tenant, object, viewer);
+    b.push(&format!(" AND r.id IN ({ids})"));
+}
+
+/// The ids of the records of `object` shared with `viewer` through their groups (and
+/// everything below them), plus their own, as a `SELECT … AS id` with its arguments
+/// bound in `b`. Starts from the viewer: their groups → the closure → those groups'
+/// shares of `object`.
+fn shared_ids(b: &mut Builder, tenant: &str, object: &str, viewer: &Viewer) -> String {
     let t = b.text(tenant);
     let o = b.text(object);
     let user = b.text(viewer.user_id.clone());
-    b.push(&format!(
-        " AND r.id IN (SELECT s.record_id FROM group_members m \
+    format!(
+        "SELECT s.record_id AS id FROM group_members m \
          CROSS JOIN group_closure c CROSS JOIN record_shares s \
          WHERE m.tenant_id = {t} AND m.user_id = {user} \
          AND c.tenant_id = m.tenant_id AND c.ancestor_id = m.group_id \
          AND s.tenant_id = c.tenant_id AND s.group_id = c.descendant_id AND s.object = {o} \
-         UNION SELECT own.id FROM records own WHERE own.tenant_id = {t} AND own.owner_id = {user} AND own.object = {o})"
-    ));
+         UNION SELECT own.id AS id FROM records own WHERE own.tenant_id = {t} AND own.owner_id = {user} AND own.object = {o}"
+    )
 }
 
 /// Whether `viewer` has `access` to the live record `record_id` of the tenant, on an
@@ -606,19 +615,39 @@ impl Db {
     ) -> StoreResult<(Vec<Record>, Option<String>)> {
         let dialect = self.dialect();
         let plan = self.visibility_plan(tenant, object, viewer).await?;
-        let mut b = Builder::new(&format!("SELECT {COLUMNS} FROM records r WHERE r.tenant_id = "));
+        // From the viewer's shares in id order on PostgreSQL: the shared ids are
+        // sorted first and records looked up only until a page is full, instead of
+        // every shared record (a country member's page at 101k territories: 11 ms ->
+        // 4 ms). SQLite looks records up in process for a fraction of the cost and
+        // would sort the joined rows again anyway.
+        let ordered_ids = plan == Plan::FromShares && !viewer.all && q.sort.is_empty() && dialect == Dialect::Postgres;
+        let mut b = if ordered_ids {
+            let mut b = Builder::new(&format!("SELECT {COLUMNS} FROM (SELECT v.id FROM ("));
+            let ids = shared_ids(&mut b, tenant, object, viewer);
+            b.push(&format!("{ids}) v"));
+            if let Some(cursor) = &q.cursor {
+                let after = b.text(cursor.id.clone());
+                b.push(&format!(" WHERE v.id > {after}"));
+            }
+            b.push(" ORDER BY v.id) ids CROSS JOIN records r WHERE r.id = ids.id AND r.tenant_id = ");
+            b
+        } else {
+            Builder::new(&format!("SELECT {COLUMNS} FROM records r WHERE r.tenant_id = "))
+        };
         let t = b.text(tenant);
         let o = b.text(object);
         b.push(&format!("{t} AND r.object = {o}"));
         b.push(deleted_clause(q.deleted));
-        // In id order a page is found by walking the index and probing until it
-        // fills; sorted by a field, every visible row is read and sorted anyway.
-        let reading = if q.sort.is_empty() {
-            Reading::FirstRows
-        } else {
-            Reading::AllRows
-        };
-        push_visibility_as(&mut b, tenant, object, viewer, plan, reading);
+        if !ordered_ids {
+            // In id order a page is found by walking the index and probing until it
+            // fills; sorted by a field, every visible row is read and sorted anyway.
+            let reading = if q.sort.is_empty() {
+                Reading::FirstRows
+            } else {
+                Reading::AllRows
+            };
+            push_visibility_as(&mut b, tenant, object, viewer, plan, reading);
+        }
         push_filters(&mut b, dialect, tenant, object, &q.filters);
 
         let exprs: Vec<String> = q.sort.iter().map(|k| expr(&mut b, dialect, &k.field)).collect();
@@ -672,7 +701,7 @@ impl Db {
                 }
             })
             .collect();
-        order.push("r.id ASC".into());
+        order.push(if ordered_ids { "ids.id ASC" } else { "r.id ASC" }.into());
         let limit = b.arg(Arg::Int(i64::from(q.limit) + 1));
         b.push(&format!(" ORDER BY {} LIMIT {limit}", order.join(", ")));
 
