@@ -446,6 +446,14 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
 
+    /// Install `plugin` (any version) in `tenant` as its owner, granting `grants`
+    /// (`"all"` or a list of capability keys); returns the answer unchecked.
+    pub async fn install(&self, tenant: &TestTenant, plugin: &str, grants: Value) -> Reply {
+        let body = serde_json::json!({ "plugin": plugin, "grants": grants });
+        self.call("POST", "/api/v1/installations", Some(&tenant.key), Some(body))
+            .await
+    }
+
     /// Send a request with an optional key and JSON body, in the newest API version
     /// ([`NEWEST_VERSION`]); returns status, headers, JSON.
     pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Reply {

@@ -46,14 +46,7 @@ async fn publish_probe(s: &TestServer, p: &TestPublisher, id: &str, events: &[&s
 }
 
 async fn install(s: &TestServer, t: &TestTenant, id: &str, grants: Value) {
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/installations",
-            Some(&t.key),
-            Some(json!({ "plugin": id, "grants": grants })),
-        )
-        .await;
+    let r = s.install(t, id, grants).await;
     assert_eq!(r.status, 201, "{}", r.text);
 }
 
@@ -568,8 +561,7 @@ async fn a_failing_replay_leaves_the_head_events_count_alone() {
 /// migration would, until [`heal_cursor_moves`]. The message names the table, which
 /// the tenant must not see.
 async fn break_cursor_moves(s: &TestServer) {
-    let db = &s.server.state.db;
-    let statements: &[&str] = match db.dialect() {
+    let statements: &[&str] = match s.db().dialect() {
         Dialect::Sqlite => &[
             "CREATE TRIGGER induced_failure BEFORE UPDATE OF position ON event_cursors \
              BEGIN SELECT RAISE(ABORT, 'induced failure in event_cursors'); END",
@@ -582,17 +574,16 @@ async fn break_cursor_moves(s: &TestServer) {
         ],
     };
     for sql in statements {
-        sqlx::query(sql).execute(db.writer()).await.expect(sql);
+        s.sql(sql, &[]).await;
     }
 }
 
 async fn heal_cursor_moves(s: &TestServer) {
-    let db = &s.server.state.db;
-    let sql = match db.dialect() {
+    let sql = match s.db().dialect() {
         Dialect::Sqlite => "DROP TRIGGER induced_failure",
         Dialect::Postgres => "DROP TRIGGER induced_failure ON event_cursors",
     };
-    sqlx::query(sql).execute(db.writer()).await.expect(sql);
+    s.sql(sql, &[]).await;
 }
 
 #[tokio::test]

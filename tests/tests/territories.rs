@@ -21,14 +21,7 @@ impl Ctx {
     async fn installed(name: &str) -> (Ctx, Value) {
         let s = TestServer::start_with_first_party().await;
         let t = s.tenant(name).await;
-        let r = s
-            .call(
-                "POST",
-                "/api/v1/installations",
-                Some(&t.key),
-                Some(json!({"plugin": "territories", "grants": "all"})),
-            )
-            .await;
+        let r = s.install(&t, "territories", json!("all")).await;
         assert_eq!(r.status, 201, "{}", r.text);
         (Ctx { s, t }, r.body)
     }
