@@ -6,8 +6,12 @@
 //!   runs (`shared_within` = the region: account count; one pass over opportunities
 //!   by probability with per-measure filters for open, won and lost in the period),
 //!   through `Db::aggregate_records`, the function `records.aggregate-where` calls;
+//! - the same roll-up read from the totals the host keeps for the plugin's
+//!   `[[rollups]]` (`records::rollup::query`, what `records.rollup` calls), after
+//!   building them from the data; what keeping them costs an opportunity update;
 //! - moving that region (with its shares: access follows the group, nothing is
-//!   re-shared) through `tenancy::groups::update_group`, what `sharing.move-group` calls.
+//!   re-shared; its roll-up totals leave and join the ancestors that change) through
+//!   `tenancy::groups::update_group`, what `sharing.move-group` calls.
 //!
 //! Run: `cargo bench -p plinth-host --bench territories` (SQLite in a temp dir);
 //! PostgreSQL: `PLINTH_BENCH_DATABASE_URL=postgres://…/empty_db`.
@@ -18,7 +22,10 @@
 
 use std::time::{Duration, Instant};
 
+use plinth_host::manifest::Role;
+use plinth_host::records::Who;
 use plinth_host::records::query::{self, AggregateRequest, Filter, Func, Measure, Op};
+use plinth_host::records::rollup::{self, RollupQuery};
 use plinth_host::records::schema::standard_objects;
 use plinth_host::store::audit::Actor;
 use plinth_host::store::records::{Access, Record, RecordRef, SPARSE_SHARES, Viewer};
@@ -308,6 +315,145 @@ async fn run() -> anyhow::Result<()> {
         "| roll-up of a {subtree}-territory subtree ({expected_region0} accounts, {} opportunities): 2 aggregates (accounts; opportunities with per-measure filters) | {} | 11 |",
         2 * expected_region0,
         ms(median(times))
+    );
+
+    // The same roll-up from the totals the host keeps (the plugin's `[[rollups]]`),
+    // built once from the data above, then read as the plugin reads them.
+    let manifest = plinth_host::manifest::Manifest::parse(include_str!("../../plugins/territories/plugin.toml"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let started = Instant::now();
+    let mut tx = db.writer().begin().await?;
+    let mut rows_written = 0;
+    for (i, spec) in manifest.rollups.iter().enumerate() {
+        let def = plinth_host::records::rollup::resolve(&db, &tenant, i, spec)
+            .await
+            .map_err(|p| anyhow::anyhow!("{p:?}"))?;
+        let (_, rows) =
+            plinth_host::store::rollups::create_rollup(&mut tx, &tenant, "territories", &spec.name, &spec.object, &def)
+                .await?;
+        rows_written += rows;
+    }
+    tx.commit().await?;
+    let built = started.elapsed();
+    let owner_who = Who {
+        tenant: tenant.clone(),
+        user_id: owner.clone(),
+        role: Role::Owner,
+        actor: Actor::system(),
+    };
+    let kept_rollup = || {
+        let (db, who, region) = (db.clone(), owner_who.clone(), region.clone());
+        async move {
+            let read = |name: &'static str, q: RollupQuery| {
+                let (db, who, region) = (db.clone(), who.clone(), region.clone());
+                async move {
+                    let r = rollup::query(&db, &who, "territories", name, &region, &q).await?;
+                    assert!(r.kept, "an owner is answered from the kept totals");
+                    anyhow::Ok(r.rows)
+                }
+            };
+            let accounts = read("accounts", RollupQuery::default()).await?;
+            let open = read(
+                "pipeline",
+                RollupQuery {
+                    group_by: vec!["probability".into()],
+                    filters: vec![filter(
+                        "stage",
+                        Op::In,
+                        json!(["prospecting", "qualification", "proposal", "negotiation"]),
+                    )],
+                },
+            )
+            .await?;
+            let closed = read(
+                "pipeline",
+                RollupQuery {
+                    group_by: vec!["stage".into()],
+                    filters: vec![
+                        filter("stage", Op::In, json!(["closed_won", "closed_lost"])),
+                        filter("close_date:month", Op::Gte, json!("2026-10")),
+                        filter("close_date:month", Op::Lt, json!("2027-01")),
+                    ],
+                },
+            )
+            .await?;
+            anyhow::Ok((accounts, open, closed))
+        }
+    };
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..31 {
+        let t = Instant::now();
+        let out = kept_rollup().await?;
+        times.push(t.elapsed());
+        last = Some(out);
+    }
+    let (accounts_kept, open_kept, closed_kept) = last.expect("ran");
+    assert_eq!(
+        accounts_kept[0]["count"].as_f64(),
+        count.as_f64(),
+        "kept totals count what the live aggregate counts"
+    );
+    let open_live: f64 = open_kept.iter().map(|r| r["count"].as_f64().unwrap_or(0.0)).sum();
+    let closed_live: f64 = closed_kept.iter().map(|r| r["count"].as_f64().unwrap_or(0.0)).sum();
+    assert!(
+        open_live + closed_live > 0.0,
+        "kept totals measure the region's opportunities"
+    );
+    println!(
+        "| same roll-up from the kept totals (`records.rollup`: accounts; open by probability; closed in the quarter by stage) | {} | 31 |",
+        ms(median(times))
+    );
+    println!(
+        "| building both roll-ups from the data above ({rows_written} total rows) | {} | 1 |",
+        ms(built)
+    );
+
+    // What keeping the totals costs a write: an opportunity's stage changed through
+    // the records service (validation, audit, events, roll-ups in one transaction).
+    let region_opps: Vec<String> = sqlx::query_scalar(
+        "SELECT s.record_id FROM group_closure c CROSS JOIN record_shares s \
+         WHERE c.tenant_id = $1 AND c.ancestor_id = $2 AND s.tenant_id = $1 AND s.group_id = c.descendant_id \
+         AND s.object = 'opportunity' ORDER BY s.record_id LIMIT 200",
+    )
+    .bind(&tenant)
+    .bind(&region)
+    .fetch_all(db.reader())
+    .await?;
+    let mut writes = Vec::new();
+    for (i, id) in region_opps.iter().enumerate() {
+        let stage = ["proposal", "negotiation"][i % 2];
+        let t = Instant::now();
+        plinth_host::records::update(
+            &db,
+            &owner_who,
+            "opportunity",
+            vec![plinth_host::records::Change {
+                id: id.clone(),
+                fields: json!({ "stage": stage }),
+                expected_version: None,
+                owner_id: None,
+            }],
+            false,
+        )
+        .await?;
+        writes.push(t.elapsed());
+    }
+    println!(
+        "| opportunity stage update in that region through the records service, roll-ups kept (p50 / p95) | {} / {} | {} |",
+        ms(pct(writes.clone(), 0.5)),
+        ms(pct(writes.clone(), 0.95)),
+        writes.len()
+    );
+    let (_, open_after, _) = kept_rollup().await?;
+    let (live_after, _) = db
+        .aggregate_records(&tenant, "opportunity", &admin, &q_opps, 10_000)
+        .await?;
+    let kept_open: f64 = open_after.iter().map(|r| r["count"].as_f64().unwrap_or(0.0)).sum();
+    let live_open: f64 = live_after.iter().map(|r| r["open_count"].as_f64().unwrap_or(0.0)).sum();
+    assert_eq!(
+        kept_open, live_open,
+        "after the updates, kept and live open counts agree"
     );
 
     // Move the region (10,111 territories, its shares riding along) and back.

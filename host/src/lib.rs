@@ -41,4 +41,4 @@ pub mod tenancy;
 pub mod versioning;
 
 /// Version of the `plinth:plugin` WIT package this host implements.
-pub const WIT_VERSION: semver::Version = semver::Version::new(1, 3, 0);
+pub const WIT_VERSION: semver::Version = semver::Version::new(1, 4, 0);

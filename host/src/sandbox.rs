@@ -118,6 +118,21 @@ impl Sandbox {
         let digest = Digest::from_bytes(sha2::Sha256::digest(&component).into());
         let runtime = self.runtime.clone();
         let loaded = tokio::task::spawn_blocking(move || runtime.load(digest, &component)).await??;
+        // Its roll-ups, kept as the server keeps them for an installation that was
+        // granted everything the manifest asks for.
+        let db = &self.services.db;
+        let grants: Vec<String> = manifest.capabilities.keys().into_iter().collect();
+        let mut tx = db.writer().begin().await?;
+        crate::records::rollup::sync(
+            db,
+            &mut tx,
+            &self.tenant,
+            &manifest.plugin.id,
+            &manifest.rollups,
+            &grants,
+        )
+        .await?;
+        tx.commit().await?;
         Ok(SandboxPlugin {
             manifest: Arc::new(manifest),
             component: loaded,

@@ -723,6 +723,27 @@ async fn territories_end_to_end() {
             "roll-up of {u}"
         );
     }
+    // As members see them: DACH's own member (and the global one, above it) are
+    // answered from the host's kept totals and see all of it; France's member sees
+    // none of DACH's records, so the same roll-up computed over what they may see is
+    // empty — never the kept totals.
+    for (u, sees) in [("dach", "dach"), ("global", "dach"), ("france", "")] {
+        let r =
+            c.s.call(
+                "GET",
+                &format!("{P}/territories/{dach}/rollup"),
+                Some(&users[u].key),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let visible = expected_accounts.get(sees).cloned().unwrap_or_default();
+        assert_eq!(
+            norm(&r.body["metrics"]),
+            norm(&brute(&visible, &opps, &from, &to)),
+            "DACH's roll-up as {u} sees it"
+        );
+    }
     let b = c
         .ok(
             "GET",

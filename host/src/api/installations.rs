@@ -69,6 +69,13 @@ impl From<LifecycleError> for ApiError {
                 "Install failed",
                 detail,
             ),
+            LifecycleError::Rollups { problems, .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "rollups-invalid",
+                "Roll-ups do not fit",
+                detail,
+            )
+            .with_fields(problems),
             LifecycleError::Plugin(crate::plugins::PluginError::Trust(t)) => super::marketplace::trust_problem(t),
             LifecycleError::Plugin(p) => ApiError::unavailable(p.to_string()),
             LifecycleError::Store(s) => s.into(),
@@ -215,6 +222,26 @@ async fn one(State(state): State<AppState>, ctx: Ctx, Path(plugin): Path<String>
     let mut doc = serde_json::to_value(&installation).map_err(ApiError::internal)?;
     doc["requested"] = json!(requested);
     doc["history"] = json!(history(&state, &ctx.auth.tenant_id, &plugin).await?);
+    // The roll-ups the host keeps for it (`[[rollups]]` of objects the tenant granted).
+    let mut conn = state
+        .db
+        .reader()
+        .acquire()
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    let rollups = crate::store::rollups::rollups_of_plugin(&mut conn, &ctx.auth.tenant_id, &plugin).await?;
+    doc["rollups"] = rollups
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "object": r.object,
+                "dimensions": r.definition.dimensions.iter().map(|d| &d.name).collect::<Vec<_>>(),
+                "sums": r.definition.sums.iter().map(|s| &s.name).collect::<Vec<_>>(),
+                "built_at": r.created_at,
+            })
+        })
+        .collect();
     Ok(axum::Json(doc).into_response())
 }
 

@@ -55,6 +55,7 @@ impl From<PublishError> for ApiError {
             PublishError::UnsupportedApi { .. } | PublishError::Component(_) | PublishError::UndeclaredImports(_) => {
                 ApiError::validation(detail)
             }
+            PublishError::Rollups(problems) => ApiError::validation(detail).with_fields(problems),
             PublishError::Store(s) => s.into(),
         }
     }

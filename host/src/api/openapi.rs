@@ -610,7 +610,7 @@ fn operations() -> Vec<Op> {
             "get",
             "/api/v1/installations/{plugin}",
             "installations",
-            "One installation: version, state, grants, history",
+            "One installation: version, state, grants, history, kept roll-ups",
             reader,
             NoBody,
             200,

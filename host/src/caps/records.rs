@@ -9,7 +9,7 @@ use super::{CapCtx, RECORD_META};
 use crate::bindings::WitError;
 use crate::bindings::plinth::plugin::records::{
     AggregateFn, AggregateQuery, AggregateWhereQuery, CrmRecord, Filter, FindQuery, Host, Measure as WitMeasure, Op,
-    Page,
+    Page, RollupQuery,
 };
 use crate::manifest::{Access, FieldSet, RecordAccess};
 use crate::records::query::{self, AggregateRequest, Cursor, Func, ListQuery, Measure};
@@ -290,6 +290,59 @@ impl Host for CapCtx {
     ) -> wasmtime::Result<Result<Vec<String>, WitError>> {
         let measures = q.measures.into_iter().map(|m| (m, Vec::new())).collect();
         Ok(self.run_aggregate(object, q.group_by, measures, q.filters).await)
+    }
+
+    async fn rollup(
+        &mut self,
+        name: String,
+        group: String,
+        q: RollupQuery,
+    ) -> wasmtime::Result<Result<Vec<String>, WitError>> {
+        let run = async {
+            let db = self.services.db.clone();
+            let not_found = || {
+                WitError::NotFound(format!(
+                    "no roll-up `{name}`: declare it in the manifest's [[rollups]]; the tenant must grant the records it reads"
+                ))
+            };
+            let mut conn = db
+                .reader()
+                .acquire()
+                .await
+                .map_err(|e| self.store_error(crate::store::StoreError::from(e)))?;
+            let declared =
+                crate::store::rollups::rollup(&mut conn, &self.caller.tenant_id, &self.plugin.id, &name).await;
+            drop(conn);
+            let rollup = declared.map_err(|e| self.store_error(e))?.ok_or_else(not_found)?;
+            // The grant is checked on every call: it may have narrowed since the build.
+            self.record_grant(&rollup.object, false)?;
+            if q.filters.len() > records::rollup::MAX_FILTERS {
+                return Err(WitError::Invalid(format!(
+                    "at most {} filters",
+                    records::rollup::MAX_FILTERS
+                )));
+            }
+            let filters = q
+                .filters
+                .into_iter()
+                .map(|f| {
+                    Ok(query::Filter {
+                        field: f.field,
+                        op: op(f.op),
+                        value: parse_json("filter value", &f.value)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, WitError>>()?;
+            let rq = records::rollup::RollupQuery {
+                group_by: q.group_by,
+                filters,
+            };
+            let result = records::rollup::query(&db, &self.who(), &self.plugin.id, &name, &group, &rq)
+                .await
+                .map_err(|e| self.record_error(e))?;
+            Ok(result.rows.into_iter().map(|r| Value::Object(r).to_string()).collect())
+        };
+        Ok(run.await)
     }
 
     async fn aggregate_where(

@@ -65,6 +65,12 @@
 //!
 //! [dependencies]
 //! accounts-core = "^1.2"
+//!
+//! [[rollups]]
+//! name = "pipeline"
+//! object = "opportunity"
+//! dimensions = ["stage", "close_date:month"]
+//! sums = ["amount"]
 //! ```
 //!
 //! # Rules
@@ -93,6 +99,11 @@
 //! * **`[limits]`** (optional). `timeout_ms` in 1..=600000, `memory_mib` in 1..=4096.
 //! * **`[dependencies]`** (optional). Plugin id (same rule as `plugin.id`, not the plugin
 //!   itself) to semver requirement.
+//! * **`[[rollups]]`** (≤ 8; see [`rollups`]). `name` (unique, `^[a-z][a-z0-9_]{0,62}$`),
+//!   `object` (declared in `[capabilities.records]`), optional `dimensions` (≤ 4 distinct
+//!   fields, each optionally `:day|month|quarter|year`) and `sums` (≤ 4 distinct fields);
+//!   every field must be one the plugin declares for the object (dimensions may also
+//!   name `owner_id`, `created_at`, `updated_at`, `created_by`, `updated_by`).
 //!
 //! Any other key is an error naming it, with a "did you mean" hint when a known key is
 //! close. Problems about the document as a whole (size, encoding, TOML syntax) have an
@@ -105,6 +116,7 @@
 
 mod capabilities;
 mod endpoint;
+pub mod rollups;
 mod validate;
 mod walk;
 
@@ -120,6 +132,7 @@ use serde::Serialize;
 
 pub use capabilities::{Access, Capabilities, FieldSet, HttpOrigin, RecordAccess};
 pub use endpoint::{Endpoint, MAX_BODY_PROBLEMS, Method, PathTemplate, Role, body_problems};
+pub use rollups::RollupSpec;
 
 /// A validated plugin manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -134,6 +147,8 @@ pub struct Manifest {
     pub limits: Limits,
     /// Other plugins this one needs, by id, with the versions it accepts.
     pub dependencies: BTreeMap<String, semver::VersionReq>,
+    /// Subtree totals the host keeps for the plugin (`[[rollups]]`).
+    pub rollups: Vec<RollupSpec>,
 }
 
 /// Identity and metadata from the `[plugin]` table.

@@ -121,6 +121,12 @@ fn expected_full() -> Manifest {
             memory_mib: Some(64),
         },
         dependencies,
+        rollups: vec![RollupSpec {
+            name: "pipeline".into(),
+            object: "opportunity".into(),
+            dimensions: vec!["stage".into(), "close_date:month".into()],
+            sums: vec!["amount".into()],
+        }],
     }
 }
 

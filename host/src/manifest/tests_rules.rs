@@ -471,7 +471,68 @@ fn rows() -> Vec<(String, &'static str, &'static str)> {
             "dependencies.accounts-core",
             "expected a string, found an integer",
         ),
+        // [[rollups]]
+        (
+            rollup("name = \"Bad\"\nobject = \"opportunity\""),
+            "rollups[0].name",
+            "invalid roll-up name",
+        ),
+        (
+            rollup("object = \"opportunity\""),
+            "rollups[0].name",
+            "missing required key `name`",
+        ),
+        (
+            rollup("name = \"p\"\nobject = \"lead\""),
+            "rollups[0].object",
+            "not declared in [capabilities.records]",
+        ),
+        (
+            rollup("name = \"p\"\nobject = \"opportunity\"\ndimensions = [\"stage:week\"]"),
+            "rollups[0].dimensions[0]",
+            "unknown time bucket `week`",
+        ),
+        (
+            rollup("name = \"p\"\nobject = \"opportunity\"\ndimensions = [\"region\"]"),
+            "rollups[0].dimensions[0]",
+            "not among the fields the plugin declares",
+        ),
+        (
+            rollup("name = \"p\"\nobject = \"opportunity\"\ndimensions = [\"stage\", \"stage:month\"]"),
+            "rollups[0].dimensions[1]",
+            "duplicate entry",
+        ),
+        (
+            rollup("name = \"p\"\nobject = \"opportunity\"\ndimensions = [\"a\", \"b\", \"c\", \"d\", \"stage\"]"),
+            "rollups[0].dimensions",
+            "at most 4 entries",
+        ),
+        (
+            rollup("name = \"p\"\nobject = \"opportunity\"\nsums = [\"owner_id\"]"),
+            "rollups[0].sums[0]",
+            "not among the fields the plugin declares",
+        ),
+        (
+            rollup("name = \"p\"\nobject = \"opportunity\"\nfilter = \"x\""),
+            "rollups[0].filter",
+            "unknown key `filter`",
+        ),
+        (
+            rollup("name = \"p\"\nobject = \"opportunity\"\n\n[[rollups]]\nname = \"p\"\nobject = \"opportunity\""),
+            "rollups[1].name",
+            "duplicate roll-up name `p`",
+        ),
+        (top("rollups = 3"), "rollups", "expected an array of tables"),
     ]
+}
+
+/// A valid manifest declaring `opportunity` (fields stage, amount, close_date, a, b,
+/// c, d) with one `[[rollups]]` whose body is `body`.
+fn rollup(body: &str) -> String {
+    doc(&format!(
+        "[capabilities.records.opportunity]\naccess = \"read\"\n\
+         fields = [\"stage\", \"amount\", \"close_date\", \"a\", \"b\", \"c\", \"d\"]\n\n[[rollups]]\n{body}"
+    ))
 }
 
 #[test]
@@ -508,6 +569,10 @@ fn rows_start_from_a_valid_manifest() {
     assert!(Manifest::parse(&ok).is_ok());
     let ok = doc("[capabilities.records.account]\naccess = \"read\"");
     assert!(Manifest::parse(&ok).is_ok());
+    let ok = rollup(
+        "name = \"p\"\nobject = \"opportunity\"\ndimensions = [\"stage\", \"close_date:month\", \"owner_id\"]\nsums = [\"amount\"]",
+    );
+    assert!(Manifest::parse(&ok).is_ok(), "{:?}", Manifest::parse(&ok));
 }
 
 #[test]

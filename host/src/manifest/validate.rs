@@ -12,7 +12,14 @@ use super::{
     PluginInfo, Problem, RecordAccess, Role,
 };
 
-const TOP_KEYS: &[&str] = &["plugin", "capabilities", "endpoints", "limits", "dependencies"];
+const TOP_KEYS: &[&str] = &[
+    "plugin",
+    "capabilities",
+    "endpoints",
+    "limits",
+    "dependencies",
+    "rollups",
+];
 const PLUGIN_KEYS: &[&str] = &[
     "id",
     "name",
@@ -65,6 +72,11 @@ pub(super) fn manifest(text: &str) -> Result<Manifest, ManifestError> {
         .map(|t| dependencies(&mut cx, t, own_id))
         .unwrap_or_default();
 
+    let rollups = doc
+        .get("rollups")
+        .map(|v| super::rollups::rollups(&mut cx, v, &capabilities.records))
+        .unwrap_or_default();
+
     match plugin {
         Some(plugin) if cx.problems.is_empty() => Ok(Manifest {
             plugin,
@@ -72,6 +84,7 @@ pub(super) fn manifest(text: &str) -> Result<Manifest, ManifestError> {
             endpoints,
             limits,
             dependencies,
+            rollups,
         }),
         _ if !cx.problems.is_empty() => Err(ManifestError { problems: cx.problems }),
         // Unreachable in practice (a missing plugin is always reported), but never

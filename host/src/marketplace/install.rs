@@ -9,8 +9,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::bindings::Caller;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, RollupSpec};
 use crate::plugins::{PluginError, PluginHost};
+use crate::records::rollup::{self as rollups, SyncError};
 use crate::store::audit::{self, Actor, NewEvent};
 use crate::store::installations::{Installation, state};
 use crate::store::marketplace::PackageRow;
@@ -126,6 +127,11 @@ pub enum LifecycleError {
     /// Another lifecycle step changed the installation meanwhile.
     #[error("the installation changed meanwhile; retry")]
     Concurrent,
+    #[error("{plugin}'s roll-ups do not fit this tenant's records: {}", .problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; "))]
+    Rollups {
+        plugin: String,
+        problems: Vec<crate::api::FieldProblem>,
+    },
     /// The package could not be prepared (untrusted, unloadable).
     #[error(transparent)]
     Plugin(#[from] PluginError),
@@ -280,6 +286,19 @@ async fn record(
     Ok(())
 }
 
+/// Keep the installation's roll-ups in step with its manifest, in `tx`.
+async fn sync_rollups(db: &Db, tx: &mut crate::store::Tx<'_>, row: &Installation, specs: &[RollupSpec]) -> Result<()> {
+    rollups::sync(db, tx, &row.tenant_id, &row.plugin_id, specs, &row.grants)
+        .await
+        .map_err(|e| match e {
+            SyncError::Invalid(problems) => LifecycleError::Rollups {
+                plugin: row.plugin_id.clone(),
+                problems,
+            },
+            SyncError::Store(e) => e.into(),
+        })
+}
+
 async fn installed(db: &Db, tenant: &str) -> Result<BTreeMap<String, Installation>> {
     Ok(db
         .installations(tenant)
@@ -370,6 +389,8 @@ pub async fn install(
     let mut tx = db.writer().begin().await?;
     for row in &rows {
         db.put_installation(&mut tx, row).await?;
+        let specs = &resolver.planned[&row.plugin_id].1.rollups;
+        sync_rollups(db, &mut tx, row, specs).await?;
         record(db, &mut tx, who, "plugin.install", &row.plugin_id, None, Some(row)).await?;
     }
     tx.commit().await?;
@@ -393,10 +414,14 @@ async fn save(
     action: &str,
     before: &Installation,
     after: &Installation,
+    rollup_specs: Option<&[RollupSpec]>,
 ) -> Result<()> {
     let mut tx = db.writer().begin().await?;
     if !db.update_installation(&mut tx, after).await? {
         return Err(LifecycleError::Concurrent);
+    }
+    if let Some(specs) = rollup_specs {
+        sync_rollups(db, &mut tx, after, specs).await?;
     }
     record(db, &mut tx, who, action, &after.plugin_id, Some(before), Some(after)).await?;
     tx.commit().await?;
@@ -434,6 +459,7 @@ pub async fn set_enabled(
         if enabled { "plugin.enable" } else { "plugin.disable" },
         &before,
         &after,
+        None,
     )
     .await?;
     Ok(after)
@@ -568,7 +594,16 @@ pub async fn upgrade(
             reason: e.to_string(),
         });
     }
-    save(db, host, who, "plugin.upgrade", &before, &after).await?;
+    save(
+        db,
+        host,
+        who,
+        "plugin.upgrade",
+        &before,
+        &after,
+        Some(&manifest.rollups),
+    )
+    .await?;
     Ok(after)
 }
 
@@ -596,7 +631,21 @@ pub async fn rollback(db: &Db, host: &PluginHost, who: &Steward, plugin: &str) -
         ..before.clone()
     };
     host.prepare(after.clone()).await?;
-    save(db, host, who, "plugin.rollback", &before, &after).await?;
+    let manifest = manifest_of(
+        &db.package(&after.digest)
+            .await?
+            .ok_or_else(|| StoreError::NotFound("previous package".into()))?,
+    )?;
+    save(
+        db,
+        host,
+        who,
+        "plugin.rollback",
+        &before,
+        &after,
+        Some(&manifest.rollups),
+    )
+    .await?;
     Ok(after)
 }
 
@@ -631,6 +680,16 @@ pub async fn uninstall(db: &Db, host: &PluginHost, who: &Steward, plugin: &str, 
     let mut tx = db.writer().begin().await?;
     // Timers are dropped either way: a re-install starts without the old schedule.
     db.drop_timers(&mut tx, &who.tenant, plugin).await?;
+    // So are roll-ups: derived data, rebuilt on a re-install.
+    rollups::drop_all(&mut tx, &who.tenant, plugin)
+        .await
+        .map_err(|e| match e {
+            SyncError::Store(e) => LifecycleError::Store(e),
+            SyncError::Invalid(problems) => LifecycleError::Rollups {
+                plugin: plugin.into(),
+                problems,
+            },
+        })?;
     if purge {
         db.purge_plugin_data(&mut tx, &who.tenant, plugin).await?;
         db.delete_installation(&mut tx, &who.tenant, plugin).await?;

@@ -37,6 +37,9 @@ pub enum PublishError {
     /// The component imports interfaces the manifest does not declare.
     #[error("the component does not match its manifest: {}", .0.join("; "))]
     UndeclaredImports(Vec<String>),
+    /// A roll-up over a standard object names fields that do not fit it.
+    #[error("the manifest's roll-ups do not fit the records they read: {}", .0.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; "))]
+    Rollups(Vec<crate::api::FieldProblem>),
     /// Same id and version already published.
     #[error("{plugin} {version} is already published")]
     Duplicate {
@@ -83,6 +86,10 @@ pub async fn publish(
             wanted: m.plugin.api.to_string(),
             host: crate::WIT_VERSION.to_string(),
         });
+    }
+    let problems = crate::records::rollup::check_standard(&m.rollups);
+    if !problems.is_empty() {
+        return Err(PublishError::Rollups(problems));
     }
     let (id, version) = (m.plugin.id.clone(), m.plugin.version.clone());
     if db.package_version(&id, &version.to_string()).await?.is_some() {

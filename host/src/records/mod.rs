@@ -8,6 +8,7 @@
 
 mod codes;
 pub mod query;
+pub mod rollup;
 pub mod schema;
 pub mod validate;
 
@@ -17,7 +18,7 @@ use crate::api::FieldProblem;
 use crate::manifest::Role;
 use crate::store::audit::{self, Actor, NewEvent};
 use crate::store::records::{Access, Record, RecordRef, Stamp, Viewer};
-use crate::store::{Db, StoreError, time};
+use crate::store::{self, Db, StoreError, time};
 use query::{AggregateQuery, ListQuery};
 use schema::ObjectSchema;
 use validate::{Mode, RefCheck, Validated};
@@ -459,6 +460,9 @@ pub async fn update(db: &Db, who: &Who, object: &str, changes: Vec<Change>, bulk
             updated_by: Some(who.user_id.clone()),
             ..current.clone()
         };
+        // Roll-up totals first: their guard (the tenant row on PostgreSQL) comes
+        // before the audit chain's head, in the order a group move takes them.
+        store::rollups::record_changed(&mut tx, &who.tenant, Some(&current), Some(&after)).await?;
         let (b, a) = (snapshot(&current), snapshot(&after));
         let event = NewEvent {
             action: "record.update",
@@ -538,6 +542,13 @@ pub async fn set_deleted(
         updated_by: Some(who.user_id.clone()),
         ..current.clone()
     };
+    // Roll-up totals before the audit chain's head (see `update`).
+    let (live_before, live_after) = if deleted {
+        (Some(&current), None)
+    } else {
+        (None, Some(&after))
+    };
+    store::rollups::record_changed(&mut tx, &who.tenant, live_before, live_after).await?;
     let (b, a) = (snapshot(&current), snapshot(&after));
     let event = NewEvent {
         action: if deleted { "record.delete" } else { "record.restore" },

@@ -221,7 +221,13 @@ pub async fn update_group(
                 )));
             }
         }
+        // Roll-up totals follow the subtree: out of the ancestors it leaves before
+        // the closure changes, into the ones it joins after.
+        let pending = super::rollups::before_move(tx, tenant, id, parent).await?;
         relink_subtree(tx, tenant, id, parent).await?;
+        if let Some(pending) = pending {
+            super::rollups::after_move(tx, tenant, pending).await?;
+        }
     }
     let parent = match new_parent {
         Some(p) => p.map(str::to_string),

@@ -20,6 +20,7 @@ mod objects;
 pub mod outbox;
 pub mod records;
 pub mod request_log;
+pub mod rollups;
 pub mod secrets;
 mod settings;
 pub mod shares;

@@ -84,7 +84,7 @@ pub enum Access {
 
 /// Columns of a record row. `data` is TEXT on SQLite and `jsonb` on PostgreSQL (which
 /// the `Any` driver cannot decode), so it is read as text on both.
-const COLUMNS: &str = "r.tenant_id, r.id, r.object, r.owner_id, CAST(r.data AS TEXT) AS data, r.version, r.created_at, r.updated_at, r.created_by, r.updated_by, r.deleted_at";
+pub(super) const COLUMNS: &str = "r.tenant_id, r.id, r.object, r.owner_id, CAST(r.data AS TEXT) AS data, r.version, r.created_at, r.updated_at, r.created_by, r.updated_by, r.deleted_at";
 
 /// The placeholder for record data written as JSON text: PostgreSQL stores `jsonb`
 /// (parsed once on write, so field expressions never re-parse the document).
@@ -95,7 +95,7 @@ fn data_param(dialect: Dialect, n: usize) -> String {
     }
 }
 
-fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<Record> {
+pub(super) fn from_row(row: &sqlx::any::AnyRow) -> StoreResult<Record> {
     let data: String = row.try_get("data")?;
     Ok(Record {
         tenant_id: row.try_get("tenant_id")?,
@@ -405,24 +405,33 @@ fn json_bound(kind: Kind, v: &Value) -> Option<Bound> {
 /// The value a record has for a sort key, as stored (for the next cursor).
 fn sort_value(record: &Record, field: &FieldRef) -> Value {
     match &field.target {
-        Target::Column(c) => match *c {
-            "id" => record.id.clone().into(),
-            "owner_id" => record.owner_id.clone().into(),
-            "created_at" => record.created_at.clone().into(),
-            "updated_at" => record.updated_at.clone().into(),
-            "created_by" => record.created_by.clone().into(),
-            "updated_by" => record.updated_by.clone().into(),
-            "deleted_at" => record.deleted_at.clone().into(),
-            "version" => record.version.into(),
-            _ => Value::Null,
-        },
+        Target::Column(c) => column_value(record, c),
         Target::SharedWithin => Value::Null,
-        Target::Json(path) => path
-            .iter()
-            .try_fold(&record.data, |v, k| v.get(k))
-            .cloned()
-            .unwrap_or(Value::Null),
+        Target::Json(path) => json_value(record, path),
     }
+}
+
+/// The value of metadata column `column` of a record (`null` for an unknown column).
+pub(crate) fn column_value(record: &Record, column: &str) -> Value {
+    match column {
+        "id" => record.id.clone().into(),
+        "owner_id" => record.owner_id.clone().into(),
+        "created_at" => record.created_at.clone().into(),
+        "updated_at" => record.updated_at.clone().into(),
+        "created_by" => record.created_by.clone().into(),
+        "updated_by" => record.updated_by.clone().into(),
+        "deleted_at" => record.deleted_at.clone().into(),
+        "version" => record.version.into(),
+        _ => Value::Null,
+    }
+}
+
+/// The value at `path` inside a record's fields (`null` when absent).
+pub(crate) fn json_value(record: &Record, path: &[String]) -> Value {
+    path.iter()
+        .try_fold(&record.data, |v, k| v.get(k))
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 impl Db {

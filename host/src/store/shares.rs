@@ -242,7 +242,10 @@ pub async fn add_share(
     .await;
     match done {
         Ok(done) if done.rows_affected() == 0 => Err(StoreError::NotFound(format!("record {record} not found"))),
-        Ok(_) => Ok(s),
+        Ok(_) => {
+            super::rollups::share_added(tx, tenant, record, group).await?;
+            Ok(s)
+        }
         Err(e) if super::is_unique_violation(&e) => Err(StoreError::Conflict(format!(
             "record {record} is already shared with group {group}; remove the share to change its access"
         ))),
@@ -264,6 +267,7 @@ pub async fn remove_share(tx: &mut Tx<'_>, tenant: &str, record: &str, group: &s
         .bind(group)
         .execute(&mut **tx)
         .await?;
+    super::rollups::share_removed(tx, tenant, record, group).await?;
     Ok(Some(s))
 }
 

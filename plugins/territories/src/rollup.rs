@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use plinth_sdk::Error;
-use plinth_sdk::records::{self, Aggregate, Op};
+use plinth_sdk::records::{self, Aggregate, Op, Rollup};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -154,9 +154,56 @@ fn opportunity_query(p: &Period) -> Aggregate {
     closed_in(a.count().named("lost_count"), "closed_lost")
 }
 
-/// The roll-up of the subtree of `territory` (as the caller sees it): two
-/// aggregates, one over accounts and one over opportunities.
+impl Period {
+    /// `(from, to)` as months (`2026-10`) when both bounds are the first of a month,
+    /// so the period is whole `close_date:month` buckets of the `pipeline` roll-up.
+    fn months(&self) -> Option<(&str, &str)> {
+        (self.from.ends_with("-01") && self.to.ends_with("-01")).then(|| (&self.from[..7], &self.to[..7]))
+    }
+}
+
+/// The roll-up of the subtree of `territory` (as the caller sees it). For whole
+/// months (the default quarter, for one) it reads the host's kept totals (the
+/// manifest's `[[rollups]]`), whose cost does not grow with the subtree; for other
+/// periods it computes two aggregates, one over accounts and one over opportunities.
 pub fn subtree(territory: &str, p: &Period) -> Result<Sums, Error> {
+    match p.months() {
+        Some((from, to)) => kept(territory, from, to),
+        None => live(territory, p),
+    }
+}
+
+fn kept(territory: &str, from: &str, to: &str) -> Result<Sums, Error> {
+    let mut s = Sums::default();
+    let accounts = records::rollup("accounts", territory, &Rollup::new())?;
+    s.accounts = accounts.first().map_or(0.0, |r| f(r, "count")) as i64;
+    let open = Rollup::new()
+        .group_by("probability")
+        .filter("stage", Op::In, OPEN_STAGES);
+    for r in records::rollup("pipeline", territory, &open)? {
+        let amount = f(&r, "sum_amount");
+        s.open_count += f(&r, "count") as i64;
+        s.open_amount += amount;
+        s.weighted_amount += amount * f(&r, "probability") / 100.0;
+    }
+    let closed = Rollup::new()
+        .group_by("stage")
+        .filter("stage", Op::In, ["closed_won", "closed_lost"])
+        .filter("close_date:month", Op::Gte, from)
+        .filter("close_date:month", Op::Lt, to);
+    for r in records::rollup("pipeline", territory, &closed)? {
+        match r.get("stage").and_then(Value::as_str) {
+            Some("closed_won") => {
+                s.won_count += f(&r, "count") as i64;
+                s.won_amount += f(&r, "sum_amount");
+            }
+            _ => s.lost_count += f(&r, "count") as i64,
+        }
+    }
+    Ok(s)
+}
+
+fn live(territory: &str, p: &Period) -> Result<Sums, Error> {
     let within = |a: Aggregate| a.filter("shared_within", Op::Eq, territory);
     let mut s = Sums::default();
     let accounts = records::aggregate("account", &within(Aggregate::new().count()))?;

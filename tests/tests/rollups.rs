@@ -1,0 +1,688 @@
+//! Roll-ups (`[[rollups]]`): the subtree totals the host keeps equal a brute force
+//! over the same tree, records and shares — after building them from existing data
+//! at install, and after every kind of change made through the REST API on a real
+//! server (groups created and moved, records created, changed, deleted and restored,
+//! shares added and removed, records shared with several groups of one subtree).
+//! Callers who see the whole subtree are answered from the kept totals, others live
+//! over what they may see; both must match the brute force for that caller.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use plinth_host::manifest::Role;
+use plinth_host::records::Who;
+use plinth_host::records::query::{Filter, Op};
+use plinth_host::records::rollup::{self, RollupQuery};
+use plinth_host::store::audit::Actor;
+use plinth_tests::{TestServer, TestTenant, TestUser, guest_files};
+use serde_json::{Value, json};
+
+const STAGES: [&str; 6] = [
+    "prospecting",
+    "qualification",
+    "proposal",
+    "negotiation",
+    "closed_won",
+    "closed_lost",
+];
+const MONTHS: [&str; 4] = ["2026-10", "2026-11", "2026-12", "2027-01"];
+const PLUGIN: &str = "crm-probe";
+
+/// The crm-probe guest, declaring two roll-ups over opportunities.
+fn manifest(version: &str, extra: &str) -> String {
+    let (text, _) = guest_files(PLUGIN);
+    let text = text
+        .replace("version = \"0.1.0\"", &format!("version = \"{version}\""))
+        .replace(
+            "fields = [\"stage\", \"amount\"]",
+            "fields = [\"stage\", \"amount\", \"probability\", \"close_date\"]",
+        );
+    format!(
+        "{text}\n[[rollups]]\nname = \"pipeline\"\nobject = \"opportunity\"\n\
+         dimensions = [\"stage\", \"probability\", \"close_date:month\"]\nsums = [\"amount\"]\n\n\
+         [[rollups]]\nname = \"count\"\nobject = \"opportunity\"\n{extra}"
+    )
+}
+
+/// A deterministic pseudo-random sequence (so a failure reproduces).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Opp {
+    stage: &'static str,
+    probability: Option<f64>,
+    amount: Option<f64>,
+    close: String,
+    owner: String,
+    deleted: bool,
+}
+
+/// What the test did, kept independently of the server: the brute force's input.
+#[derive(Default)]
+struct Model {
+    parent: BTreeMap<String, Option<String>>,
+    opps: BTreeMap<String, Opp>,
+    shares: BTreeMap<String, BTreeSet<String>>,
+    members: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Model {
+    fn ancestors(&self, g: &str) -> Vec<String> {
+        let mut out = vec![g.to_string()];
+        let mut at = self.parent.get(g).cloned().flatten();
+        while let Some(p) = at {
+            at = self.parent.get(&p).cloned().flatten();
+            out.push(p);
+        }
+        out
+    }
+
+    fn sees(&self, user: Option<&str>, id: &str, o: &Opp) -> bool {
+        let Some(user) = user else { return true };
+        o.owner == user
+            || self.shares.get(id).into_iter().flatten().any(|g| {
+                self.ancestors(g)
+                    .iter()
+                    .any(|a| self.members.get(a).is_some_and(|m| m.contains(user)))
+            })
+    }
+
+    /// Expected `pipeline` totals below `group` for `user` (`None`: sees all), by key.
+    fn expected(&self, group: &str, user: Option<&str>) -> BTreeMap<String, (i64, f64)> {
+        let mut out: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+        for (id, o) in &self.opps {
+            let within = self
+                .shares
+                .get(id)
+                .into_iter()
+                .flatten()
+                .any(|g| self.ancestors(g).iter().any(|a| a == group));
+            if o.deleted || !within || !self.sees(user, id, o) {
+                continue;
+            }
+            let p = o
+                .probability
+                .map_or(Value::Null, plinth_host::store::rollups::number_json);
+            let key = json!([o.stage, p, &o.close[..7]]).to_string();
+            let slot = out.entry(key).or_default();
+            slot.0 += 1;
+            slot.1 += o.amount.unwrap_or(0.0);
+        }
+        out
+    }
+}
+
+struct World {
+    s: TestServer,
+    t: TestTenant,
+    model: Model,
+    rng: Lcg,
+    outsider: TestUser,
+    member: TestUser,
+}
+
+impl World {
+    fn who(&self, user: Option<&TestUser>) -> Who {
+        Who {
+            tenant: self.t.id.clone(),
+            user_id: user.map_or(self.t.owner_id.clone(), |u| u.id.clone()),
+            role: if user.is_some() { Role::Member } else { Role::Owner },
+            actor: Actor::default(),
+        }
+    }
+
+    async fn create_group(&mut self, parent: Option<String>) -> String {
+        let n = self.model.parent.len();
+        let r = self
+            .s
+            .call(
+                "POST",
+                "/api/v1/groups",
+                Some(&self.t.key),
+                Some(json!({ "name": format!("G{n}"), "parent_id": parent })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let id = r.body["id"].as_str().unwrap().to_string();
+        self.model.parent.insert(id.clone(), parent);
+        id
+    }
+
+    fn pick_group(&mut self) -> String {
+        let all: Vec<&String> = self.model.parent.keys().collect();
+        all[self.rng.next(all.len())].clone()
+    }
+
+    fn pick_opp(&mut self) -> Option<String> {
+        let all: Vec<&String> = self.model.opps.keys().collect();
+        (!all.is_empty()).then(|| all[self.rng.next(all.len())].clone())
+    }
+
+    async fn create_opp(&mut self) {
+        let owner_is_outsider = self.rng.next(4) == 0;
+        let o = Opp {
+            stage: STAGES[self.rng.next(STAGES.len())],
+            probability: [None, Some(10.0), Some(50.0), Some(75.5)][self.rng.next(4)],
+            amount: [None, Some(1000.0), Some(2500.25), Some(40.5)][self.rng.next(4)],
+            close: format!("{}-{:02}", MONTHS[self.rng.next(MONTHS.len())], 1 + self.rng.next(28)),
+            owner: if owner_is_outsider {
+                self.outsider.id.clone()
+            } else {
+                self.t.owner_id.clone()
+            },
+            deleted: false,
+        };
+        let mut fields = json!({ "name": "Deal", "stage": o.stage, "close_date": o.close });
+        if let Some(p) = o.probability {
+            fields["probability"] = json!(p);
+        }
+        if let Some(a) = o.amount {
+            fields["amount"] = json!({ "value": a, "currency": "EUR" });
+        }
+        let key = if owner_is_outsider {
+            self.outsider.key.clone()
+        } else {
+            self.t.key.clone()
+        };
+        let r = self
+            .s
+            .call(
+                "POST",
+                "/api/v1/records/opportunity",
+                Some(&key),
+                Some(json!({ "fields": fields })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let id = r.body["id"].as_str().unwrap().to_string();
+        self.model.opps.insert(id, o);
+    }
+
+    async fn update_opp(&mut self, id: &str) {
+        let mut o = self.model.opps[id].clone();
+        let mut fields = json!({});
+        match self.rng.next(3) {
+            0 => {
+                o.stage = STAGES[self.rng.next(STAGES.len())];
+                fields["stage"] = json!(o.stage);
+            }
+            1 => {
+                o.amount = [None, Some(99.0), Some(12_345.5)][self.rng.next(3)];
+                fields["amount"] = o
+                    .amount
+                    .map_or(Value::Null, |a| json!({ "value": a, "currency": "EUR" }));
+            }
+            _ => {
+                o.close = format!("{}-15", MONTHS[self.rng.next(MONTHS.len())]);
+                o.probability = [None, Some(50.0)][self.rng.next(2)];
+                fields["close_date"] = json!(o.close);
+                fields["probability"] = o.probability.map_or(Value::Null, |p| json!(p));
+            }
+        }
+        let path = format!("/api/v1/records/opportunity/{id}");
+        let r = self
+            .s
+            .call("PATCH", &path, Some(&self.t.key), Some(json!({ "fields": fields })))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        self.model.opps.insert(id.to_string(), o);
+    }
+
+    async fn toggle_deleted(&mut self, id: &str) {
+        let path = format!("/api/v1/records/opportunity/{id}");
+        let deleted = self.model.opps[id].deleted;
+        let r = if deleted {
+            self.s
+                .call("POST", &format!("{path}/restore"), Some(&self.t.key), None)
+                .await
+        } else {
+            self.s.call("DELETE", &path, Some(&self.t.key), None).await
+        };
+        assert!(r.status == 200 || r.status == 204, "{}", r.text);
+        self.model.opps.get_mut(id).unwrap().deleted = !deleted;
+    }
+
+    async fn share(&mut self, id: &str, group: &str) {
+        let shared = self.model.shares.get(id).is_some_and(|s| s.contains(group));
+        let path = format!("/api/v1/records/opportunity/{id}/shares");
+        let r = if shared {
+            self.s
+                .call("DELETE", &format!("{path}/{group}"), Some(&self.t.key), None)
+                .await
+        } else {
+            self.s
+                .call(
+                    "POST",
+                    &path,
+                    Some(&self.t.key),
+                    Some(json!({ "group_id": group, "access": "read" })),
+                )
+                .await
+        };
+        assert!([200, 201, 204].contains(&r.status), "{}", r.text);
+        let set = self.model.shares.entry(id.to_string()).or_default();
+        if shared {
+            set.remove(group);
+        } else {
+            set.insert(group.to_string());
+        }
+    }
+
+    async fn move_group(&mut self, g: &str) {
+        // A new parent outside the group's own subtree, or the root level.
+        let candidates: Vec<String> = self
+            .model
+            .parent
+            .keys()
+            .filter(|c| !self.model.ancestors(c).iter().any(|a| a == g))
+            .cloned()
+            .collect();
+        let to = match self.rng.next(candidates.len() + 1) {
+            i if i == candidates.len() => None,
+            i => Some(candidates[i].clone()),
+        };
+        let r = self
+            .s
+            .call(
+                "PATCH",
+                &format!("/api/v1/groups/{g}"),
+                Some(&self.t.key),
+                Some(json!({ "parent_id": to })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        self.model.parent.insert(g.to_string(), to);
+    }
+
+    async fn random_step(&mut self) {
+        match self.rng.next(20) {
+            0 => {
+                let parent = Some(self.pick_group());
+                self.create_group(parent).await;
+            }
+            1 | 2 => {
+                let g = self.pick_group();
+                self.move_group(&g).await;
+            }
+            3..=6 => self.create_opp().await,
+            7..=9 => {
+                if let Some(id) = self.pick_opp().filter(|id| !self.model.opps[id].deleted) {
+                    self.update_opp(&id).await;
+                }
+            }
+            10 => {
+                if let Some(id) = self.pick_opp() {
+                    self.toggle_deleted(&id).await;
+                }
+            }
+            _ => {
+                // Deleted records cannot be shared or unshared (404), so only live ones.
+                if let Some(id) = self.pick_opp().filter(|id| !self.model.opps[id].deleted) {
+                    let g = self.pick_group();
+                    self.share(&id, &g).await;
+                }
+            }
+        }
+    }
+
+    /// The `pipeline` roll-up grouped by every dimension, as key → (count, sum).
+    async fn actual(&self, group: &str, user: Option<&TestUser>) -> (BTreeMap<String, (i64, f64)>, bool) {
+        let q = RollupQuery {
+            group_by: vec!["stage".into(), "probability".into(), "close_date:month".into()],
+            filters: vec![],
+        };
+        let r = rollup::query(self.s.db(), &self.who(user), PLUGIN, "pipeline", group, &q)
+            .await
+            .unwrap();
+        let rows = r
+            .rows
+            .iter()
+            .map(|row| {
+                let key = json!([row["stage"], row["probability"], row["close_date:month"]]).to_string();
+                let n = row["count"].as_i64().unwrap();
+                (key, (n, row["sum_amount"].as_f64().unwrap()))
+            })
+            .collect();
+        (rows, r.kept)
+    }
+
+    /// Every group, for the owner (kept totals), an outsider (live) and a member of
+    /// one group (kept inside its subtree, live elsewhere), against the brute force.
+    async fn check(&self, when: &str) {
+        for g in self.model.parent.keys() {
+            let viewers = [
+                (None, None),
+                (Some(&self.outsider), Some(self.outsider.id.as_str())),
+                (Some(&self.member), Some(self.member.id.as_str())),
+            ];
+            for (user, id) in viewers {
+                let (got, kept) = self.actual(g, user).await;
+                let want = self.model.expected(g, id);
+                let same = got.len() == want.len()
+                    && got
+                        .iter()
+                        .zip(&want)
+                        .all(|((k1, (n1, s1)), (k2, (n2, s2)))| k1 == k2 && n1 == n2 && (s1 - s2).abs() < 1e-6);
+                assert!(
+                    same,
+                    "{when}: group {g}, viewer {id:?} (kept: {kept})\n got  {got:?}\n want {want:?}"
+                );
+                let sees_all = match id {
+                    None => true,
+                    Some(u) => self
+                        .model
+                        .ancestors(g)
+                        .iter()
+                        .any(|a| self.model.members.get(a).is_some_and(|m| m.contains(u))),
+                };
+                assert_eq!(kept, sees_all, "{when}: group {g}, viewer {id:?}");
+            }
+            // The second roll-up has no dimensions: one row, the distinct records.
+            let r = rollup::query(
+                self.s.db(),
+                &self.who(None),
+                PLUGIN,
+                "count",
+                g,
+                &RollupQuery::default(),
+            )
+            .await
+            .unwrap();
+            let want: i64 = self.model.expected(g, None).values().map(|v| v.0).sum();
+            assert_eq!(
+                r.rows,
+                vec![json!({ "count": want }).as_object().unwrap().clone()],
+                "{when}: {g}"
+            );
+        }
+    }
+}
+
+async fn publish(s: &TestServer, manifest: &str) {
+    let publisher = s.publisher("plinth-tests").await;
+    let (_, component) = guest_files(PLUGIN);
+    let r = s.publish(&publisher.token, publisher.pack(manifest, &component)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+#[tokio::test]
+async fn kept_totals_equal_a_brute_force_through_every_kind_of_change() {
+    let s = TestServer::start().await;
+    let t = s.tenant("Acme").await;
+    let outsider = s.user(&t, "Olga", "member").await;
+    let member = s.user(&t, "Max", "member").await;
+    let mut w = World {
+        s,
+        t,
+        model: Model::default(),
+        rng: Lcg(20_261_203),
+        outsider,
+        member,
+    };
+
+    // A tree, records and shares before the plugin is installed: the build.
+    let root = w.create_group(None).await;
+    let a = w.create_group(Some(root.clone())).await;
+    let b = w.create_group(Some(root.clone())).await;
+    let a1 = w.create_group(Some(a.clone())).await;
+    let a2 = w.create_group(Some(a.clone())).await;
+    let a11 = w.create_group(Some(a1.clone())).await;
+    w.create_group(Some(b.clone())).await;
+    w.create_group(None).await;
+    let r =
+        w.s.call(
+            "POST",
+            &format!("/api/v1/groups/{a1}/members"),
+            Some(&w.t.key),
+            Some(json!({ "user_id": w.member.id })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    w.model
+        .members
+        .entry(a1.clone())
+        .or_default()
+        .insert(w.member.id.clone());
+    for _ in 0..12 {
+        w.create_opp().await;
+    }
+    let ids: Vec<String> = w.model.opps.keys().cloned().collect();
+    // Shared within one subtree twice (a11 and a2 both below a), and across subtrees.
+    for (i, id) in ids.iter().enumerate() {
+        let g = [&a11, &a2, &b, &a1][i % 4].clone();
+        w.share(id, &g).await;
+    }
+    w.share(&ids[0], &a2).await;
+    w.share(&ids[1], &a11).await;
+    w.share(&ids[2], &root).await;
+    w.toggle_deleted(&ids[3]).await;
+
+    publish(&w.s, &manifest("0.1.0", "")).await;
+    let r = w.s.install(&w.t, PLUGIN, json!("all")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r =
+        w.s.call("GET", &format!("/api/v1/installations/{PLUGIN}"), Some(&w.t.key), None)
+            .await;
+    let kept: Vec<(&str, &Value)> = r.body["rollups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["name"].as_str().unwrap(), &x["dimensions"]))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("count", &json!([])),
+            ("pipeline", &json!(["stage", "probability", "close_date:month"]))
+        ],
+        "{}",
+        r.text
+    );
+    w.check("after the build").await;
+
+    // Moves of subtrees holding records shared inside and outside them.
+    w.move_group(&a1).await;
+    w.check("after a move").await;
+    let r =
+        w.s.call(
+            "PATCH",
+            &format!("/api/v1/groups/{a}"),
+            Some(&w.t.key),
+            Some(json!({ "parent_id": b })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    w.model.parent.insert(a.clone(), Some(b.clone()));
+    w.check("after moving a subtree under a sibling").await;
+
+    for step in 0..150 {
+        w.random_step().await;
+        if step % 15 == 14 {
+            w.check(&format!("after step {step}")).await;
+        }
+    }
+    w.check("at the end").await;
+
+    // Uninstall drops the totals; installing again rebuilds them from the data.
+    let r =
+        w.s.call(
+            "DELETE",
+            &format!("/api/v1/installations/{PLUGIN}"),
+            Some(&w.t.key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rollup_totals WHERE tenant_id = $1")
+        .bind(&w.t.id)
+        .fetch_one(w.s.db().reader())
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "uninstall drops the totals");
+    let err = rollup::query(
+        w.s.db(),
+        &w.who(None),
+        PLUGIN,
+        "pipeline",
+        &root,
+        &RollupQuery::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("no roll-up `pipeline`"), "{err}");
+    let r = w.s.install(&w.t, PLUGIN, json!("all")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    w.check("after re-installing").await;
+}
+
+#[tokio::test]
+async fn queries_filter_and_group_by_dimensions_with_clear_problems() {
+    let s = TestServer::start().await;
+    let t = s.tenant("Acme").await;
+    publish(&s, &manifest("0.1.0", "")).await;
+    assert_eq!(s.install(&t, PLUGIN, json!("all")).await.status, 201);
+    let r = s
+        .call("POST", "/api/v1/groups", Some(&t.key), Some(json!({ "name": "Root" })))
+        .await;
+    let root = r.body["id"].as_str().unwrap().to_string();
+    for (stage, amount, close) in [
+        ("proposal", 100.0, "2026-10-05"),
+        ("proposal", 50.0, "2026-11-30"),
+        ("closed_won", 70.0, "2026-11-01"),
+    ] {
+        let body = json!({ "fields": { "name": "D", "stage": stage, "close_date": close,
+            "amount": { "value": amount, "currency": "EUR" } } });
+        let r = s
+            .call("POST", "/api/v1/records/opportunity", Some(&t.key), Some(body))
+            .await;
+        let id = r.body["id"].as_str().unwrap().to_string();
+        let r = s
+            .call(
+                "POST",
+                &format!("/api/v1/records/opportunity/{id}/shares"),
+                Some(&t.key),
+                Some(json!({ "group_id": root, "access": "read" })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let who = Who {
+        tenant: t.id.clone(),
+        user_id: t.owner_id.clone(),
+        role: Role::Owner,
+        actor: Actor::default(),
+    };
+    let q = RollupQuery {
+        group_by: vec!["stage".into()],
+        filters: vec![Filter {
+            field: "close_date:month".into(),
+            op: Op::Gte,
+            value: json!("2026-11"),
+        }],
+    };
+    let r = rollup::query(s.db(), &who, PLUGIN, "pipeline", &root, &q)
+        .await
+        .unwrap();
+    assert!(r.kept);
+    assert_eq!(
+        Value::Array(r.rows.into_iter().map(Value::Object).collect()),
+        json!([
+            { "stage": "closed_won", "count": 1, "sum_amount": 70 },
+            { "stage": "proposal", "count": 1, "sum_amount": 50 },
+        ])
+    );
+
+    let bad = RollupQuery {
+        group_by: vec!["region".into()],
+        filters: vec![Filter {
+            field: "probability".into(),
+            op: Op::Lt,
+            value: json!("high"),
+        }],
+    };
+    let err = rollup::query(s.db(), &who, PLUGIN, "pipeline", &root, &bad)
+        .await
+        .unwrap_err();
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("group_by[0]") && text.contains("filters[0].value"),
+        "{text}"
+    );
+    let err = rollup::query(
+        s.db(),
+        &who,
+        PLUGIN,
+        "pipeline",
+        "no-such-group",
+        &RollupQuery::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("group no-such-group not found"), "{err}");
+}
+
+#[tokio::test]
+async fn rollups_that_do_not_fit_the_schema_are_refused_at_publish_or_install() {
+    let s = TestServer::start().await;
+    let publisher = s.publisher("plinth-tests").await;
+    let (_, component) = guest_files(PLUGIN);
+    // Standard objects are the same everywhere: `stage` is declared (the manifest is
+    // valid) but it is not a number to sum, which publishing already knows.
+    let text = manifest("0.1.0", "").replace("sums = [\"amount\"]", "sums = [\"stage\"]");
+    let r = s.publish(&publisher.token, publisher.pack(&text, &component)).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(
+        r.text.contains("rollups[0].sums[0]") && r.text.contains("numeric"),
+        "{}",
+        r.text
+    );
+
+    // A custom object's schema is the tenant's: checked when installing there.
+    let text = format!(
+        "{}\n[capabilities.records.project]\naccess = \"read\"\nfields = [\"title\", \"phase\"]\n\n\
+         [[rollups]]\nname = \"projects\"\nobject = \"project\"\ndimensions = [\"phase:month\"]\nsums = [\"title\"]\n",
+        manifest("0.1.0", "")
+    );
+    let r = s.publish(&publisher.token, publisher.pack(&text, &component)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let t = s.tenant("Acme").await;
+    let def = json!({ "name": "project", "label": "Project", "fields": [
+        {"name": "title", "type": "text", "required": true},
+        {"name": "phase", "type": "enum", "values": ["plan", "build", "run"]}
+    ]});
+    assert_eq!(
+        s.call("POST", "/api/v1/objects", Some(&t.key), Some(def)).await.status,
+        201
+    );
+    let r = s.install(&t, PLUGIN, json!("all")).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(
+        r.body["type"].as_str().map(|t| t.ends_with("rollups-invalid")),
+        Some(true),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains("rollups[2].dimensions[0]") && r.text.contains("not a date"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains("rollups[2].sums[0]") && r.text.contains("numeric"),
+        "{}",
+        r.text
+    );
+    let r = s
+        .call("GET", &format!("/api/v1/installations/{PLUGIN}"), Some(&t.key), None)
+        .await;
+    assert_eq!(r.status, 404, "nothing was installed: {}", r.text);
+}
