@@ -41,7 +41,7 @@ pub const MAX_SUMS: usize = 4;
 /// Most dimensions of one roll-up.
 pub const MAX_DIMENSIONS: usize = 4;
 /// Rows written per statement when a roll-up is built.
-const BUILD_BATCH: usize = 400;
+const BUILD_BATCH: usize = 5_000;
 /// Groups named per statement.
 const GROUP_CHUNK: usize = 400;
 
@@ -958,26 +958,38 @@ mod build {
             Ok(())
         }
 
+        /// One statement per batch, its rows passed as one JSON array parameter and
+        /// unpacked by the database (`json_each` / `jsonb_array_elements`): binding
+        /// nine parameters per row cost ~25 µs a row through the driver, more than
+        /// the inserts themselves.
         async fn flush(&mut self, tx: &mut Tx<'_>) -> StoreResult<()> {
             if self.rows.is_empty() {
                 return Ok(());
             }
-            let mut b = Builder::new(
-                "INSERT INTO rollup_totals (tenant_id, rollup_id, group_id, dims, n, s0, s1, s2, s3) VALUES ",
-            );
-            let t = b.text(self.rollup.tenant_id.clone());
-            let id = b.text(self.rollup.id.clone());
-            let mut values = Vec::with_capacity(self.rows.len());
-            for (g, dims, n, s) in self.rows.drain(..) {
-                let g = b.text(g);
-                let dims = b.text(dims);
-                let n = b.arg(Arg::Int(n));
-                let s: Vec<String> = s.iter().map(|x| b.arg(Arg::Float(*x))).collect();
-                values.push(format!("({t}, {id}, {g}, {dims}, {n}, {})", s.join(", ")));
-            }
-            b.push(&values.join(", "));
-            b.query().execute(&mut **tx).await?;
-            self.written += values.len() as u64;
+            let rows: Vec<Value> = self
+                .rows
+                .drain(..)
+                .map(|(g, dims, n, s)| serde_json::json!([g, dims, n, s[0], s[1], s[2], s[3]]))
+                .collect();
+            let count = rows.len() as u64;
+            let postgres = tx.backend_name().eq_ignore_ascii_case("postgresql");
+            let sql = if postgres {
+                "INSERT INTO rollup_totals (tenant_id, rollup_id, group_id, dims, n, s0, s1, s2, s3) \
+                 SELECT $1, $2, e->>0, e->>1, (e->>2)::bigint, (e->>3)::float8, (e->>4)::float8, \
+                 (e->>5)::float8, (e->>6)::float8 FROM jsonb_array_elements(CAST($3 AS jsonb)) AS e"
+            } else {
+                "INSERT INTO rollup_totals (tenant_id, rollup_id, group_id, dims, n, s0, s1, s2, s3) \
+                 SELECT $1, $2, json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), \
+                 json_extract(j.value, '$[2]'), json_extract(j.value, '$[3]'), json_extract(j.value, '$[4]'), \
+                 json_extract(j.value, '$[5]'), json_extract(j.value, '$[6]') FROM json_each($3) AS j"
+            };
+            sqlx::query(sql)
+                .bind(&self.rollup.tenant_id)
+                .bind(&self.rollup.id)
+                .bind(Value::Array(rows).to_string())
+                .execute(&mut **tx)
+                .await?;
+            self.written += count;
             Ok(())
         }
 
