@@ -537,10 +537,14 @@ pub async fn query(
         drop(conn);
         live_totals(db, who, &rollup, group).await?
     };
-    Ok(RollupResult {
-        rows: regroup(&rollup.definition, totals, &group_by, &filters),
-        kept,
-    })
+    let rows = regroup(&rollup.definition, totals, &group_by, &filters);
+    if rows.len() > super::MAX_GROUPS as usize {
+        return Err(RecordError::BadRequest(format!(
+            "more than {} groups; add filters or group by fewer dimensions",
+            super::MAX_GROUPS
+        )));
+    }
+    Ok(RollupResult { rows, kept })
 }
 
 #[cfg(test)]

@@ -534,6 +534,8 @@ pub async fn share_removed(tx: &mut Tx<'_>, tenant: &str, record: &str, group: &
 #[derive(Debug, Default)]
 pub struct PendingMove {
     group: String,
+    /// Every roll-up of the tenant, by id.
+    rollups: Vec<String>,
     /// Ancestors gained by the move.
     gained: Vec<String>,
     /// Records shared with several groups, one inside the subtree, taken out whole.
@@ -557,31 +559,40 @@ async fn ancestors(conn: &mut AnyConnection, tenant: &str, group: &str, inclusiv
 async fn shift_subtree_totals(
     tx: &mut Tx<'_>,
     tenant: &str,
+    rollups: &[String],
     group: &str,
     targets: &[String],
     sign: i64,
 ) -> StoreResult<()> {
-    for chunk in targets.chunks(GROUP_CHUNK) {
-        let mut b = Builder::new("");
-        let t = b.text(tenant);
-        let g = b.text(group);
-        let s = b.arg(Arg::Int(sign));
-        let select = Groups::Listed(chunk).select(&mut b, &t);
-        b.push(&format!(
-            "INSERT INTO rollup_totals (tenant_id, rollup_id, group_id, dims, n, s0, s1, s2, s3) \
-             SELECT t.tenant_id, t.rollup_id, x.g, t.dims, {s} * t.n, {s} * t.s0, {s} * t.s1, {s} * t.s2, {s} * t.s3 \
-             FROM rollup_totals t CROSS JOIN ({select}) x \
-             WHERE t.tenant_id = {t} AND t.group_id = {g}{UPSERT}"
-        ));
-        b.query().execute(&mut **tx).await?;
-        if sign < 0 {
+    // Per roll-up, so every statement reads and deletes by a prefix of the primary
+    // key (tenant, roll-up, group): without the roll-up, both scanned every total of
+    // the tenant (1.2 s for a move at 1M accounts).
+    for rollup in rollups {
+        for chunk in targets.chunks(GROUP_CHUNK) {
             let mut b = Builder::new("");
             let t = b.text(tenant);
+            let r = b.text(rollup.clone());
+            let g = b.text(group);
+            let s = b.arg(Arg::Int(sign));
             let select = Groups::Listed(chunk).select(&mut b, &t);
             b.push(&format!(
-                "DELETE FROM rollup_totals WHERE tenant_id = {t} AND n = 0 AND group_id IN ({select})"
+                "INSERT INTO rollup_totals (tenant_id, rollup_id, group_id, dims, n, s0, s1, s2, s3) \
+                 SELECT t.tenant_id, t.rollup_id, x.g, t.dims, {s} * t.n, {s} * t.s0, {s} * t.s1, {s} * t.s2, {s} * t.s3 \
+                 FROM rollup_totals t CROSS JOIN ({select}) x \
+                 WHERE t.tenant_id = {t} AND t.rollup_id = {r} AND t.group_id = {g} ORDER BY x.g, t.dims{UPSERT}"
             ));
             b.query().execute(&mut **tx).await?;
+            if sign < 0 {
+                let mut b = Builder::new("");
+                let t = b.text(tenant);
+                let r = b.text(rollup.clone());
+                let select = Groups::Listed(chunk).select(&mut b, &t);
+                b.push(&format!(
+                    "DELETE FROM rollup_totals WHERE tenant_id = {t} AND rollup_id = {r} \
+                     AND group_id IN ({select}) AND n = 0"
+                ));
+                b.query().execute(&mut **tx).await?;
+            }
         }
     }
     Ok(())
@@ -611,6 +622,7 @@ pub async fn before_move(
     let gained: Vec<String> = new.iter().filter(|a| !old_set.contains(a)).cloned().collect();
     let mut pending = PendingMove {
         group: group.to_string(),
+        rollups: rollups.iter().map(|r| r.id.clone()).collect(),
         gained,
         recount: Vec::new(),
     };
@@ -648,7 +660,7 @@ pub async fn before_move(
         }
         pending.recount.push((r, of_object));
     }
-    shift_subtree_totals(tx, tenant, group, &lost, -1).await?;
+    shift_subtree_totals(tx, tenant, &pending.rollups, group, &lost, -1).await?;
     Ok(Some(pending))
 }
 
@@ -656,7 +668,7 @@ pub async fn before_move(
 /// ancestors it gained, and the records taken out are counted again where they now
 /// belong.
 pub async fn after_move(tx: &mut Tx<'_>, tenant: &str, pending: PendingMove) -> StoreResult<()> {
-    shift_subtree_totals(tx, tenant, &pending.group, &pending.gained, 1).await?;
+    shift_subtree_totals(tx, tenant, &pending.rollups, &pending.group, &pending.gained, 1).await?;
     for (r, rollups) in &pending.recount {
         for rollup in rollups {
             let c = rollup.definition.contribution(r);
