@@ -1137,3 +1137,134 @@ async fn upgrading_indexes_the_rules_an_older_version_stored() {
     assert_eq!(c.territories_of(&b).await, json!([germany]));
     c.s.stop().await;
 }
+
+/// A realignment larger than fits in one document: its diff lists keep their first
+/// entries inline and every entry in pages, and its account moves (more than 200) are
+/// stored apart and still applied and rolled back exactly.
+#[tokio::test]
+async fn a_large_realignment_pages_its_diff_and_account_moves() {
+    const N: usize = 230;
+    let (c, _) = Ctx::installed("Paging").await;
+    let north_member = c.s.user(&c.t, "n", "member").await;
+    let south_member = c.s.user(&c.t, "s", "member").await;
+    let world = c.territory("World", "global", None).await;
+    let north = c.territory("North", "region", Some(&world)).await;
+    let south = c.territory("South", "region", Some(&world)).await;
+    for (t, u) in [(&north, &north_member), (&south, &south_member)] {
+        c.ok(
+            "PUT",
+            &format!("/territories/{t}/members/{}", u.id),
+            Some(json!({"role": "member"})),
+        )
+        .await;
+    }
+    let de = json!([{"criteria": [{"op": "equals", "field": "country", "value": "DE"}]}]);
+    c.rules(&north, de).await;
+    let items: Vec<Value> = (0..N)
+        .map(|i| json!({"fields": {"name": format!("acc{i:03}"), "country": "DE"}}))
+        .collect();
+    let r =
+        c.s.call(
+            "POST",
+            "/api/v1/records/account/bulk",
+            Some(&c.t.key),
+            Some(json!({ "create": items })),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    c.caught_up().await;
+    let all = c.visible(&north_member.key, "account", "").await;
+    assert_eq!(all.len(), N);
+
+    // Moving North under South: South's member would gain every account.
+    let prop = c
+        .ok(
+            "POST",
+            "/realignments",
+            Some(json!({"kind": "move", "territory_id": north, "parent_id": south})),
+        )
+        .await;
+    let rid = prop["id"].as_str().unwrap().to_string();
+    let access = prop["diff"]["access"].as_array().unwrap();
+    let entry = access
+        .iter()
+        .find(|u| u["user_id"] == south_member.id.as_str())
+        .unwrap_or_else(|| panic!("{prop}"));
+    assert_eq!(
+        (
+            entry["gained_total"].as_u64(),
+            entry["gained_pages"].as_u64(),
+            entry["gained"].as_array().map(Vec::len)
+        ),
+        (Some(N as u64), Some(1), Some(50)),
+        "{entry}"
+    );
+    let list = format!("access/{}/gained", south_member.id);
+    let page = c
+        .ok("GET", &format!("/realignments/{rid}/diff?list={list}&page=0"), None)
+        .await;
+    assert_eq!(
+        (page["pages"].as_u64(), page["total"].as_u64()),
+        (Some(1), Some(N as u64))
+    );
+    let paged: BTreeSet<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(paged, all, "the pages hold every account gained");
+    let (st, _) = c
+        .call("GET", &format!("/realignments/{rid}/diff?list={list}&page=1"), None)
+        .await;
+    assert_eq!(st, 404);
+    let (st, b) = c
+        .call("GET", &format!("/realignments/{rid}/diff?list=everything"), None)
+        .await;
+    assert_eq!(st, 400, "{b}");
+    // A short list is one page, served from the document itself.
+    let moves = c
+        .ok("GET", &format!("/realignments/{rid}/diff?list=account_moves"), None)
+        .await;
+    assert_eq!(
+        (moves["pages"].as_u64(), moves["total"].as_u64()),
+        (Some(1), Some(0)),
+        "{moves}"
+    );
+    c.ok("POST", &format!("/realignments/{rid}/discard"), None).await;
+
+    // Dropping North's rules unassigns all 230: more moves than a document keeps.
+    let prop = c
+        .ok(
+            "POST",
+            "/realignments",
+            Some(json!({"kind": "rules", "territory_id": north, "rules": []})),
+        )
+        .await;
+    let rid = prop["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        (
+            prop["diff"]["account_moves_total"].as_u64(),
+            prop["diff"]["account_moves_pages"].as_u64()
+        ),
+        (Some(N as u64), Some(1)),
+    );
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM plugin_documents WHERE tenant_id = $1 AND plugin_id = 'territories' \
+         AND collection = 'realignment-pages' AND doc_key = $2",
+    )
+    .bind(&c.t.id)
+    .bind(format!("{rid}/changes/0"))
+    .fetch_one(c.s.db().reader())
+    .await
+    .unwrap();
+    assert_eq!(stored, 1, "the account moves are stored apart");
+    c.ok("POST", &format!("/realignments/{rid}/apply"), None).await;
+    assert!(c.visible(&north_member.key, "account", "").await.is_empty());
+    let any = all.iter().next().unwrap();
+    assert_eq!(c.territories_of(any).await, json!([]));
+    c.ok("POST", &format!("/realignments/{rid}/rollback"), None).await;
+    assert_eq!(c.visible(&north_member.key, "account", "").await, all);
+    assert_eq!(c.territories_of(any).await, json!([north]));
+    c.s.stop().await;
+}

@@ -565,6 +565,16 @@ fn realignment_get(req: &Request) -> Result<Response, Error> {
     Ok(Response::json(&realignment_view(&load_realignment(req)?.0)))
 }
 
+fn realignment_diff(req: &Request) -> Result<Response, Error> {
+    let (r, _) = load_realignment(req)?;
+    let list = req.query("list").ok_or_else(|| {
+        Error::invalid("say which list: ?list=account_moves or access/<user id>/gained|lost")
+            .with_field("list", "required")
+    })?;
+    let page = req.query_parse::<usize>("page")?.unwrap_or(0);
+    Ok(Response::json(&realign::diff_page(&r, list, page)?))
+}
+
 fn realignment_apply(req: &Request) -> Result<Response, Error> {
     let (mut r, version) = load_realignment(req)?;
     realign::apply(&mut r, version)?;
@@ -610,6 +620,7 @@ impl Plugin for Territories {
             .get("/accounts/{account_id}/territories", account_territories)
             .post("/realignments", propose)
             .get("/realignments/{id}", realignment_get)
+            .get("/realignments/{id}/diff", realignment_diff)
             .post("/realignments/{id}/apply", realignment_apply)
             .post("/realignments/{id}/discard", realignment_discard)
             .post("/realignments/{id}/rollback", realignment_rollback)

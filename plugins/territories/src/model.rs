@@ -19,6 +19,8 @@ pub const ASSIGNMENTS: &str = "assignments";
 pub const RUNS: &str = "runs";
 /// Realignment proposals, by id.
 pub const REALIGNMENTS: &str = "realignments";
+/// Pages of large realignment diffs and account moves (`<id>/<list>/<n>`).
+pub const REALIGNMENT_PAGES: &str = "realignment-pages";
 /// `generation`: bumped by every change to the tree, rules, members or assignments, so a
 /// realignment previewed on an older state is refused instead of applied blindly.
 pub const META: &str = "meta";

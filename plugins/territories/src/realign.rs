@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::assign::{self, Change};
-use crate::model::{self, Model, REALIGNMENTS};
+use crate::model::{self, Model, REALIGNMENT_PAGES, REALIGNMENTS};
 use crate::rollup::{self, Period, Sums};
 use crate::rules::{self, Rule};
 
@@ -41,8 +41,16 @@ pub struct Realignment {
     /// Generation the preview was computed at; apply needs it unchanged.
     pub generation: u64,
     pub period: Period,
+    /// What the preview found. Lists longer than [`INLINE`] keep their first entries
+    /// here, with `<list>_total` and `<list>_pages`; all of them are in pages
+    /// ([`diff_page`]).
     pub diff: Value,
+    /// The account moves to make; empty here when they are stored in pages
+    /// (`changes_pages` > 0; see [`Realignment::changes`]).
     pub changes: Vec<Change>,
+    /// How many pages of [`PAGE`] account moves are stored apart (0: all inline).
+    #[serde(default)]
+    pub changes_pages: usize,
     /// What to restore on rollback: the previous parent or rules.
     #[serde(default)]
     pub undo: Option<Proposal>,
@@ -92,6 +100,105 @@ fn not_in_progress(r: &Realignment) -> Result<(), Error> {
 
 pub fn store() -> Collection<Realignment> {
     Collection::new(REALIGNMENTS)
+}
+
+/// Entries of a diff list kept in the realignment document itself: the document stays
+/// small (storage documents are at most 1 MiB) however large the realignment.
+pub const INLINE: usize = 50;
+/// Entries per stored page of a diff list or of the account moves.
+pub const PAGE: usize = 1_000;
+/// Account moves kept in the realignment document itself; more go to pages.
+pub const INLINE_CHANGES: usize = 200;
+
+fn pages<T: Serialize + serde::de::DeserializeOwned>() -> Collection<Vec<T>> {
+    Collection::new(REALIGNMENT_PAGES)
+}
+
+fn page_key(id: &str, list: &str, n: usize) -> String {
+    format!("{id}/{list}/{n}")
+}
+
+/// Store `items` in pages of [`PAGE`] under `list` when there are more than fit
+/// inline; returns the inline part, the total and the number of stored pages (0 when
+/// everything is inline).
+fn paginate<T: Serialize + serde::de::DeserializeOwned + Clone>(
+    id: &str,
+    list: &str,
+    items: Vec<T>,
+    inline: usize,
+) -> Result<(Vec<T>, usize, usize), Error> {
+    let total = items.len();
+    if total <= inline {
+        return Ok((items, total, 0));
+    }
+    let store = pages::<T>();
+    for (n, chunk) in items.chunks(PAGE).enumerate() {
+        store.put(&page_key(id, list, n), &chunk.to_vec())?;
+    }
+    Ok((items[..inline].to_vec(), total, total.div_ceil(PAGE)))
+}
+
+/// Page `page` of a diff list: `account_moves`, or `access/<user id>/gained|lost`.
+pub fn diff_page(r: &Realignment, list: &str, page: usize) -> Result<Value, Error> {
+    let (inline, total, stored) = match list.split('/').collect::<Vec<_>>().as_slice() {
+        ["account_moves"] => (
+            &r.diff["account_moves"],
+            &r.diff["account_moves_total"],
+            &r.diff["account_moves_pages"],
+        ),
+        ["access", user, which @ ("gained" | "lost")] => {
+            let entry = r.diff["access"]
+                .as_array()
+                .and_then(|a| a.iter().find(|u| u["user_id"] == *user))
+                .ok_or_else(|| Error::not_found(format!("user {user} gains or loses nothing in this realignment")))?;
+            (
+                &entry[*which],
+                &entry[format!("{which}_total")],
+                &entry[format!("{which}_pages")],
+            )
+        }
+        _ => {
+            return Err(Error::invalid(
+                "list is `account_moves`, `access/<user id>/gained` or `access/<user id>/lost`",
+            )
+            .with_field("list", "unknown list"));
+        }
+    };
+    let stored = stored.as_u64().unwrap_or(0) as usize;
+    let total = total.as_u64().unwrap_or(0);
+    let pages_count = stored.max(1);
+    if page >= pages_count {
+        return Err(Error::not_found(format!(
+            "page {page} of {list}: there are {pages_count}"
+        )));
+    }
+    let items = if stored == 0 {
+        inline.clone()
+    } else {
+        let doc = pages::<Value>()
+            .get(&page_key(&r.id, list, page))?
+            .ok_or_else(|| Error::internal(format!("page {page} of {list} is missing")))?;
+        Value::Array(doc.value)
+    };
+    Ok(json!({ "list": list, "page": page, "pages": pages_count, "total": total, "items": items }))
+}
+
+impl Realignment {
+    /// Every account move of the realignment, inline or from its pages.
+    pub fn changes(&self) -> Result<Vec<Change>, Error> {
+        if self.changes_pages == 0 {
+            return Ok(self.changes.clone());
+        }
+        let store = pages::<Change>();
+        let mut all = Vec::new();
+        for n in 0..self.changes_pages {
+            let doc = store
+                .get(&page_key(&self.id, "changes", n))?
+                .ok_or_else(|| Error::internal(format!("page {n} of the account moves is missing")))?;
+            all.extend(doc.value);
+        }
+        Ok(all)
+    }
 }
 
 fn territory_of(p: &Proposal) -> &str {
@@ -230,16 +337,18 @@ pub fn preview(id: &str, p: Proposal, period: Period) -> Result<Realignment, Err
         out
     };
     let all_users: BTreeSet<&String> = gained.keys().chain(lost.keys()).collect();
-    let access: Vec<Value> = all_users
-        .into_iter()
-        .map(|u| {
-            json!({
-                "user_id": u,
-                "gained": expand(gained.get(u).unwrap_or(&BTreeSet::new())),
-                "lost": expand(lost.get(u).unwrap_or(&BTreeSet::new())),
-            })
-        })
-        .collect();
+    let mut access: Vec<Value> = Vec::new();
+    for u in all_users {
+        let mut entry = json!({ "user_id": u });
+        for (which, map) in [("gained", &gained), ("lost", &lost)] {
+            let items = expand(map.get(u).unwrap_or(&BTreeSet::new()));
+            let (inline, total, stored) = paginate(id, &format!("access/{u}/{which}"), items, INLINE)?;
+            entry[which] = json!(inline);
+            entry[format!("{which}_total")] = json!(total);
+            entry[format!("{which}_pages")] = json!(stored);
+        }
+        access.push(entry);
+    }
 
     // Roll-ups: before from the host; after = before ± the accounts that enter or leave.
     let moving: Vec<String> = affected
@@ -286,14 +395,25 @@ pub fn preview(id: &str, p: Proposal, period: Period) -> Result<Realignment, Err
             })
         })
         .collect();
+    let (moves, moves_total, moves_pages) = paginate(id, "account_moves", moves, INLINE)?;
+    // The moves apply needs: inline while there are few, else all in pages.
+    let (changes, _, changes_pages) = paginate(id, "changes", changes, INLINE_CHANGES)?;
+    let changes = if changes_pages == 0 { changes } else { Vec::new() };
     Ok(Realignment {
         id: id.to_string(),
         status: "proposed".into(),
         proposal: p,
         generation,
         period,
-        diff: json!({ "account_moves": moves, "access": access, "rollups": rollups }),
+        diff: json!({
+            "account_moves": moves,
+            "account_moves_total": moves_total,
+            "account_moves_pages": moves_pages,
+            "access": access,
+            "rollups": rollups,
+        }),
         changes,
+        changes_pages,
         undo: None,
         applied_generation: None,
         interrupted: None,
@@ -426,8 +546,9 @@ pub fn apply(r: &mut Realignment, version: u64) -> Result<(), Error> {
         _ => return Err(not_in_state(r, "proposed")),
     };
     let undo = r.undo_info()?;
-    if let Err(e) = converge(&r.proposal, &r.changes) {
-        if converge(&undo, &reversed(&r.changes)).is_err() {
+    let changes = r.changes()?;
+    if let Err(e) = converge(&r.proposal, &changes) {
+        if converge(&undo, &reversed(&changes)).is_err() {
             return Err(r.stopped(
                 version,
                 &e,
@@ -452,7 +573,7 @@ pub fn apply(r: &mut Realignment, version: u64) -> Result<(), Error> {
         "realignment",
         Some(&r.id),
         Some(&json!({"generation": r.generation})),
-        Some(&json!({"proposal": r.proposal, "account_moves": r.changes.len()})),
+        Some(&json!({"proposal": r.proposal, "account_moves": changes.len()})),
     )?;
     Ok(())
 }
@@ -465,7 +586,7 @@ pub fn discard(r: &mut Realignment, version: u64) -> Result<(), Error> {
         "applying" => {
             not_in_progress(r)?;
             let undo = r.undo_info()?;
-            converge(&undo, &reversed(&r.changes)).map_err(|e| {
+            converge(&undo, &reversed(&r.changes()?)).map_err(|e| {
                 Error::new(
                     e.kind(),
                     format!("could not undo the interrupted apply ({}); discard again", e.message()),
@@ -509,8 +630,9 @@ pub fn rollback(r: &mut Realignment, version: u64) -> Result<(), Error> {
         _ => return Err(not_in_state(r, "applied")),
     };
     let undo = r.undo_info()?;
-    if let Err(e) = converge(&undo, &reversed(&r.changes)) {
-        if converge(&r.proposal, &r.changes).is_err() {
+    let changes = r.changes()?;
+    if let Err(e) = converge(&undo, &reversed(&changes)) {
+        if converge(&r.proposal, &changes).is_err() {
             return Err(r.stopped(version, &e, "rollback", "roll back again to finish it"));
         }
         r.finish("applied");
