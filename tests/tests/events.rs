@@ -230,6 +230,12 @@ async fn updates_reach_the_subscriber_exactly_in_commit_order() {
     assert_eq!(first_update["name"], "record.opportunity.updated");
     assert_eq!(first_update["payload"]["object"], "opportunity");
     assert_eq!(first_update["payload"]["changed"], json!(["amount"]));
+    // `previous` holds each changed field as it was: the value the event before showed.
+    assert!(burst[0]["payload"].get("previous").is_none(), "{}", burst[0]);
+    for pair in burst.windows(2) {
+        let was = &pair[0]["payload"]["record"]["fields"]["amount"];
+        assert_eq!(pair[1]["payload"]["previous"], json!({ "amount": was }), "{}", pair[1]);
+    }
     assert_eq!(first_update["cause"], Value::Null);
     assert_eq!(first_update["depth"], 0);
     assert_eq!(first_update["user_id"], t.owner_id.as_str());
@@ -759,6 +765,7 @@ async fn own_writes_carry_the_cause_and_chains_stop_at_the_depth_limit() {
     );
     assert_eq!(got[3]["payload"]["record"]["fields"]["stage"], "negotiation");
     assert_eq!(got[3]["payload"]["changed"], json!(["stage"]));
+    assert_eq!(got[3]["payload"]["previous"], json!({ "stage": "proposal" }));
     // The plugin's endpoint call ran for the owner; so do the events it caused.
     assert_eq!(got[1]["user_id"], t.owner_id.as_str());
 
@@ -879,6 +886,7 @@ async fn patterns_and_records_not_granted_are_not_delivered() {
     assert_eq!(b[1]["payload"]["id"], id.as_str());
     assert_eq!(b[1]["payload"]["changed"], json!(["amount"]));
     assert!(b.iter().all(|e| e["payload"].get("record").is_none()), "{b:?}");
+    assert!(b.iter().all(|e| e["payload"].get("previous").is_none()), "{b:?}");
 
     // Emitting without the `emit` grant is a `denied` error the plugin sees (it
     // answers 403), not a trap; nothing is logged.

@@ -1268,3 +1268,91 @@ async fn a_large_realignment_pages_its_diff_and_account_moves() {
     assert_eq!(c.territories_of(any).await, json!([north]));
     c.s.stop().await;
 }
+
+/// Records made before the install are shared only by a run, so the plugin never
+/// recorded which account they were shared for. When one moves to another account, the
+/// event's `previous.account_id` names the account it left, and its shares through that
+/// account's territories go (before the host sent `previous`, they stayed: a leak).
+#[tokio::test]
+async fn a_record_made_before_the_install_leaves_its_old_territories_when_it_moves() {
+    let s = TestServer::start_with_first_party().await;
+    let t = s.tenant("Before").await;
+    let c = Ctx { s, t };
+    let berlin_acc = c
+        .create(
+            "account",
+            json!({"name": "Berlin GmbH", "country": "DE", "city": "Berlin"}),
+        )
+        .await;
+    let paris_acc = c
+        .create("account", json!({"name": "Paris SA", "country": "FR", "city": "Paris"}))
+        .await;
+    // Two more, so the run takes more than one batch of three.
+    c.create(
+        "account",
+        json!({"name": "München AG", "country": "DE", "city": "München"}),
+    )
+    .await;
+    c.create("account", json!({"name": "Tokyo KK", "country": "JP", "city": "Tokyo"}))
+        .await;
+    let opp = c
+        .create(
+            "opportunity",
+            json!({"name": "Moving deal", "account_id": berlin_acc, "stage": "proposal", "close_date": "2026-12-31",
+                   "amount": {"value": 1_000.0, "currency": "EUR"}}),
+        )
+        .await;
+    let contact = c
+        .create("contact", json!({"last_name": "Umzug", "account_id": berlin_acc}))
+        .await;
+    let r = c.s.install(&c.t, "territories", json!("all")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    let global = c.territory("Global", "global", None).await;
+    let germany = c.territory("Germany", "country", Some(&global)).await;
+    let france = c.territory("France", "country", Some(&global)).await;
+    for (id, country) in [(&germany, "DE"), (&france, "FR")] {
+        c.rules(
+            id,
+            json!([{"criteria": [{"op": "equals", "field": "country", "value": country}]}]),
+        )
+        .await;
+    }
+    let de = c.s.user(&c.t, "de", "member").await;
+    let fr = c.s.user(&c.t, "fr", "member").await;
+    for (territory, user) in [(&germany, &de), (&france, &fr)] {
+        c.ok(
+            "PUT",
+            &format!("/territories/{territory}/members/{}", user.id),
+            Some(json!({ "role": "member" })),
+        )
+        .await;
+    }
+    let run = c.run_assignment().await;
+    assert_eq!(run["total"], 4, "{run}");
+    c.caught_up().await;
+    for object in ["opportunity", "contact"] {
+        let id = if object == "contact" { &contact } else { &opp };
+        assert!(c.visible(&de.key, object, "").await.contains(id), "{object}");
+        assert!(!c.visible(&fr.key, object, "").await.contains(id), "{object}");
+    }
+
+    c.update("opportunity", &opp, json!({"account_id": paris_acc})).await;
+    c.update("contact", &contact, json!({"account_id": paris_acc})).await;
+    c.caught_up().await;
+    for (object, id) in [("opportunity", &opp), ("contact", &contact)] {
+        assert!(
+            !c.visible(&de.key, object, "").await.contains(id),
+            "{object} left Germany"
+        );
+        assert!(
+            c.visible(&fr.key, object, "").await.contains(id),
+            "{object} came to France"
+        );
+    }
+    // Moving back (the handler now knows the account) converges the same way.
+    c.update("opportunity", &opp, json!({"account_id": berlin_acc})).await;
+    c.caught_up().await;
+    assert!(c.visible(&de.key, "opportunity", "").await.contains(&opp));
+    assert!(!c.visible(&fr.key, "opportunity", "").await.contains(&opp));
+}

@@ -375,9 +375,9 @@ fn failures_before(cursor: &Cursor, seq: i64) -> i64 {
     }
 }
 
-/// The payload a subscriber may see. A record event's `record` shows only the fields
-/// the plugin's `records` grant for that object allows (and is left out without
-/// one); `changed` is narrowed the same way when there is a grant.
+/// The payload a subscriber may see. A record event's `record` and `previous` show
+/// only the fields the plugin's `records` grant for that object allows (and are left
+/// out without one); `changed` is narrowed the same way when there is a grant.
 pub(super) fn visible_payload(grants: &Capabilities, event: &StoredEvent) -> String {
     if !event.name.starts_with("record.") {
         return event.payload.clone();
@@ -389,6 +389,7 @@ pub(super) fn visible_payload(grants: &Capabilities, event: &StoredEvent) -> Str
     match grants.records.get(object) {
         None => {
             payload.remove("record");
+            payload.remove("previous");
         }
         Some(grant) => {
             let allowed = |k: &str| RECORD_META.contains(&k) || grant.fields.allows(k);
@@ -397,6 +398,9 @@ pub(super) fn visible_payload(grants: &Capabilities, event: &StoredEvent) -> Str
             }
             if let Some(Value::Array(changed)) = payload.get_mut("changed") {
                 changed.retain(|k| k.as_str().is_some_and(allowed));
+            }
+            if let Some(Value::Object(previous)) = payload.get_mut("previous") {
+                previous.retain(|k, _| allowed(k));
             }
         }
     }
@@ -441,11 +445,13 @@ mod tests {
     fn record_payloads_show_only_granted_fields() {
         let e = event(serde_json::json!({
             "object": "opportunity", "id": "o1", "changed": ["amount", "stage", "owner_id"],
+            "previous": { "amount": 4, "stage": "open", "owner_id": "u0" },
             "record": { "id": "o1", "owner_id": "u1", "fields": { "amount": 5, "stage": "won", "name": "Big" } }
         }));
         let mut grants = Capabilities::default();
         let none: Value = serde_json::from_str(&visible_payload(&grants, &e)).unwrap();
         assert!(none.get("record").is_none());
+        assert!(none.get("previous").is_none());
         assert_eq!(none["changed"], serde_json::json!(["amount", "stage", "owner_id"]));
 
         let only: BTreeSet<String> = ["stage".to_string()].into();
@@ -460,5 +466,9 @@ mod tests {
         assert_eq!(some["record"]["fields"], serde_json::json!({ "stage": "won" }));
         assert_eq!(some["record"]["owner_id"], "u1");
         assert_eq!(some["changed"], serde_json::json!(["stage", "owner_id"]));
+        assert_eq!(
+            some["previous"],
+            serde_json::json!({ "stage": "open", "owner_id": "u0" })
+        );
     }
 }

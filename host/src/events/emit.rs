@@ -104,10 +104,11 @@ impl RecordChange {
 }
 
 /// Log `record.<object>.<change>` for a record write inside its transaction. The
-/// payload is `{object, id, changed, record}`: `changed` names the fields (and
-/// `owner_id`/`deleted_at`) that differ between the audit snapshots `before` and
-/// `after`; `record` is the record as the newest API shows it. An update that
-/// changed nothing is not an event.
+/// payload is `{object, id, changed, previous, record}`: `changed` names the fields
+/// (and `owner_id`/`deleted_at`) that differ between the audit snapshots `before` and
+/// `after`; `previous` (not for `created`) holds each of them as it was before the
+/// write (`null` where it was not set); `record` is the record as the newest API
+/// shows it. An update that changed nothing is not an event.
 pub async fn record_changed(
     tx: &mut Tx<'_>,
     db: &Db,
@@ -122,14 +123,30 @@ pub async fn record_changed(
         return Ok(());
     }
     let name = format!("record.{}.{}", record.object, change.verb());
-    let payload = json!({
+    let mut payload = json!({
         "object": record.object,
         "id": record.id,
         "changed": changed,
         "record": crate::records::to_json(record, None),
     });
+    if change != RecordChange::Created {
+        payload["previous"] = previous_values(&changed, before);
+    }
     append(tx, db, &who.tenant, &who.actor, &name, &payload).await?;
     Ok(())
+}
+
+/// The values the `changed` keys had in the `before` snapshot (`null` where absent),
+/// so a subscriber can undo what it derived from them — e.g. the shares a record had
+/// through the account it just left — even when it never saw the earlier state.
+fn previous_values(changed: &[String], before: Option<&Value>) -> Value {
+    let before = before.and_then(Value::as_object);
+    Value::Object(
+        changed
+            .iter()
+            .map(|k| (k.clone(), before.and_then(|b| b.get(k)).cloned().unwrap_or(Value::Null)))
+            .collect(),
+    )
 }
 
 /// Log the event of an installation lifecycle step (an audit `action` such as

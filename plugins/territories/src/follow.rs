@@ -36,6 +36,8 @@ struct RecordEvent {
     verb: String,
     id: String,
     changed: Option<Vec<String>>,
+    /// `previous.account_id` of an update that moved a record between accounts.
+    previous_account: Option<String>,
 }
 
 fn parse(event: &Event) -> Result<Option<RecordEvent>, Error> {
@@ -53,11 +55,17 @@ fn parse(event: &Event) -> Result<Option<RecordEvent>, Error> {
         .get("changed")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect());
+    let previous_account = payload
+        .get("previous")
+        .and_then(|p| p.get("account_id"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
     Ok(Some(RecordEvent {
         object: object.to_string(),
         verb: verb.to_string(),
         id: id.to_string(),
         changed,
+        previous_account,
     }))
 }
 
@@ -114,7 +122,9 @@ fn on_account(e: &RecordEvent) -> Result<(), Error> {
 
 /// An opportunity or contact created, or its `account_id` changed: share it with its
 /// account's territories (at each territory's access level for the object) and remove
-/// the shares it had through its previous account.
+/// the shares it had through its previous account — the one this handler recorded, and
+/// the one the event names in `previous` (which covers records it never handled: made
+/// before the install, or shared only by runs).
 fn on_child(e: &RecordEvent) -> Result<(), Error> {
     if e.verb == "updated" && !touches(e, &["account_id"]) {
         return Ok(());
@@ -131,12 +141,17 @@ fn on_child(e: &RecordEvent) -> Result<(), Error> {
         None => Vec::new(),
     };
     // What it may still be shared with: what this handler shared last time, and the
-    // previous account's territories now (account moves re-share its children).
+    // previous accounts' territories now (account moves re-share their children).
     let mut from: BTreeSet<String> = before.territories.iter().cloned().collect();
-    if let Some(prev) = before.account_id.as_ref().filter(|p| Some(*p) != account.as_ref())
-        && let Some(v) = store.get(prev)?
-    {
-        from.extend(v.value.territories);
+    let previous: BTreeSet<&String> = [before.account_id.as_ref(), e.previous_account.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter(|p| Some(*p) != account.as_ref())
+        .collect();
+    for prev in previous {
+        if let Some(v) = store.get(prev)? {
+            from.extend(v.value.territories);
+        }
     }
     let keep: BTreeSet<&String> = to.iter().collect();
     let remove: Vec<(&str, &str, &str)> = from
