@@ -23,7 +23,8 @@ pub(crate) struct DataArgs {
     #[arg(long, env = "PLINTH_DATABASE_URL", value_name = "URL")]
     database_url: Option<String>,
     /// TOML file with any of: listen, data_dir, database_url, body_limit,
-    /// plugin_timeout_ms, plugin_memory_mib, request_log_retention_days (default 30,
+    /// plugin_timeout_ms (the longest deadline a manifest may ask for; default 60000),
+    /// plugin_memory_mib (default 64), request_log_retention_days (default 30,
     /// 0 keeps the request log forever), smtp_url, smtp_from, http_allow_private,
     /// http_allow_networks. Flags and environment win over it.
     #[arg(long, env = "PLINTH_CONFIG", value_name = "FILE")]

@@ -97,6 +97,9 @@
 //!   JSON string, that compiles as a JSON Schema). Two endpoints conflict when they have
 //!   the same method and their paths are equal once every `{param}` is treated alike.
 //! * **`[limits]`** (optional). `timeout_ms` in 1..=600000, `memory_mib` in 1..=4096.
+//!   What a call gets is clamped to the host's ceilings (by default 60 s and 64 MiB;
+//!   the server's `plugin_timeout_ms` and `plugin_memory_mib` change them); without
+//!   `[limits]` a call gets 2 s and 64 MiB.
 //! * **`[dependencies]`** (optional). Plugin id (same rule as `plugin.id`, not the plugin
 //!   itself) to semver requirement.
 //! * **`[[rollups]]`** (≤ 8; see [`rollups`]). `name` (unique, `^[a-z][a-z0-9_]{0,62}$`),
