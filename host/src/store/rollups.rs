@@ -516,22 +516,12 @@ async fn track_multi_shares(tx: &mut Tx<'_>, tenant: &str, record: &str) -> Stor
 async fn share_changed(tx: &mut Tx<'_>, tenant: &str, record: &str, group: &str, sign: i64) -> StoreResult<()> {
     guard(tx, tenant).await?;
     track_multi_shares(tx, tenant, record).await?;
-    let object: Option<String> =
-        sqlx::query_scalar("SELECT object FROM records WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL")
-            .bind(tenant)
-            .bind(record)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let Some(object) = object else {
-        return Ok(());
-    };
-    let rollups = rollups_of_object(tx, tenant, &object).await?;
-    if rollups.is_empty() {
-        return Ok(());
-    }
+    // One read gives the object and what the record contributes (this runs per share,
+    // and a share batch is up to 1,000 of them).
     let Some(r) = live_record(tx, tenant, record).await? else {
         return Ok(());
     };
+    let rollups = rollups_of_object(tx, tenant, &r.object).await?;
     for rollup in rollups {
         let c = rollup.definition.contribution(&r);
         apply(
