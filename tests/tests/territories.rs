@@ -1355,4 +1355,5 @@ async fn a_record_made_before_the_install_leaves_its_old_territories_when_it_mov
     c.caught_up().await;
     assert!(c.visible(&de.key, "opportunity", "").await.contains(&opp));
     assert!(!c.visible(&fr.key, "opportunity", "").await.contains(&opp));
+    c.s.stop().await;
 }

@@ -126,7 +126,6 @@ impl Db {
             let pool = AnyPoolOptions::new()
                 .max_connections(32)
                 .acquire_timeout(Duration::from_secs(30))
-                .after_connect(postgres_session)
                 .connect(url)
                 .await?;
             Db {
@@ -224,20 +223,6 @@ fn sqlite_pragmas(conn: &mut sqlx::AnyConnection, _meta: sqlx::pool::PoolConnect
              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536;",
         )
         .await?;
-        Ok(())
-    })
-}
-
-/// Every PostgreSQL statement is planned for its own arguments. sqlx prepares each
-/// statement once per connection, and after five runs PostgreSQL may switch to a
-/// generic plan that ignores the arguments. Tenants differ by orders of magnitude in
-/// size, and the visibility queries are only fast with the plan their viewer needs:
-/// a member who sees 160 of 100,000 accounts listed them filtered and sorted in 1.8 ms
-/// with a custom plan and 190 ms with the generic one (a scan of every account).
-/// Planning each time costs well under a millisecond.
-fn postgres_session(conn: &mut sqlx::AnyConnection, _meta: sqlx::pool::PoolConnectionMetadata) -> ConnectFuture<'_> {
-    Box::pin(async move {
-        conn.execute("SET plan_cache_mode = force_custom_plan").await?;
         Ok(())
     })
 }
