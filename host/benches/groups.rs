@@ -1,14 +1,12 @@
 //! Group hierarchy at territory scale (issue 6): ~100k groups, depth up to ~1,000,
-//! and moves of a 10k-group subtree, including the closure-table update, the audit
-//! event and the commit — through the same service function the REST API and the
-//! `sharing` capability use. Prints a table (see `BENCHMARKS-tenancy.md`).
+//! and moves of a 10k-group subtree, including the label update, the audit event and
+//! the commit — through the same service function the REST API and the `sharing`
+//! capability use. Prints tables (see BENCHMARKS.md, "Group hierarchy").
 //!
 //! Run (SQLite in a temp dir):
 //!   `cargo bench -p plinth-host --bench groups`
 //! PostgreSQL: set `PLINTH_BENCH_DATABASE_URL=postgres://…/db` (an empty database).
 //! Smaller/larger trees: `PLINTH_BENCH_REGIONS` (default 10; ×10,111 groups each).
-//! The worst case (10k groups under the depth-1,003 node: 10M closure rows, minutes):
-//! `PLINTH_BENCH_DEEP=1`.
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +25,8 @@ struct Tree {
     district: String,
     /// The chain hanging under `district`; `chain[i]` is at depth 4 + i.
     chain: Vec<String>,
+    /// Leaves of region 0 (depth 5).
+    leaves: Vec<String>,
 }
 
 async fn build(db: &Db, tenant: &str, regions: usize) -> anyhow::Result<Tree> {
@@ -35,6 +35,7 @@ async fn build(db: &Db, tenant: &str, regions: usize) -> anyhow::Result<Tree> {
     let mut region_ids = Vec::new();
     let mut country = String::new();
     let mut district = String::new();
+    let mut leaves = Vec::new();
     for r in 0..regions {
         let region = groups::create_group(&mut tx, tenant, &format!("R{r}"), Some(&root), None)
             .await?
@@ -52,7 +53,10 @@ async fn build(db: &Db, tenant: &str, regions: usize) -> anyhow::Result<Tree> {
                         .await?
                         .id;
                     for l in 0..9 {
-                        groups::create_group(&mut tx, tenant, &format!("L{l}"), Some(&aid), None).await?;
+                        let leaf = groups::create_group(&mut tx, tenant, &format!("L{l}"), Some(&aid), None).await?;
+                        if r == 0 {
+                            leaves.push(leaf.id);
+                        }
                     }
                 }
                 if r == 0 && c == 0 && d == 0 {
@@ -84,6 +88,7 @@ async fn build(db: &Db, tenant: &str, regions: usize) -> anyhow::Result<Tree> {
         country,
         district,
         chain,
+        leaves,
     })
 }
 
@@ -112,15 +117,6 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
-
-async fn closure_rows(db: &Db, tenant: &str) -> anyhow::Result<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM group_closure WHERE tenant_id = $1")
-            .bind(tenant)
-            .fetch_one(db.reader())
-            .await?,
-    )
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -154,20 +150,17 @@ async fn run() -> anyhow::Result<()> {
     let subtree = groups::subtree_size(&mut conn, &tenant, &moved).await?;
     drop(conn);
     println!(
-        "database: {:?}; built {total} groups (max depth {}), {} closure rows in {:.1} s; moved subtree: {subtree} groups",
+        "database: {:?}; built {total} groups (max depth {}) in {:.1} s; moved subtree: {subtree} groups",
         db.dialect(),
         4 + CHAIN,
-        closure_rows(&db, &tenant).await?,
         started.elapsed().as_secs_f64()
     );
     println!();
-    println!("| operation | closure rows rewritten per move | median ms | µs per row | runs |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| operation | median ms | runs |");
+    println!("|---|---:|---:|");
 
     // Moves of the 10k-group region from the root to deeper and deeper parents and
-    // back. Rows rewritten per move = |subtree| × (old depth + new depth + …): the
-    // intrinsic cost of a closure table. The 10M-row case is opt-in (minutes).
-    let deep = std::env::var_os("PLINTH_BENCH_DEEP").is_some();
+    // back: each rewrites the subtree's rows (labels and depths), whatever the depth.
     let (deep_a, deep_b, deep_b1) = {
         let mut tx = db.writer().begin().await?;
         let a = groups::create_group(&mut tx, &tenant, "A", Some(&tree.chain[100]), None)
@@ -180,90 +173,68 @@ async fn run() -> anyhow::Result<()> {
         tx.commit().await?;
         (a, b, b1)
     };
-    let mut targets: Vec<(String, &str, i64)> = vec![
-        ("under a country (depth 2)".into(), tree.country.as_str(), 2),
-        ("under chain node at depth 12".into(), tree.chain[8].as_str(), 12),
-        ("under chain node at depth 54".into(), tree.chain[50].as_str(), 54),
-        ("under chain node at depth 104".into(), tree.chain[100].as_str(), 104),
+    let targets: Vec<(&str, &str)> = vec![
+        ("under a country (depth 2)", tree.country.as_str()),
+        ("under chain node at depth 12", tree.chain[8].as_str()),
+        ("under chain node at depth 54", tree.chain[50].as_str()),
+        ("under chain node at depth 104", tree.chain[100].as_str()),
+        ("under the deepest group (depth 1,003)", tree.chain[CHAIN - 1].as_str()),
     ];
-    if deep {
-        targets.push((
-            "under chain node at depth 1003".into(),
-            tree.chain[CHAIN - 1].as_str(),
-            1003,
-        ));
-    }
-    for cache in [None, Some(-65_536)] {
-        if let Some(kib) = cache {
-            // The single writer connection: a 64 MiB page cache instead of SQLite's 2 MiB.
-            sqlx::query(&format!("PRAGMA cache_size = {kib}"))
-                .execute(db.writer())
-                .await?;
-        }
-        let setting = match (db.dialect(), cache) {
-            (plinth_host::store::Dialect::Postgres, _) => "",
-            (_, None) => " [default cache]",
-            (_, Some(_)) => " [64 MiB cache]",
-        };
-        for (label, target, depth) in &targets {
-            let rewritten = subtree * (1 + depth + 1);
-            let runs = if rewritten > 2_000_000 {
-                1
-            } else if rewritten > 500_000 {
-                2
-            } else {
-                5
-            };
-            let mut times = Vec::new();
-            for _ in 0..runs {
-                times.push(do_move(&db, &tenant, &moved, target).await?);
-                times.push(do_move(&db, &tenant, &moved, &tree.root).await?);
-            }
-            let m = median(times);
-            println!(
-                "| move {subtree}-group subtree {label} and back{setting} | {rewritten} | {} | {:.2} | {} |",
-                ms(m),
-                m.as_secs_f64() * 1e6 / rewritten as f64,
-                runs * 2
-            );
-        }
-        // Realignment deep in the tree: the region parked under group A at depth 105,
-        // then moved to A's sibling B (same depth: only the A/B rows change) and to B's
-        // child B1 (one level deeper: the shared ancestors' rows shift by one as well).
-        let (a, b, b1) = (&deep_a, &deep_b, &deep_b1);
-        do_move(&db, &tenant, &moved, a).await?;
-        for (label, to, changed) in [
-            ("between siblings at depth 105", b, 2 * subtree),
-            ("from depth 105 to depth 106", b1, subtree * (1 + 2 + 105)),
-        ] {
-            let mut times = Vec::new();
-            for _ in 0..5 {
-                times.push(do_move(&db, &tenant, &moved, to).await?);
-                times.push(do_move(&db, &tenant, &moved, a).await?);
-            }
-            let m = median(times);
-            println!(
-                "| move {subtree}-group subtree {label} and back{setting} | {changed} | {} | {:.2} | 10 |",
-                ms(m),
-                m.as_secs_f64() * 1e6 / changed as f64
-            );
-        }
-        do_move(&db, &tenant, &moved, &tree.root).await?;
-        // The deep chain itself: 1,000 groups whose ~500k internal closure rows stay put.
+    for (label, target) in &targets {
         let mut times = Vec::new();
         for _ in 0..5 {
-            times.push(do_move(&db, &tenant, &tree.chain[0], &tree.country).await?);
-            times.push(do_move(&db, &tenant, &tree.chain[0], &tree.district).await?);
+            times.push(do_move(&db, &tenant, &moved, target).await?);
+            times.push(do_move(&db, &tenant, &moved, &tree.root).await?);
         }
         println!(
-            "| move the 1,000-deep chain between depth-2 and depth-3 parents{setting} | ~{} | {} | – | 10 |",
-            CHAIN * 7,
+            "| move the {subtree}-group region {label} and back | {} | 10 |",
             ms(median(times))
         );
-        if db.dialect() == plinth_host::store::Dialect::Postgres {
-            break;
-        }
     }
+    // Realignment deep in the tree: the region parked under group A at depth 105,
+    // then moved to A's sibling B (same depth) and to B's child B1 (one level deeper).
+    let (a, b, b1) = (&deep_a, &deep_b, &deep_b1);
+    do_move(&db, &tenant, &moved, a).await?;
+    for (label, to) in [
+        ("between siblings at depth 105", b),
+        ("from depth 105 to depth 106", b1),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            times.push(do_move(&db, &tenant, &moved, to).await?);
+            times.push(do_move(&db, &tenant, &moved, a).await?);
+        }
+        println!(
+            "| move the {subtree}-group region {label} and back | {} | 10 |",
+            ms(median(times))
+        );
+    }
+    do_move(&db, &tenant, &moved, &tree.root).await?;
+    // The deep chain itself: 1,000 groups, each with up to 1,000 ancestors.
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        times.push(do_move(&db, &tenant, &tree.chain[0], &tree.country).await?);
+        times.push(do_move(&db, &tenant, &tree.chain[0], &tree.district).await?);
+    }
+    println!(
+        "| move the 1,000-deep chain between depth-2 and depth-3 parents | {} | 10 |",
+        ms(median(times))
+    );
+    // Many small moves into one parent: each takes labels from the same gap, so this
+    // is where spreading labels again (and what it costs) shows.
+    let mut times = Vec::new();
+    for leaf in tree.leaves.iter().take(2_000) {
+        times.push(do_move(&db, &tenant, leaf, &tree.chain[CHAIN - 1]).await?);
+    }
+    let worst = times.iter().max().copied().unwrap_or_default();
+    println!(
+        "| move 2,000 leaves one by one under the deepest group (median; worst {} ms) | {} | 2000 |",
+        ms(worst),
+        ms(median(times))
+    );
+    let mut conn = db.reader().acquire().await?;
+    groups::verify_labels(&mut conn, &tenant).await?;
+    drop(conn);
     println!();
     println!("| query | median ms | runs |");
     println!("|---|---:|---:|");

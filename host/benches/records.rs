@@ -79,8 +79,6 @@ async fn main() {
     let mut levels: Vec<Vec<String>> = Vec::new();
     let mut n = 0;
     let mut groups = Vec::new();
-    let mut closure = Vec::new();
-    let mut parents: Vec<Vec<String>> = Vec::new(); // ancestors chain per group index
     for level in 0..5 {
         let count = 5usize.pow(level);
         let mut ids = Vec::new();
@@ -92,26 +90,10 @@ async fn main() {
             } else {
                 Some(levels[level as usize - 1][i / 5].clone())
             };
-            // The parent's chain (root first). The parent level starts where this
-            // level's groups, pushed so far, and the parent level's groups end.
-            let mut chain = match &parent {
-                Some(p) => {
-                    let above = &levels[level as usize - 1];
-                    let pi = above.iter().position(|x| x == p).unwrap();
-                    parents[parents.len() - i - above.len() + pi].clone()
-                }
-                None => Vec::new(),
-            };
-            assert_eq!(chain.last(), parent.as_ref());
-            chain.push(g.clone());
-            for (depth, a) in chain.iter().rev().enumerate() {
-                closure.push(format!("('{tenant}', '{a}', '{g}', {depth})"));
-            }
             groups.push(format!(
                 "('{tenant}', '{g}', 'g{n}', {}, 1, '{NOW}', '{NOW}')",
                 parent.map_or("NULL".to_string(), |p| format!("'{p}'"))
             ));
-            parents.push(chain);
             ids.push(g);
         }
         levels.push(ids);
@@ -122,12 +104,8 @@ async fn main() {
         groups.into_iter(),
     )
     .await;
-    bulk_insert(
-        &db,
-        "group_closure (tenant_id, ancestor_id, descendant_id, depth)",
-        closure.into_iter(),
-    )
-    .await;
+    // Labels for the hierarchy, as the server gives groups written without them.
+    plinth_host::store::groups::label_unlabelled(db.writer()).await.unwrap();
     let all_groups: Vec<String> = levels.iter().flatten().cloned().collect();
     bulk_insert(
         &db,
@@ -193,14 +171,12 @@ async fn main() {
             actor: Actor::system(),
         };
         let visible = n_accounts / 5usize.pow(level as u32);
-        // The member's group has every group below it in the closure, no more.
-        let below: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM group_closure WHERE tenant_id = $1 AND ancestor_id = $2")
-                .bind(&tenant)
-                .bind(&levels[level][0])
-                .fetch_one(db.reader())
-                .await
-                .unwrap();
+        // The member's group has every group below it in its interval, no more.
+        let mut conn = db.reader().acquire().await.unwrap();
+        let below = plinth_host::store::groups::subtree_size(&mut conn, &tenant, &levels[level][0])
+            .await
+            .unwrap();
+        drop(conn);
         assert_eq!(
             below as usize,
             (0..5 - level as u32).map(|k| 5usize.pow(k)).sum::<usize>()

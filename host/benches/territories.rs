@@ -443,8 +443,9 @@ async fn run() -> anyhow::Result<()> {
     // What keeping the totals costs a write: an opportunity's stage changed through
     // the records service (validation, audit, events, roll-ups in one transaction).
     let region_opps: Vec<String> = sqlx::query_scalar(
-        "SELECT s.record_id FROM group_closure c CROSS JOIN record_shares s \
-         WHERE c.tenant_id = $1 AND c.ancestor_id = $2 AND s.tenant_id = $1 AND s.group_id = c.descendant_id \
+        "SELECT s.record_id FROM groups a CROSS JOIN groups d CROSS JOIN record_shares s \
+         WHERE a.tenant_id = $1 AND a.id = $2 AND d.tenant_id = $1 AND d.lft >= a.lft AND d.lft <= a.rgt \
+         AND s.tenant_id = $1 AND s.group_id = d.id \
          AND s.object = 'opportunity' ORDER BY s.record_id LIMIT 200",
     )
     .bind(&tenant)

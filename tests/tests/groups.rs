@@ -851,3 +851,105 @@ async fn random_moves_keep_the_closure_exact() {
     assert!(moved > 50 && refused > 5, "moved {moved}, refused {refused}");
     s.stop().await;
 }
+
+/// The labels of group `id` as stored.
+async fn labels(s: &TestServer, tenant: &str, id: &str) -> (i64, i64) {
+    let row = sqlx::query("SELECT lft, rgt FROM groups WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(id)
+        .fetch_one(s.db().reader())
+        .await
+        .expect("labels");
+    use sqlx::Row;
+    (row.get("lft"), row.get("rgt"))
+}
+
+/// Deep chains, hundreds of children of one group and subtrees moved into narrow
+/// gaps use up the free labels where they land, so labels must be spread again
+/// (store::groups::labels::make_room) — and the hierarchy stays exact throughout.
+#[tokio::test]
+async fn labels_are_spread_again_where_the_free_ones_run_out() {
+    use plinth_host::tenancy::groups::{GroupPatch, update_group};
+    let s = TestServer::start().await;
+    let t = s.tenant("Acme").await;
+    let actor = Actor::system();
+    let make = |name: String, parent: Option<String>| {
+        let (s, t, actor) = (&s, &t, &actor);
+        async move {
+            create_group(s.db(), &t.id, actor, GroupOwner::Rest, &name, parent.as_deref())
+                .await
+                .unwrap()
+                .id
+        }
+    };
+
+    // A 150-deep chain: each new group halves (at best) the room of the one above.
+    let root = make("Root".into(), None).await;
+    let mut chain = vec![root.clone()];
+    for i in 0..150 {
+        chain.push(make(format!("C{i}"), chain.last().cloned()).await);
+    }
+    assert_closure_consistent(&s, &t.id).await;
+    let deepest = chain.last().unwrap().clone();
+    let mut conn = s.db().reader().acquire().await.unwrap();
+    assert_eq!(
+        plinth_host::store::groups::depth_of(&mut conn, &t.id, &deepest)
+            .await
+            .unwrap(),
+        150
+    );
+    drop(conn);
+
+    // 600 children of one chain group take labels from the same gap.
+    let host = chain[100].clone();
+    let (before, _) = labels(&s, &t.id, &chain[120]).await;
+    let mut kids = Vec::new();
+    for i in 0..600 {
+        kids.push(make(format!("K{i}"), Some(host.clone())).await);
+    }
+    let (after, _) = labels(&s, &t.id, &chain[120]).await;
+    assert_ne!(before, after, "the appends must have spread labels around the chain");
+    assert_closure_consistent(&s, &t.id).await;
+
+    // A 40-group subtree moved back and forth between the deepest group (a narrow
+    // gap) and the root: fresh labels each way, or a shift where there is room.
+    let branch = make("Branch".into(), Some(root.clone())).await;
+    let mut inner = vec![branch.clone()];
+    for i in 0..39 {
+        let parent = inner[i / 3].clone();
+        inner.push(make(format!("B{i}"), Some(parent)).await);
+    }
+    for round in 0..6 {
+        for to in [deepest.clone(), kids[round * 7].clone(), root.clone()] {
+            let patch = GroupPatch {
+                name: None,
+                parent_id: Some(Some(to.clone())),
+            };
+            update_group(s.db(), &t.id, &actor, GroupOwner::Rest, &branch, None, patch)
+                .await
+                .unwrap();
+            // Well-formed labels (cheap); the full closure once at the end.
+            let mut conn = s.db().reader().acquire().await.unwrap();
+            plinth_host::store::groups::verify_labels(&mut conn, &t.id)
+                .await
+                .unwrap();
+        }
+    }
+    assert_closure_consistent(&s, &t.id).await;
+    // The branch ends under the root, at depth 1, its leaves at depth ≤ 4.
+    let mut conn = s.db().reader().acquire().await.unwrap();
+    assert_eq!(
+        plinth_host::store::groups::depth_of(&mut conn, &t.id, &branch)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        plinth_host::store::groups::subtree_size(&mut conn, &t.id, &branch)
+            .await
+            .unwrap(),
+        40
+    );
+    drop(conn);
+    s.stop().await;
+}

@@ -27,7 +27,7 @@ async fn five_level_tree(threshold: i64) {
     let t = s.tenant("Acme").await;
     let now = "2026-11-24T00:00:00.000Z";
 
-    // Groups L0 > L1 > L2 > L3 > L4, plus a sibling S1 under L0; closure rows for all.
+    // Groups L0 > L1 > L2 > L3 > L4, plus a sibling S1 under L0.
     let mut groups: Vec<String> = Vec::new();
     for level in 0..LEVELS {
         let id = format!("G{level:0>25}");
@@ -55,21 +55,24 @@ async fn five_level_tree(threshold: i64) {
         &[&t.id, &sibling, &groups[0], now],
     )
     .await;
-    let mut closure: Vec<(String, String, usize)> = Vec::new();
-    for (d, desc) in groups.iter().enumerate() {
-        for (a, anc) in groups.iter().enumerate().take(d + 1) {
-            closure.push((anc.clone(), desc.clone(), d - a));
-        }
-    }
-    closure.push((sibling.clone(), sibling.clone(), 0));
-    closure.push((groups[0].clone(), sibling.clone(), 1));
-    for (a, d, depth) in &closure {
-        s.sql(
-            "INSERT INTO group_closure (tenant_id, ancestor_id, descendant_id, depth) VALUES ($1, $2, $3, CAST($4 AS INTEGER))",
-            &[&t.id, a, d, &depth.to_string()],
-        )
-        .await;
-    }
+    // Written without hierarchy labels, like groups from before migration 0015: the
+    // start-up pass labels them from the parent links.
+    plinth_host::store::groups::label_unlabelled(s.db().writer())
+        .await
+        .expect("labels");
+    let mut conn = s.db().reader().acquire().await.expect("connection");
+    plinth_host::store::groups::verify_labels(&mut conn, &t.id)
+        .await
+        .expect("well-formed labels");
+    let below = plinth_host::store::groups::subtree_size(&mut conn, &t.id, &groups[0])
+        .await
+        .expect("subtree");
+    assert_eq!(
+        below,
+        LEVELS as i64 + 1,
+        "L0's subtree: the five levels and the sibling"
+    );
+    drop(conn);
 
     // One member per level, one in the sibling group, one in no group.
     let mut members: Vec<TestUser> = Vec::new();

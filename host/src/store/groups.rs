@@ -1,12 +1,10 @@
-//! Hierarchical groups, their closure table and their memberships.
+//! Hierarchical groups, their nested-interval labels and their memberships.
 //!
-//! `group_closure` holds one row per (ancestor, descendant) pair, including (g, g) at
-//! depth 0, so every subtree or ancestry question is one indexed range scan and every
-//! structural change is a fixed number of set-based statements — never a loop over
-//! rows. The cost of a move is proportional to the closure rows that must change:
-//! |subtree| × the ancestors that differ between the old and the new position (plus a
-//! cheaper depth shift of the rows from shared ancestors when the depth changes); see
-//! `BENCHMARKS-tenancy.md`.
+//! Each group owns an interval of its tenant's label space, nested inside its
+//! ancestors' ([`labels`]): "is A an ancestor of D" is one comparison, a subtree is
+//! one range of the `(tenant_id, lft)` index, and a move rewrites one row per group
+//! of the moved subtree, whatever the depth (BENCHMARKS.md, "Group hierarchy").
+//! Ancestors are found by following parent links (one indexed step per level).
 //!
 //! Every function takes the tenant and filters on it. Writers take a [`Tx`]; readers
 //! take any connection (`&mut *tx` or a pooled connection), so the `sharing`
@@ -20,8 +18,10 @@ use sqlx::{AnyConnection, Row};
 
 use super::{StoreError, StoreResult, Tx, time};
 
+mod labels;
 mod members;
 
+pub use labels::{label_unlabelled, verify_labels};
 use members::member_from;
 pub use members::{Member, Membership, add_member, groups_of_user, member, members_of, remove_member, set_member_role};
 
@@ -73,10 +73,10 @@ fn group_from(r: &sqlx::any::AnyRow) -> StoreResult<Group> {
     })
 }
 
-fn at_depth_from(r: &sqlx::any::AnyRow) -> StoreResult<GroupAtDepth> {
+fn at_depth_from(r: &sqlx::any::AnyRow, depth: &str) -> StoreResult<GroupAtDepth> {
     Ok(GroupAtDepth {
         group: group_from(r)?,
-        depth: r.try_get("depth")?,
+        depth: r.try_get(depth)?,
     })
 }
 
@@ -132,8 +132,7 @@ async fn require_group(conn: &mut AnyConnection, tenant: &str, id: &str) -> Stor
 }
 
 /// Create a group under `parent` (a root when `None`), managed by `owner_plugin`
-/// (`None`: managed through REST). Its closure rows are the parent's ancestor rows,
-/// one deeper, plus its own depth-0 row — one `INSERT … SELECT`.
+/// (`None`: managed through REST). It takes free labels after the parent's last child.
 pub async fn create_group(
     tx: &mut Tx<'_>,
     tenant: &str,
@@ -145,6 +144,7 @@ pub async fn create_group(
     if let Some(parent) = parent {
         require_group(tx, tenant, parent).await?;
     }
+    let span = labels::place_leaf(tx, tenant, parent).await?;
     let now = time::now();
     let g = Group {
         tenant_id: tenant.to_string(),
@@ -157,8 +157,8 @@ pub async fn create_group(
         updated_at: now,
     };
     sqlx::query(
-        "INSERT INTO groups (tenant_id, id, name, parent_id, owner_plugin, version, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
+        "INSERT INTO groups (tenant_id, id, name, parent_id, owner_plugin, version, created_at, updated_at, lft, rgt, depth) \
+         VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9, $10)",
     )
     .bind(tenant)
     .bind(&g.id)
@@ -167,17 +167,9 @@ pub async fn create_group(
     .bind(&g.owner_plugin)
     .bind(&g.created_at)
     .bind(&g.updated_at)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO group_closure (tenant_id, ancestor_id, descendant_id, depth) \
-         SELECT tenant_id, ancestor_id, $2, depth + 1 FROM group_closure \
-         WHERE tenant_id = $1 AND descendant_id = $3 \
-         UNION ALL SELECT $1, $2, $2, 0",
-    )
-    .bind(tenant)
-    .bind(&g.id)
-    .bind(parent.unwrap_or(""))
+    .bind(span.lft)
+    .bind(span.rgt)
+    .bind(span.depth)
     .execute(&mut **tx)
     .await?;
     Ok(g)
@@ -199,10 +191,8 @@ pub async fn move_group(tx: &mut Tx<'_>, tenant: &str, id: &str, new_parent: Opt
 /// Rename and/or re-parent a group in one change (one version bump). `new_parent`:
 /// `None` leaves the parent alone, `Some(None)` makes the group a root.
 ///
-/// The move is the standard closure-table move — rows linking the subtree to the old
-/// ancestors go, the cross product of the new ancestors × the subtree comes, depths
-/// added — in set-based statements that leave rows inside the subtree, and rows from
-/// ancestors the old and new parent share, in place (see `relink_subtree`).
+/// The subtree gets labels after the new parent's last child: shifted as it is in one
+/// statement when there is room, spread again otherwise ([`labels`]).
 pub async fn update_group(
     tx: &mut Tx<'_>,
     tenant: &str,
@@ -212,22 +202,25 @@ pub async fn update_group(
 ) -> StoreResult<Group> {
     lock_tree(tx, tenant).await?;
     let current = require_group(tx, tenant, id).await?;
-    if let Some(parent) = new_parent {
-        if let Some(p) = parent {
-            require_group(tx, tenant, p).await?;
-            if is_ancestor(tx, tenant, id, p).await? {
-                return Err(StoreError::Conflict(format!(
-                    "cannot move group {id} under {p}: {p} is the group itself or one of its descendants"
-                )));
-            }
+    if let Some(Some(p)) = new_parent {
+        require_group(tx, tenant, p).await?;
+        if is_ancestor(tx, tenant, id, p).await? {
+            return Err(StoreError::Conflict(format!(
+                "cannot move group {id} under {p}: {p} is the group itself or one of its descendants"
+            )));
         }
-        // Roll-up totals follow the subtree: out of the ancestors it leaves before
-        // the closure changes, into the ones it joins after.
-        let pending = super::rollups::before_move(tx, tenant, id, parent).await?;
-        relink_subtree(tx, tenant, id, parent).await?;
-        if let Some(pending) = pending {
-            super::rollups::after_move(tx, tenant, pending).await?;
-        }
+    }
+    // Roll-up totals follow a moved subtree: out of the ancestors it leaves before
+    // the move, into the ones it joins after (parent link and labels both changed:
+    // ancestors are found by parent links, containment by labels).
+    let pending = match new_parent {
+        Some(parent) => super::rollups::before_move(tx, tenant, id, parent).await?,
+        None => None,
+    };
+    if let Some(parent) = new_parent
+        && parent != current.parent_id.as_deref()
+    {
+        labels::move_subtree(tx, tenant, id, parent).await?;
     }
     let parent = match new_parent {
         Some(p) => p.map(str::to_string),
@@ -244,97 +237,14 @@ pub async fn update_group(
     .bind(time::now())
     .execute(&mut **tx)
     .await?;
+    if let Some(pending) = pending {
+        super::rollups::after_move(tx, tenant, pending).await?;
+    }
     require_group(tx, tenant, id).await
 }
 
-/// The closure-table half of a move (see [`update_group`]).
-///
-/// Only what changes is touched. With S the subtree, OA the group's old proper
-/// ancestors and NA the new parent's ancestors (itself included), the common ancestors
-/// C = OA ∩ NA keep their rows to S, shifted by one constant (in a tree every common
-/// ancestor lies above both parents, so all their distances change by
-/// depth(new parent) − depth(old parent)); rows from OA \ C are deleted and rows from
-/// NA \ C inserted. A move between parents at the same depth under a shared ancestor
-/// therefore rewrites only |S| × (levels below that ancestor) rows, however deep the
-/// tree. Three set-based statements, in this order: the update (C still computable),
-/// the delete (OA \ C), the insert (NA \ ancestors left = NA \ C).
-async fn relink_subtree(tx: &mut Tx<'_>, tenant: &str, id: &str, new_parent: Option<&str>) -> StoreResult<()> {
-    let Some(p) = new_parent else {
-        sqlx::query(
-            "DELETE FROM group_closure WHERE tenant_id = $1 \
-               AND ancestor_id IN (SELECT ancestor_id FROM group_closure \
-                                   WHERE tenant_id = $1 AND descendant_id = $2 AND depth > 0) \
-               AND descendant_id IN (SELECT descendant_id FROM group_closure \
-                                     WHERE tenant_id = $1 AND ancestor_id = $2)",
-        )
-        .bind(tenant)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-        return Ok(());
-    };
-    let count = "SELECT COUNT(*) FROM group_closure WHERE tenant_id = $1 AND descendant_id = $2";
-    let old_depth: i64 = sqlx::query_scalar(&format!("{count} AND depth > 0"))
-        .bind(tenant)
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?;
-    // Ancestors of the new parent, itself included = the group's new depth.
-    let new_depth: i64 = sqlx::query_scalar(count)
-        .bind(tenant)
-        .bind(p)
-        .fetch_one(&mut **tx)
-        .await?;
-    let shift = new_depth - old_depth;
-    if shift != 0 {
-        sqlx::query(
-            "UPDATE group_closure SET depth = depth + $4 WHERE tenant_id = $1 \
-               AND ancestor_id IN (SELECT ancestor_id FROM group_closure \
-                                   WHERE tenant_id = $1 AND descendant_id = $3 \
-                                     AND ancestor_id IN (SELECT ancestor_id FROM group_closure \
-                                                         WHERE tenant_id = $1 AND descendant_id = $2 AND depth > 0)) \
-               AND descendant_id IN (SELECT descendant_id FROM group_closure \
-                                     WHERE tenant_id = $1 AND ancestor_id = $2)",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(p)
-        .bind(shift)
-        .execute(&mut **tx)
-        .await?;
-    }
-    sqlx::query(
-        "DELETE FROM group_closure WHERE tenant_id = $1 \
-           AND ancestor_id IN (SELECT ancestor_id FROM group_closure \
-                               WHERE tenant_id = $1 AND descendant_id = $2 AND depth > 0 \
-                                 AND ancestor_id NOT IN (SELECT ancestor_id FROM group_closure \
-                                                         WHERE tenant_id = $1 AND descendant_id = $3)) \
-           AND descendant_id IN (SELECT descendant_id FROM group_closure \
-                                 WHERE tenant_id = $1 AND ancestor_id = $2)",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(p)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO group_closure (tenant_id, ancestor_id, descendant_id, depth) \
-         SELECT a.tenant_id, a.ancestor_id, d.descendant_id, a.depth + d.depth + 1 \
-         FROM group_closure a JOIN group_closure d ON d.tenant_id = a.tenant_id \
-         WHERE a.tenant_id = $1 AND a.descendant_id = $3 AND d.ancestor_id = $2 \
-           AND a.ancestor_id NOT IN (SELECT ancestor_id FROM group_closure \
-                                     WHERE tenant_id = $1 AND descendant_id = $2 AND depth > 0)",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(p)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// Delete a group that has no children and no record shares, with its memberships
-/// and closure rows. Returns the deleted group and the memberships it had; a group
+/// (its labels are simply free again). Returns the deleted group and the memberships it had; a group
 /// with children or shares is a [`StoreError::Conflict`].
 pub async fn delete_group(tx: &mut Tx<'_>, tenant: &str, id: &str) -> StoreResult<(Group, Vec<Member>)> {
     lock_tree(tx, tenant).await?;
@@ -374,8 +284,6 @@ pub async fn delete_group(tx: &mut Tx<'_>, tenant: &str, id: &str) -> StoreResul
     .collect::<StoreResult<Vec<_>>>()?;
     for sql in [
         "DELETE FROM group_members WHERE tenant_id = $1 AND group_id = $2",
-        // A leaf appears in the closure only as a descendant (of its ancestors and itself).
-        "DELETE FROM group_closure WHERE tenant_id = $1 AND descendant_id = $2",
         "DELETE FROM groups WHERE tenant_id = $1 AND id = $2",
     ] {
         sqlx::query(sql).bind(tenant).bind(id).execute(&mut **tx).await?;
@@ -471,12 +379,15 @@ pub async fn descendants(
     limit: i64,
 ) -> StoreResult<Vec<GroupAtDepth>> {
     let (after_depth, after_id) = after.unwrap_or((0, ""));
+    // Relative depths compared as absolute ones (a.depth + n), so the bounds need no
+    // arithmetic on the column side.
     let rows = sqlx::query(&format!(
-        "SELECT {GROUP_COLUMNS}, c.depth FROM group_closure c \
-         JOIN groups g ON g.tenant_id = c.tenant_id AND g.id = c.descendant_id \
-         WHERE c.tenant_id = $1 AND c.ancestor_id = $2 AND c.depth >= 1 AND c.depth <= $3 \
-           AND (c.depth > $4 OR (c.depth = $4 AND c.descendant_id > $5)) \
-         ORDER BY c.depth, c.descendant_id LIMIT $6"
+        "SELECT {GROUP_COLUMNS}, g.depth - a.depth AS rel FROM groups a CROSS JOIN groups g \
+         WHERE a.tenant_id = $1 AND a.id = $2 \
+           AND g.tenant_id = a.tenant_id AND g.lft > a.lft AND g.lft < a.rgt \
+           AND g.depth - a.depth <= $3 \
+           AND (g.depth - a.depth > $4 OR (g.depth - a.depth = $4 AND g.id > $5)) \
+         ORDER BY g.depth, g.id LIMIT $6"
     ))
     .bind(tenant)
     .bind(id)
@@ -486,22 +397,56 @@ pub async fn descendants(
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    rows.iter().map(at_depth_from).collect()
+    rows.iter().map(|r| at_depth_from(r, "rel")).collect()
 }
 
-/// Ancestors of `id` (not itself), root first, each with its distance from `id`.
-pub async fn ancestors(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreResult<Vec<GroupAtDepth>> {
+/// The ids of `id`'s ancestors, nearest first, with `id` itself first when
+/// `inclusive` — by following parent links, one indexed step per level. The SQL is
+/// [`ANCESTORS_CTE`].
+pub(crate) async fn ancestor_ids(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+    inclusive: bool,
+) -> StoreResult<Vec<String>> {
     let rows = sqlx::query(&format!(
-        "SELECT {GROUP_COLUMNS}, c.depth FROM group_closure c \
-         JOIN groups g ON g.tenant_id = c.tenant_id AND g.id = c.ancestor_id \
-         WHERE c.tenant_id = $1 AND c.descendant_id = $2 AND c.depth > 0 \
-         ORDER BY c.depth DESC"
+        "WITH RECURSIVE {ANCESTORS_CTE} SELECT up.id, up.n FROM up WHERE up.n >= $3 ORDER BY up.n"
     ))
+    .bind(tenant)
+    .bind(id)
+    .bind(if inclusive { 0_i64 } else { 1 })
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+}
+
+/// A recursive common table expression `up(id, n)`: group `$2` of tenant `$1`
+/// (n = 0) and each of its ancestors (n = distance), for `WITH RECURSIVE`.
+pub(crate) const ANCESTORS_CTE: &str = "up(id, parent_id, n) AS (\
+     SELECT id, parent_id, CAST(0 AS BIGINT) FROM groups WHERE tenant_id = $1 AND id = $2 \
+     UNION ALL SELECT g.id, g.parent_id, up.n + 1 FROM up \
+     JOIN groups g ON g.tenant_id = $1 AND g.id = up.parent_id)";
+
+/// Ancestors of `id` (not itself), root first, each with its distance from `id`:
+/// parent links followed upwards, each step one primary-key lookup that also reads
+/// the row returned.
+pub async fn ancestors(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreResult<Vec<GroupAtDepth>> {
+    let rows = sqlx::query(
+        "WITH RECURSIVE up(tenant_id, id, name, parent_id, owner_plugin, version, created_at, updated_at, rel) AS (\
+           SELECT p.tenant_id, p.id, p.name, p.parent_id, p.owner_plugin, p.version, p.created_at, p.updated_at, \
+                  CAST(1 AS BIGINT) \
+           FROM groups c CROSS JOIN groups p \
+           WHERE c.tenant_id = $1 AND c.id = $2 AND p.tenant_id = $1 AND p.id = c.parent_id \
+           UNION ALL \
+           SELECT g.tenant_id, g.id, g.name, g.parent_id, g.owner_plugin, g.version, g.created_at, g.updated_at, up.rel + 1 \
+           FROM up CROSS JOIN groups g WHERE g.tenant_id = $1 AND g.id = up.parent_id) \
+         SELECT * FROM up ORDER BY rel DESC",
+    )
     .bind(tenant)
     .bind(id)
     .fetch_all(conn)
     .await?;
-    rows.iter().map(at_depth_from).collect()
+    rows.iter().map(|r| at_depth_from(r, "rel")).collect()
 }
 
 /// Whether `ancestor` is `descendant` or one of its ancestors.
@@ -512,7 +457,9 @@ pub async fn is_ancestor(
     descendant: &str,
 ) -> StoreResult<bool> {
     let found: Option<i64> = sqlx::query_scalar(
-        "SELECT depth FROM group_closure WHERE tenant_id = $1 AND ancestor_id = $2 AND descendant_id = $3",
+        "SELECT d.depth FROM groups a CROSS JOIN groups d \
+         WHERE a.tenant_id = $1 AND a.id = $2 AND d.tenant_id = $1 AND d.id = $3 \
+           AND d.lft >= a.lft AND d.lft <= a.rgt",
     )
     .bind(tenant)
     .bind(ancestor)
@@ -524,13 +471,14 @@ pub async fn is_ancestor(
 
 /// Number of groups in the subtree of `id`, itself included (0 if it does not exist).
 pub async fn subtree_size(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreResult<i64> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM group_closure WHERE tenant_id = $1 AND ancestor_id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_one(conn)
-            .await?,
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM groups a CROSS JOIN groups d \
+         WHERE a.tenant_id = $1 AND a.id = $2 AND d.tenant_id = $1 AND d.lft >= a.lft AND d.lft <= a.rgt",
     )
+    .bind(tenant)
+    .bind(id)
+    .fetch_one(conn)
+    .await?)
 }
 
 /// A foreign-key violation means a referenced row vanished under a concurrent delete:
@@ -544,15 +492,14 @@ pub(crate) fn map_missing(e: sqlx::Error, what: &str) -> StoreError {
     }
 }
 
-/// How many levels `id` is below its root (0 for a root).
+/// How many levels `id` is below its root (0 for a root or an unknown group).
 pub async fn depth_of(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreResult<i64> {
-    let depth: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(depth) FROM group_closure WHERE tenant_id = $1 AND descendant_id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_one(conn)
-            .await?;
-    Ok(depth.unwrap_or(0))
+    let depth: Option<Option<i64>> = sqlx::query_scalar("SELECT depth FROM groups WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(depth.flatten().unwrap_or(0))
 }
 
 /// Which of `ids` are groups of the tenant managed by `plugin` (`None`: managed

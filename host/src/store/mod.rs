@@ -157,7 +157,9 @@ impl Db {
         migrator
             .run(&self.write)
             .await
-            .map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))
+            .map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))?;
+        // Groups written before migration 0015 get their hierarchy labels here.
+        groups::label_unlabelled(&self.write).await
     }
 
     /// Set the share count below which record listings start from the viewer's

@@ -1,6 +1,6 @@
 //! CRM records: storage, visibility and queries. Every function takes the tenant;
 //! every read that a user makes goes through the visibility predicate, computed in
-//! SQL from the group closure table: a record is visible to its owner, to members of
+//! SQL from the groups' nested intervals: a record is visible to its owner, to members of
 //! any group it is shared with, and to members of any *ancestor* of such a group.
 //! Owners and admins (`Viewer::all`) see everything in their tenant.
 
@@ -171,15 +171,13 @@ enum Plan {
 }
 
 /// Append ` AND <record r is visible/writable by viewer in tenant>` to `b`, probing
-/// each record: its shares, then the viewer's groups, then one closure lookup per
-/// (share, group) pair: "is the shared group below this group of the viewer?". The
-/// join order is named (`CROSS JOIN` fixes it on SQLite; PostgreSQL still plans
-/// freely): left to itself, SQLite started from the tenant's whole closure table,
-/// which at 20,000 territories made one record read by a member of the root take
-/// 20 ms. Walking up from each shared group instead (its ancestors, then "is the
-/// viewer a member of one?") costs one lookup per ancestor — six in the territories
-/// benchmark, up to a thousand in a deep tree — where users belong to a handful of
-/// groups: this order made a region member's first page 2.5× faster.
+/// each record: its shares and their groups, then the viewer's groups, then one
+/// interval comparison per (share, group) pair: "does this group of the viewer's
+/// contain the shared group?". The cost is a few key lookups per record, whatever the
+/// depth of the tree. The join order is named (`CROSS JOIN` fixes it on SQLite;
+/// PostgreSQL still plans freely): left to itself, SQLite started from the tenant's
+/// whole closure table when there was one, which at 20,000 territories made one
+/// record read by a member of the root take 20 ms.
 ///
 /// `LIMIT 1 OFFSET 0` keeps the probe per record on PostgreSQL. Without it, the
 /// planner may turn the `EXISTS` into a hashed subplan that first enumerates every
@@ -217,12 +215,15 @@ fn push_probe(b: &mut Builder, tenant: &str, viewer: &Viewer, access: Access, re
     } else {
         ""
     };
+    // d: the group a share names; a: a group of the viewer's, which sees it when d
+    // lies within a's interval (a is d or one of its ancestors).
     b.push(&format!(
         " AND (r.owner_id = {user} OR EXISTS (SELECT 1 FROM record_shares s \
-         CROSS JOIN group_members m CROSS JOIN group_closure c \
+         CROSS JOIN groups d CROSS JOIN group_members m CROSS JOIN groups a \
          WHERE s.tenant_id = {t} AND s.record_id = r.id{rw} \
+         AND d.tenant_id = s.tenant_id AND d.id = s.group_id \
          AND m.tenant_id = s.tenant_id AND m.user_id = {user} \
-         AND c.tenant_id = m.tenant_id AND c.ancestor_id = m.group_id AND c.descendant_id = s.group_id{fence}))"
+         AND a.tenant_id = m.tenant_id AND a.id = m.group_id AND d.lft >= a.lft AND d.lft <= a.rgt{fence}))"
     ));
 }
 
@@ -241,18 +242,19 @@ fn push_visibility_as(b: &mut Builder, tenant: &str, object: &str, viewer: &View
 
 /// The ids of the records of `object` shared with `viewer` through their groups (and
 /// everything below them), plus their own, as a `SELECT … AS id` with its arguments
-/// bound in `b`. Starts from the viewer: their groups → the closure → those groups'
-/// shares of `object`.
+/// bound in `b`. Starts from the viewer: their groups → every group within their
+/// intervals (one index range each) → those groups' shares of `object`.
 fn shared_ids(b: &mut Builder, tenant: &str, object: &str, viewer: &Viewer) -> String {
     let t = b.text(tenant);
     let o = b.text(object);
     let user = b.text(viewer.user_id.clone());
     format!(
         "SELECT s.record_id AS id FROM group_members m \
-         CROSS JOIN group_closure c CROSS JOIN record_shares s \
+         CROSS JOIN groups a CROSS JOIN groups d CROSS JOIN record_shares s \
          WHERE m.tenant_id = {t} AND m.user_id = {user} \
-         AND c.tenant_id = m.tenant_id AND c.ancestor_id = m.group_id \
-         AND s.tenant_id = c.tenant_id AND s.group_id = c.descendant_id AND s.object = {o} \
+         AND a.tenant_id = m.tenant_id AND a.id = m.group_id \
+         AND d.tenant_id = a.tenant_id AND d.lft >= a.lft AND d.lft <= a.rgt \
+         AND s.tenant_id = d.tenant_id AND s.group_id = d.id AND s.object = {o} \
          UNION SELECT own.id AS id FROM records own WHERE own.tenant_id = {t} AND own.owner_id = {user} AND own.object = {o}"
     )
 }
@@ -318,8 +320,8 @@ fn filter_clauses(b: &mut Builder, dialect: Dialect, tenant: &str, object: &str,
     let mut out = Vec::with_capacity(filters.len());
     for f in filters {
         if f.field.target == Target::SharedWithin {
-            // Uncorrelated, so it is evaluated once, and it must start from the closure
-            // rows below the groups, then their shares of this object by the
+            // Uncorrelated, so it is evaluated once, and it must start from the groups
+            // within the named groups' intervals, then their shares of this object by the
             // (group, object) index: SQLite (without statistics) otherwise scans every
             // share of the tenant, hence CROSS JOIN, which fixes its join order
             // (PostgreSQL still plans freely). Only shares of `object` are read, so the
@@ -329,9 +331,10 @@ fn filter_clauses(b: &mut Builder, dialect: Dialect, tenant: &str, object: &str,
             let groups: Vec<String> = f.values.iter().map(|v| bind(b, v)).collect();
             let not = if f.op == Op::Ne { "NOT " } else { "" };
             out.push(format!(
-                "r.id {not}IN (SELECT s.record_id FROM group_closure c CROSS JOIN record_shares s \
-                 WHERE s.tenant_id = c.tenant_id AND s.group_id = c.descendant_id AND s.object = {o} \
-                 AND c.tenant_id = {t} AND c.ancestor_id IN ({}))",
+                "r.id {not}IN (SELECT s.record_id FROM groups a CROSS JOIN groups d CROSS JOIN record_shares s \
+                 WHERE a.tenant_id = {t} AND a.id IN ({}) \
+                 AND d.tenant_id = a.tenant_id AND d.lft >= a.lft AND d.lft <= a.rgt \
+                 AND s.tenant_id = d.tenant_id AND s.group_id = d.id AND s.object = {o})",
                 groups.join(", ")
             ));
             continue;
@@ -450,10 +453,11 @@ impl Db {
         // threshold. Shares of other objects do not count: they are not listed.
         let reachable: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM (SELECT 1 FROM group_members m \
-             CROSS JOIN group_closure c CROSS JOIN record_shares s \
+             CROSS JOIN groups a CROSS JOIN groups d CROSS JOIN record_shares s \
              WHERE m.tenant_id = $1 AND m.user_id = $2 \
-             AND c.tenant_id = m.tenant_id AND c.ancestor_id = m.group_id \
-             AND s.tenant_id = c.tenant_id AND s.group_id = c.descendant_id AND s.object = $4 LIMIT $3) AS capped",
+             AND a.tenant_id = m.tenant_id AND a.id = m.group_id \
+             AND d.tenant_id = a.tenant_id AND d.lft >= a.lft AND d.lft <= a.rgt \
+             AND s.tenant_id = d.tenant_id AND s.group_id = d.id AND s.object = $4 LIMIT $3) AS capped",
         )
         .bind(tenant)
         .bind(&viewer.user_id)

@@ -23,7 +23,7 @@
 //! Groups are created empty and deleted only without shares, so neither changes a
 //! total. On PostgreSQL every change above first takes [`guard`], a share lock on the
 //! tenant row, which a tree change or a roll-up build (holding the tenant's tree lock)
-//! excludes: no change can read the closure of a tree that is being rewritten.
+//! excludes: no change can read the labels of a tree that is being rewritten.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -320,21 +320,29 @@ impl Groups<'_> {
         match self {
             Groups::CoveringRecord(record) => {
                 let r = b.text(*record);
+                // The record's share groups and their ancestors, by parent links.
                 format!(
-                    "SELECT DISTINCT c.ancestor_id AS g FROM record_shares s CROSS JOIN group_closure c \
-                     WHERE s.tenant_id = {t} AND s.record_id = {r} \
-                     AND c.tenant_id = {t} AND c.descendant_id = s.group_id"
+                    "WITH RECURSIVE up(id, parent_id) AS (\
+                     SELECT d.id, d.parent_id FROM record_shares s CROSS JOIN groups d \
+                     WHERE s.tenant_id = {t} AND s.record_id = {r} AND d.tenant_id = {t} AND d.id = s.group_id \
+                     UNION SELECT g.id, g.parent_id FROM up CROSS JOIN groups g WHERE g.tenant_id = {t} AND g.id = up.parent_id) \
+                     SELECT id AS g FROM up"
                 )
             }
             Groups::OnlyThrough { record, group } => {
                 let r = b.text(*record);
                 let g = b.text(*group);
+                // `group` and its ancestors (by parent links), less those that also
+                // hold another group the record is shared with (by interval).
                 format!(
-                    "SELECT c.ancestor_id AS g FROM group_closure c \
-                     WHERE c.tenant_id = {t} AND c.descendant_id = {g} \
-                     AND NOT EXISTS (SELECT 1 FROM record_shares s CROSS JOIN group_closure o \
+                    "WITH RECURSIVE up(id, parent_id, lft, rgt) AS (\
+                     SELECT id, parent_id, lft, rgt FROM groups WHERE tenant_id = {t} AND id = {g} \
+                     UNION ALL SELECT p.id, p.parent_id, p.lft, p.rgt FROM up CROSS JOIN groups p \
+                     WHERE p.tenant_id = {t} AND p.id = up.parent_id) \
+                     SELECT up.id AS g FROM up \
+                     WHERE NOT EXISTS (SELECT 1 FROM record_shares s CROSS JOIN groups o \
                        WHERE s.tenant_id = {t} AND s.record_id = {r} AND s.group_id <> {g} \
-                       AND o.tenant_id = {t} AND o.descendant_id = s.group_id AND o.ancestor_id = c.ancestor_id)"
+                       AND o.tenant_id = {t} AND o.id = s.group_id AND o.lft >= up.lft AND o.lft <= up.rgt)"
                 )
             }
             Groups::Listed(ids) => {
@@ -558,17 +566,9 @@ pub struct PendingMove {
     recount: Vec<(Record, Vec<Rollup>)>,
 }
 
-/// Strict ancestors of `group` (empty for a root or an unknown group).
+/// Ancestors of `group` (with itself when `inclusive`; empty for an unknown group).
 async fn ancestors(conn: &mut AnyConnection, tenant: &str, group: &str, inclusive: bool) -> StoreResult<Vec<String>> {
-    let min_depth = if inclusive { 0 } else { 1 };
-    Ok(sqlx::query_scalar(
-        "SELECT ancestor_id FROM group_closure WHERE tenant_id = $1 AND descendant_id = $2 AND depth >= $3",
-    )
-    .bind(tenant)
-    .bind(group)
-    .bind(min_depth)
-    .fetch_all(conn)
-    .await?)
+    super::groups::ancestor_ids(conn, tenant, group, inclusive).await
 }
 
 /// Add `sign` × the totals of `group` (every roll-up of the tenant) to `targets`.
@@ -606,7 +606,7 @@ async fn shift_subtree_totals(
 
 /// First half of moving `group`'s subtree under `new_parent` (`None`: to the root
 /// level), called in the move's transaction, under the tree lock, *before* the
-/// closure changes: takes out the records shared with several groups one of which
+/// hierarchy changes: takes out the records shared with several groups one of which
 /// is in the subtree, then the subtree's totals from the ancestors it loses.
 pub async fn before_move(
     tx: &mut Tx<'_>,
@@ -636,10 +636,10 @@ pub async fn before_move(
         return Ok(Some(pending));
     }
     let multi: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT m.record_id FROM record_multi_shares m \
-         CROSS JOIN record_shares s CROSS JOIN group_closure c \
-         WHERE m.tenant_id = $1 AND s.tenant_id = $1 AND s.record_id = m.record_id \
-         AND c.tenant_id = $1 AND c.ancestor_id = $2 AND c.descendant_id = s.group_id",
+        "SELECT DISTINCT m.record_id FROM groups a CROSS JOIN record_multi_shares m \
+         CROSS JOIN record_shares s CROSS JOIN groups d \
+         WHERE a.tenant_id = $1 AND a.id = $2 AND m.tenant_id = $1 AND s.tenant_id = $1 AND s.record_id = m.record_id \
+         AND d.tenant_id = $1 AND d.id = s.group_id AND d.lft >= a.lft AND d.lft <= a.rgt",
     )
     .bind(tenant)
     .bind(group)
@@ -670,7 +670,7 @@ pub async fn before_move(
     Ok(Some(pending))
 }
 
-/// Second half of a move, after the closure changed: the subtree's totals enter the
+/// Second half of a move, after the hierarchy changed: the subtree's totals enter the
 /// ancestors it gained, and the records taken out are counted again where they now
 /// belong.
 pub async fn after_move(tx: &mut Tx<'_>, tenant: &str, pending: PendingMove) -> StoreResult<()> {
@@ -731,9 +731,9 @@ pub async fn totals(conn: &mut AnyConnection, tenant: &str, rollup: &str, group:
 /// every record shared within the subtree.
 pub async fn sees_subtree(conn: &mut AnyConnection, tenant: &str, user: &str, group: &str) -> StoreResult<bool> {
     let found: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM group_members m CROSS JOIN group_closure c \
-         WHERE m.tenant_id = $1 AND m.user_id = $2 \
-         AND c.tenant_id = $1 AND c.ancestor_id = m.group_id AND c.descendant_id = $3 LIMIT 1",
+        "SELECT 1 FROM groups d CROSS JOIN group_members m CROSS JOIN groups a \
+         WHERE d.tenant_id = $1 AND d.id = $3 AND m.tenant_id = $1 AND m.user_id = $2 \
+         AND a.tenant_id = $1 AND a.id = m.group_id AND d.lft >= a.lft AND d.lft <= a.rgt LIMIT 1",
     )
     .bind(tenant)
     .bind(user)

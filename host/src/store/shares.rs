@@ -1,6 +1,6 @@
 //! Record shares: a record shared with a group is visible to the group's members and
-//! to the members of every ancestor of the group (see `groups` for the closure table
-//! that makes that one join). This module stores the shares and answers who may
+//! to the members of every ancestor of the group (see `groups` for the nested
+//! intervals that make that one comparison). This module stores the shares and answers who may
 //! manage them; the visibility of records themselves is computed by the records store.
 
 use serde::Serialize;

@@ -345,7 +345,7 @@ pub struct TreeNode {
 
 /// The subtree of `id`, `max_depth` levels deep (at most [`TREE_MAX_DEPTH`]), nested;
 /// more than [`TREE_MAX_NODES`] groups is an `Invalid` problem on `max_depth`.
-/// One query (breadth-first by the closure table), assembled bottom-up.
+/// One query (breadth-first over the subtree's interval), assembled bottom-up.
 pub async fn tree(db: &Db, tenant: &str, id: &str, max_depth: i64) -> TenancyResult<TreeNode> {
     let mut conn = db.reader().acquire().await?;
     let root = store::group(&mut conn, tenant, id)

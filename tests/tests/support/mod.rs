@@ -142,8 +142,8 @@ pub async fn dump(s: &TestServer, tenant: &str) -> Vec<String> {
          COALESCE(expires_at, '-') FROM api_keys WHERE tenant_id = $1 ORDER BY id",
         "SELECT id || '|' || name || '|' || COALESCE(parent_id, '-') || '|' || version FROM groups \
          WHERE tenant_id = $1 ORDER BY id",
-        "SELECT ancestor_id || '|' || descendant_id || '|' || depth FROM group_closure WHERE tenant_id = $1 \
-         ORDER BY ancestor_id, descendant_id",
+        "SELECT id || '|' || CAST(lft AS TEXT) || '|' || CAST(rgt AS TEXT) || '|' || CAST(depth AS TEXT) \
+         FROM groups WHERE tenant_id = $1 ORDER BY id",
         "SELECT group_id || '|' || user_id || '|' || role FROM group_members WHERE tenant_id = $1 \
          ORDER BY group_id, user_id",
         "SELECT record_id || '|' || group_id || '|' || access FROM record_shares WHERE tenant_id = $1 \
@@ -163,11 +163,14 @@ pub async fn dump(s: &TestServer, tenant: &str) -> Vec<String> {
     out
 }
 
-/// All closure rows of a tenant as (ancestor, descendant, depth), sorted.
+/// Every (ancestor, descendant, distance) pair of a tenant's groups — the closure —
+/// as the stored labels imply it (a is d or an ancestor when d's `lft` lies in a's
+/// interval), sorted.
 pub async fn closure(s: &TestServer, tenant: &str) -> Vec<(String, String, i64)> {
     let rows = sqlx::query(
-        "SELECT ancestor_id, descendant_id, depth FROM group_closure WHERE tenant_id = $1 \
-         ORDER BY ancestor_id, descendant_id",
+        "SELECT a.id AS ancestor_id, d.id AS descendant_id, d.depth - a.depth AS depth \
+         FROM groups a JOIN groups d ON d.tenant_id = a.tenant_id AND d.lft >= a.lft AND d.lft <= a.rgt \
+         WHERE a.tenant_id = $1 ORDER BY a.id, d.id",
     )
     .bind(tenant)
     .fetch_all(s.db().reader())
@@ -203,7 +206,13 @@ pub async fn expected_closure(s: &TestServer, tenant: &str) -> Vec<(String, Stri
     out
 }
 
-/// Assert the closure table is exactly what the parent links imply.
+/// Assert the hierarchy labels are well formed and imply exactly the closure the
+/// parent links do.
 pub async fn assert_closure_consistent(s: &TestServer, tenant: &str) {
+    let mut conn = s.db().reader().acquire().await.expect("connection");
+    plinth_host::store::groups::verify_labels(&mut conn, tenant)
+        .await
+        .expect("well-formed labels");
+    drop(conn);
     assert_eq!(closure(s, tenant).await, expected_closure(s, tenant).await);
 }
