@@ -1,6 +1,6 @@
 //! Plugin-side territory metadata (in `storage`) and the in-memory model used by
 //! assignment and realignment. Each territory is backed 1:1 by a host group with the
-//! same id: the host owns the tree (closure table, visibility); the plugin keeps what
+//! same id: the host owns the tree (hierarchy, visibility); the plugin keeps what
 //! the host does not know about (type, access levels, rules, archived, members' roles).
 
 use std::collections::{BTreeMap, HashMap};
