@@ -459,24 +459,27 @@ fn emptied(rows: Vec<sqlx::any::AnyRow>) -> StoreResult<Vec<(String, String)>> {
 /// Delete the totals an upsert just brought to zero, by their exact keys — so the
 /// statement never depends on the planner's view of a table that may have just
 /// grown by a million rows (PostgreSQL once chose a scan of every total for an
-/// `IN (subquery)` form: 280 ms writes at p95).
+/// `IN (subquery)` form: 280 ms writes at p95). Each branch is a whole primary key, so
+/// every `OR` branch is one index lookup: with the tenant and roll-up outside the
+/// branches, or bound once for all of them, SQLite read every total of the roll-up
+/// instead (27 ms per write at 20k territories, 160 ms at 100k).
 async fn delete_empty(tx: &mut Tx<'_>, tenant: &str, rollup: &str, rows: &[(String, String)]) -> StoreResult<()> {
     for chunk in rows.chunks(GROUP_CHUNK) {
         let mut b = Builder::new("");
-        let t = b.text(tenant);
-        let id = b.text(rollup);
         let keys: Vec<String> = chunk
             .iter()
             .map(|(g, d)| {
+                // Arguments of their own in every branch: SQLite factors terms that
+                // the branches share (the same `?`) out of the `OR`, and then reads
+                // the roll-up's whole key range.
+                let t = b.text(tenant);
+                let id = b.text(rollup);
                 let g = b.text(g.clone());
                 let d = b.text(d.clone());
-                format!("(group_id = {g} AND dims = {d})")
+                format!("(tenant_id = {t} AND rollup_id = {id} AND group_id = {g} AND dims = {d} AND n = 0)")
             })
             .collect();
-        b.push(&format!(
-            "DELETE FROM rollup_totals WHERE tenant_id = {t} AND rollup_id = {id} AND n = 0 AND ({})",
-            keys.join(" OR ")
-        ));
+        b.push(&format!("DELETE FROM rollup_totals WHERE {}", keys.join(" OR ")));
         b.query().execute(&mut **tx).await?;
     }
     Ok(())
