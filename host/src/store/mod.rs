@@ -126,6 +126,7 @@ impl Db {
             let pool = AnyPoolOptions::new()
                 .max_connections(32)
                 .acquire_timeout(Duration::from_secs(30))
+                .after_connect(postgres_settings)
                 .connect(url)
                 .await?;
             Db {
@@ -225,6 +226,19 @@ fn sqlite_pragmas(conn: &mut sqlx::AnyConnection, _meta: sqlx::pool::PoolConnect
              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -65536;",
         )
         .await?;
+        Ok(())
+    })
+}
+
+/// Per PostgreSQL session: JIT compilation only for plans estimated 10× costlier than
+/// PostgreSQL's default threshold. The planner cannot estimate how many groups lie
+/// within an interval and overestimates small visibility joins; a member's sorted
+/// page of 160 accounts was planned at cost ~120k, above the default 100k, and spent
+/// 20 ms compiling for 8 ms of execution (BENCHMARKS.md, "Records"). Whole-table
+/// aggregates, which JIT is for, cost millions.
+fn postgres_settings(conn: &mut sqlx::AnyConnection, _meta: sqlx::pool::PoolConnectionMetadata) -> ConnectFuture<'_> {
+    Box::pin(async move {
+        conn.execute("SET jit_above_cost = 1000000").await?;
         Ok(())
     })
 }
