@@ -16,7 +16,8 @@
 //! Run: `cargo bench -p plinth-host --bench territories` (SQLite in a temp dir);
 //! PostgreSQL: `PLINTH_BENCH_DATABASE_URL=postgres://…/empty_db`.
 //! Sizes: `PLINTH_BENCH_REGIONS` (default 10 → 101,111 territories),
-//! `PLINTH_BENCH_ACCOUNTS` (default 200,000; opportunities = 2 × accounts).
+//! `PLINTH_BENCH_ACCOUNTS` (default 200,000; opportunities = 2 × accounts),
+//! `PLINTH_BENCH_CHAIN` (default 200: the depth of the chain for the deep move; 0 skips it).
 //! `PLINTH_BENCH_KEEP=DIR` writes the SQLite database to `DIR/bench.db` and leaves it
 //! there, for looking at query plans afterwards (`sqlite3 DIR/bench.db`).
 
@@ -497,6 +498,33 @@ async fn run() -> anyhow::Result<()> {
         "| move that subtree root → under a sibling region and back (depth +1/−1, no re-sharing needed), its roll-up totals moving with it | {} | 6 |",
         ms(median(sideways))
     );
+    // Deep: under the end of a chain of `PLINTH_BENCH_CHAIN` groups (default 200)
+    // hanging below another region, and back. The groups move for the cost of the
+    // subtree's own rows at any depth; the kept totals leave or join every ancestor
+    // that changes, one upsert per (total key, ancestor).
+    let chain_len: usize = std::env::var("PLINTH_BENCH_CHAIN")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    if chain_len > 0 {
+        let mut tx = db.writer().begin().await?;
+        let mut end = region_ids[1].clone();
+        for i in 0..chain_len {
+            end = groups::create_group(&mut tx, &tenant, &format!("chain{i}"), Some(&end), None)
+                .await?
+                .id;
+        }
+        tx.commit().await?;
+        let mut deep = Vec::new();
+        for _ in 0..3 {
+            deep.push(mv(end.clone()).await?);
+            deep.push(mv(root.clone()).await?);
+        }
+        println!(
+            "| move that subtree under a {chain_len}-deep chain and back ({chain_len} ancestors gained and lost), its roll-up totals moving with it | {} | 6 |",
+            ms(median(deep))
+        );
+    }
 
     // Record visibility at this scale, as the records benchmark measures it (a member
     // of one group at each level; territory members see everything shared below them):
