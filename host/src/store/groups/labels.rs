@@ -68,9 +68,9 @@ impl Span {
     }
 }
 
-/// A group's span and parent.
-async fn node(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreResult<(Span, Option<String>)> {
-    let row = sqlx::query("SELECT lft, rgt, depth, parent_id FROM groups WHERE tenant_id = $1 AND id = $2")
+/// A group's span.
+async fn node(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreResult<Span> {
+    let row = sqlx::query("SELECT lft, rgt, depth FROM groups WHERE tenant_id = $1 AND id = $2")
         .bind(tenant)
         .bind(id)
         .fetch_optional(conn)
@@ -80,18 +80,17 @@ async fn node(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreResult<(
         row.try_get::<Option<i64>, _>(col)?
             .ok_or_else(|| StoreError::Corrupt(format!("group {id} has no hierarchy labels")))
     };
-    let span = Span {
+    Ok(Span {
         lft: label("lft")?,
         rgt: label("rgt")?,
         depth: label("depth")?,
-    };
-    Ok((span, row.try_get("parent_id")?))
+    })
 }
 
 /// The span of group `id` ([`Span::TENANT`] for `None`, the root level).
 pub(crate) async fn span_of(conn: &mut AnyConnection, tenant: &str, id: Option<&str>) -> StoreResult<Span> {
     match id {
-        Some(id) => Ok(node(conn, tenant, id).await?.0),
+        Some(id) => node(conn, tenant, id).await,
         None => Ok(Span::TENANT),
     }
 }
