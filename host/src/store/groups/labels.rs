@@ -172,66 +172,32 @@ pub(crate) async fn move_subtree(tx: &mut Tx<'_>, tenant: &str, id: &str, new_pa
         .await?;
         return Ok(());
     }
-    // Fresh labels, in the same order, in the room made for them.
-    let rows = rows_within(tx, tenant, s.lft, s.rgt).await?;
-    let (start, spacing) = make_room(tx, tenant, prev, next, 2 * rows.len() as i64, Some(s)).await?;
-    let mut labelled = spread(&rows, start, spacing);
-    for row in &mut labelled {
-        row.depth += shift_depth;
+    // Fresh labels, in the same order, in the room made for them — depths first,
+    // while the subtree's labels still name it.
+    if shift_depth != 0 {
+        sqlx::query("UPDATE groups SET depth = depth + $4 WHERE tenant_id = $1 AND lft >= $2 AND lft <= $3")
+            .bind(tenant)
+            .bind(s.lft)
+            .bind(s.rgt)
+            .bind(shift_depth)
+            .execute(&mut **tx)
+            .await?;
     }
-    write_rows(tx, tenant, &labelled).await
+    let mut tokens = tokens_in(tx, tenant, s.lft, s.rgt).await?;
+    let (start, spacing) = make_room(tx, tenant, prev, next, tokens.len() as i64, Some(s)).await?;
+    for (k, t) in (1..).zip(&mut tokens) {
+        t.label = start + k * spacing;
+    }
+    write_tokens(tx, tenant, &tokens).await
 }
 
-/// One group's labels as read for (or written by) a relabelling.
+/// One group's labels and depth, as the start-up labelling writes them.
 #[derive(Debug, Clone)]
 struct Labelled {
     id: String,
     lft: i64,
     rgt: i64,
     depth: i64,
-}
-
-/// Every group whose `lft` lies in `lo ..= hi`.
-async fn rows_within(conn: &mut AnyConnection, tenant: &str, lo: i64, hi: i64) -> StoreResult<Vec<Labelled>> {
-    let rows = sqlx::query(
-        "SELECT id, lft, rgt, depth FROM groups WHERE tenant_id = $1 AND lft >= $2 AND lft <= $3 ORDER BY lft",
-    )
-    .bind(tenant)
-    .bind(lo)
-    .bind(hi)
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Labelled {
-                id: r.try_get("id")?,
-                lft: r.try_get("lft")?,
-                rgt: r.try_get("rgt")?,
-                depth: r.try_get("depth")?,
-            })
-        })
-        .collect()
-}
-
-/// `rows` (whole subtrees, so their labels are properly nested) with their labels
-/// replaced, in the same order, by `start + k × spacing` for k = 1, 2, ….
-fn spread(rows: &[Labelled], start: i64, spacing: i64) -> Vec<Labelled> {
-    let mut tokens: Vec<(i64, usize, bool)> = Vec::with_capacity(rows.len() * 2);
-    for (i, r) in rows.iter().enumerate() {
-        tokens.push((r.lft, i, false));
-        tokens.push((r.rgt, i, true));
-    }
-    tokens.sort_unstable();
-    let mut out = rows.to_vec();
-    for (k, (_, i, close)) in (1..).zip(tokens) {
-        let at = start + k * spacing;
-        if close {
-            out[i].rgt = at;
-        } else {
-            out[i].lft = at;
-        }
-    }
-    out
 }
 
 /// One label of a group: its `lft` or its `rgt`.
@@ -518,23 +484,6 @@ pub async fn verify_labels(conn: &mut AnyConnection, tenant: &str) -> StoreResul
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(id: &str, lft: i64, rgt: i64) -> Labelled {
-        Labelled {
-            id: id.into(),
-            lft,
-            rgt,
-            depth: 0,
-        }
-    }
-
-    #[test]
-    fn spreading_keeps_the_nesting() {
-        // a ⊃ b, c.
-        let rows = vec![row("a", 10, 20), row("b", 11, 12), row("c", 13, 19)];
-        let got: Vec<(i64, i64)> = spread(&rows, 100, 10).iter().map(|r| (r.lft, r.rgt)).collect();
-        assert_eq!(got, vec![(110, 160), (120, 130), (140, 150)]);
-    }
 
     #[test]
     fn capacity_grows_from_one_label_to_tens_of_millions() {
