@@ -401,17 +401,21 @@ pub async fn descendants(
 }
 
 /// The ids of `id`'s ancestors, nearest first, with `id` itself first when
-/// `inclusive` — by following parent links, one indexed step per level. The SQL is
-/// [`ANCESTORS_CTE`].
+/// `inclusive` (none for an unknown group) — by following parent links, one indexed
+/// step per level.
 pub(crate) async fn ancestor_ids(
     conn: &mut AnyConnection,
     tenant: &str,
     id: &str,
     inclusive: bool,
 ) -> StoreResult<Vec<String>> {
-    let rows = sqlx::query(&format!(
-        "WITH RECURSIVE {ANCESTORS_CTE} SELECT up.id, up.n FROM up WHERE up.n >= $3 ORDER BY up.n"
-    ))
+    let rows = sqlx::query(
+        "WITH RECURSIVE up(id, parent_id, n) AS (\
+           SELECT id, parent_id, CAST(0 AS BIGINT) FROM groups WHERE tenant_id = $1 AND id = $2 \
+           UNION ALL SELECT g.id, g.parent_id, up.n + 1 FROM up CROSS JOIN groups g \
+           WHERE g.tenant_id = $1 AND g.id = up.parent_id) \
+         SELECT up.id FROM up WHERE up.n >= $3 ORDER BY up.n",
+    )
     .bind(tenant)
     .bind(id)
     .bind(if inclusive { 0_i64 } else { 1 })
@@ -419,13 +423,6 @@ pub(crate) async fn ancestor_ids(
     .await?;
     rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
 }
-
-/// A recursive common table expression `up(id, n)`: group `$2` of tenant `$1`
-/// (n = 0) and each of its ancestors (n = distance), for `WITH RECURSIVE`.
-pub(crate) const ANCESTORS_CTE: &str = "up(id, parent_id, n) AS (\
-     SELECT id, parent_id, CAST(0 AS BIGINT) FROM groups WHERE tenant_id = $1 AND id = $2 \
-     UNION ALL SELECT g.id, g.parent_id, up.n + 1 FROM up \
-     JOIN groups g ON g.tenant_id = $1 AND g.id = up.parent_id)";
 
 /// Ancestors of `id` (not itself), root first, each with its distance from `id`:
 /// parent links followed upwards, each step one primary-key lookup that also reads

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
+use super::groups::ancestor_ids;
 use super::records::{Record, column_value, json_value};
 use super::sql::{Arg, Builder};
 use super::{StoreError, StoreResult, Tx, time};
@@ -569,11 +570,6 @@ pub struct PendingMove {
     recount: Vec<(Record, Vec<Rollup>)>,
 }
 
-/// Ancestors of `group` (with itself when `inclusive`; empty for an unknown group).
-async fn ancestors(conn: &mut AnyConnection, tenant: &str, group: &str, inclusive: bool) -> StoreResult<Vec<String>> {
-    super::groups::ancestor_ids(conn, tenant, group, inclusive).await
-}
-
 /// Add `sign` × the totals of `group` (every roll-up of the tenant) to `targets`.
 async fn shift_subtree_totals(
     tx: &mut Tx<'_>,
@@ -621,9 +617,9 @@ pub async fn before_move(
     if rollups.is_empty() {
         return Ok(None);
     }
-    let old = ancestors(tx, tenant, group, false).await?;
+    let old = ancestor_ids(tx, tenant, group, false).await?;
     let new = match new_parent {
-        Some(p) => ancestors(tx, tenant, p, true).await?,
+        Some(p) => ancestor_ids(tx, tenant, p, true).await?,
         None => Vec::new(),
     };
     let (old_set, new_set): (HashSet<&String>, HashSet<&String>) = (old.iter().collect(), new.iter().collect());
