@@ -39,6 +39,10 @@ pub struct ServerConfig {
     /// The secret key (base64 of 32 bytes, from `PLINTH_SECRET_KEY`); `None` uses the
     /// key file in the data directory, created on first start.
     pub secret_key: Option<crate::secrets::KeyText>,
+    /// Fold the roll-up deltas of subtree moves into the kept totals in the background
+    /// (`store::rollups::run_folder`). On by default; reads are exact either way, and
+    /// tests that fold by hand turn it off.
+    pub fold_rollups: bool,
 }
 
 impl ServerConfig {
@@ -56,6 +60,7 @@ impl ServerConfig {
             outbox: crate::outbox::OutboxConfig::default(),
             http: crate::outbound::HttpPolicy::default(),
             secret_key: None,
+            fold_rollups: true,
         }
     }
 
@@ -148,6 +153,8 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
     let mut stopped_bg = stopped.clone();
     let mut stopped_eval = stopped.clone();
     let mut stopped_outbox = stopped.clone();
+    let mut stopped_folder = stopped.clone();
+    let (folder_db, fold_rollups) = (state.db.clone(), config.fold_rollups);
     let evaluator_db = state.db.clone();
     let mut stopped_events = stopped.clone();
     let events_worker = crate::events::worker::run(
@@ -175,6 +182,14 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         let outbox = tokio::spawn(worker.run(async move {
             let _ = stopped_outbox.wait_for(|s| *s).await;
         }));
+        let folder = tokio::spawn(async move {
+            if fold_rollups {
+                crate::store::rollups::run_folder(folder_db, async move {
+                    let _ = stopped_folder.wait_for(|s| *s).await;
+                })
+                .await;
+            }
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -186,6 +201,7 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         events_worker.await.context("event delivery worker panicked")?;
         timers.await.context("timer scheduler panicked")?;
         outbox.await.context("outbox worker panicked")?;
+        folder.await.context("roll-up folder panicked")?;
         Ok(())
     });
     Ok(RunningServer {

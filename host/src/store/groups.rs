@@ -282,6 +282,7 @@ pub async fn delete_group(tx: &mut Tx<'_>, tenant: &str, id: &str) -> StoreResul
     .iter()
     .map(member_from)
     .collect::<StoreResult<Vec<_>>>()?;
+    super::rollups::group_deleted(tx, tenant, id).await?;
     for sql in [
         "DELETE FROM group_members WHERE tenant_id = $1 AND group_id = $2",
         "DELETE FROM groups WHERE tenant_id = $1 AND id = $2",

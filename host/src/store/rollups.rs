@@ -16,9 +16,12 @@
 //! - a share is added or removed ([`share_added`], [`share_removed`]): the ancestors of
 //!   that group not already covered through the record's other shares gain or lose it;
 //! - a subtree moves ([`before_move`], [`after_move`]): its root's totals leave the old
-//!   ancestors that are not also new ones and enter the new ones; records shared with
-//!   more than one group (`record_multi_shares`) are taken out before and put back
-//!   after, so one shared both inside and outside the subtree stays counted once.
+//!   ancestors that are not also new ones and enter the new ones — stored once as a
+//!   delta that each of those ancestors references, folded into their rows later, in
+//!   the background ([`deferred`]: a group's totals are its rows plus its pending
+//!   deltas, exact at every moment); records shared with more than one group
+//!   (`record_multi_shares`) are taken out before and put back after, so one shared
+//!   both inside and outside the subtree stays counted once.
 //!
 //! Groups are created empty and deleted only without shares, so neither changes a
 //! total. On PostgreSQL every change above first takes [`guard`], a share lock on the
@@ -36,6 +39,9 @@ use super::records::{Record, column_value, json_value};
 use super::sql::{Arg, Builder};
 use super::{StoreError, StoreResult, Tx, time};
 use crate::records::query::Bucket;
+
+mod deferred;
+pub use deferred::{FOLD_INTERVAL, FoldReport, fold_pending, group_deleted, run_folder};
 
 /// Most summed fields of one roll-up (columns `s0`…`s3`).
 pub const MAX_SUMS: usize = 4;
@@ -561,52 +567,19 @@ pub async fn share_removed(tx: &mut Tx<'_>, tenant: &str, record: &str, group: &
 /// What [`before_move`] took out, for [`after_move`] to put back.
 #[derive(Debug, Default)]
 pub struct PendingMove {
-    group: String,
-    /// Every roll-up of the tenant, by id.
-    rollups: Vec<String>,
     /// Ancestors gained by the move.
     gained: Vec<String>,
+    /// Per roll-up with totals in the subtree: the delta holding them.
+    deltas: Vec<(String, String)>,
     /// Records shared with several groups, one inside the subtree, taken out whole.
     recount: Vec<(Record, Vec<Rollup>)>,
-}
-
-/// Add `sign` × the totals of `group` (every roll-up of the tenant) to `targets`.
-async fn shift_subtree_totals(
-    tx: &mut Tx<'_>,
-    tenant: &str,
-    rollups: &[String],
-    group: &str,
-    targets: &[String],
-    sign: i64,
-) -> StoreResult<()> {
-    // Per roll-up, so every statement reads and deletes by a prefix of the primary
-    // key (tenant, roll-up, group): without the roll-up, both scanned every total of
-    // the tenant (1.2 s for a move at 1M accounts).
-    for rollup in rollups {
-        for chunk in targets.chunks(GROUP_CHUNK) {
-            let mut b = Builder::new("");
-            let t = b.text(tenant);
-            let r = b.text(rollup.clone());
-            let g = b.text(group);
-            let s = b.arg(Arg::Int(sign));
-            let select = Groups::Listed(chunk).select(&mut b, &t);
-            b.push(&format!(
-                "INSERT INTO rollup_totals (tenant_id, rollup_id, group_id, dims, n, s0, s1, s2, s3) \
-                 SELECT t.tenant_id, t.rollup_id, x.g, t.dims, {s} * t.n, {s} * t.s0, {s} * t.s1, {s} * t.s2, {s} * t.s3 \
-                 FROM rollup_totals t CROSS JOIN ({select}) x \
-                 WHERE t.tenant_id = {t} AND t.rollup_id = {r} AND t.group_id = {g} ORDER BY x.g, t.dims{UPSERT}{RETURNING}"
-            ));
-            let emptied = emptied(b.query().fetch_all(&mut **tx).await?)?;
-            delete_empty(tx, tenant, rollup, &emptied).await?;
-        }
-    }
-    Ok(())
 }
 
 /// First half of moving `group`'s subtree under `new_parent` (`None`: to the root
 /// level), called in the move's transaction, under the tree lock, *before* the
 /// hierarchy changes: takes out the records shared with several groups one of which
-/// is in the subtree, then the subtree's totals from the ancestors it loses.
+/// is in the subtree, then the subtree's totals from the ancestors it loses — stored
+/// once as a delta that those ancestors reference with sign -1 ([`deferred`]).
 pub async fn before_move(
     tx: &mut Tx<'_>,
     tenant: &str,
@@ -626,9 +599,8 @@ pub async fn before_move(
     let lost: Vec<String> = old.iter().filter(|a| !new_set.contains(a)).cloned().collect();
     let gained: Vec<String> = new.iter().filter(|a| !old_set.contains(a)).cloned().collect();
     let mut pending = PendingMove {
-        group: group.to_string(),
-        rollups: rollups.iter().map(|r| r.id.clone()).collect(),
         gained,
+        deltas: Vec::new(),
         recount: Vec::new(),
     };
     if lost.is_empty() && pending.gained.is_empty() {
@@ -665,15 +637,22 @@ pub async fn before_move(
         }
         pending.recount.push((r, of_object));
     }
-    shift_subtree_totals(tx, tenant, &pending.rollups, group, &lost, -1).await?;
+    for rollup in &rollups {
+        if let Some(delta) = deferred::snapshot(tx, tenant, &rollup.id, group).await? {
+            deferred::refer(tx, tenant, &rollup.id, &delta, &lost, -1).await?;
+            pending.deltas.push((rollup.id.clone(), delta));
+        }
+    }
     Ok(Some(pending))
 }
 
-/// Second half of a move, after the hierarchy changed: the subtree's totals enter the
-/// ancestors it gained, and the records taken out are counted again where they now
-/// belong.
+/// Second half of a move, after the hierarchy changed: the ancestors gained reference
+/// the subtree's deltas with sign +1, and the records taken out are counted again
+/// where they now belong.
 pub async fn after_move(tx: &mut Tx<'_>, tenant: &str, pending: PendingMove) -> StoreResult<()> {
-    shift_subtree_totals(tx, tenant, &pending.rollups, &pending.group, &pending.gained, 1).await?;
+    for (rollup, delta) in &pending.deltas {
+        deferred::refer(tx, tenant, rollup, delta, &pending.gained, 1).await?;
+    }
     for (r, rollups) in &pending.recount {
         for rollup in rollups {
             let c = rollup.definition.contribution(r);
@@ -701,12 +680,14 @@ pub struct Total {
     pub sums: [f64; MAX_SUMS],
 }
 
-/// The totals of `rollup` for the subtree of `group`.
+/// The totals of `rollup` for the subtree of `group`: its kept rows plus the deltas
+/// of moves not yet folded into them ([`deferred`]).
 pub async fn totals(conn: &mut AnyConnection, tenant: &str, rollup: &str, group: &str) -> StoreResult<Vec<Total>> {
-    let rows = sqlx::query(
-        "SELECT dims, n, s0, s1, s2, s3 FROM rollup_totals \
-         WHERE tenant_id = $1 AND rollup_id = $2 AND group_id = $3 AND n > 0",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT x.dims, CAST(SUM(x.n) AS BIGINT) AS n, SUM(x.s0) AS s0, SUM(x.s1) AS s1, SUM(x.s2) AS s2, \
+         SUM(x.s3) AS s3 FROM ({}) x GROUP BY x.dims HAVING SUM(x.n) > 0",
+        deferred::SUBTREE_ROWS
+    ))
     .bind(tenant)
     .bind(rollup)
     .bind(group)
@@ -742,9 +723,13 @@ pub async fn sees_subtree(conn: &mut AnyConnection, tenant: &str, user: &str, gr
     Ok(found.is_some())
 }
 
-/// Remove a roll-up and its totals.
+/// Remove a roll-up and its totals. Pending references go first: a fold that has
+/// taken some holds them until it commits, and the totals it wrote are then seen
+/// (and deleted) by the statements after.
 pub async fn drop_rollup(tx: &mut Tx<'_>, tenant: &str, id: &str) -> StoreResult<()> {
     for sql in [
+        "DELETE FROM rollup_pending WHERE tenant_id = $1 AND rollup_id = $2",
+        "DELETE FROM rollup_deltas WHERE tenant_id = $1 AND rollup_id = $2",
         "DELETE FROM rollup_totals WHERE tenant_id = $1 AND rollup_id = $2",
         "DELETE FROM rollups WHERE tenant_id = $1 AND id = $2",
     ] {
