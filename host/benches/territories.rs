@@ -373,8 +373,8 @@ async fn run() -> anyhow::Result<()> {
         role: Role::Owner,
         actor: Actor::system(),
     };
-    let kept_rollup = || {
-        let (db, who, region) = (db.clone(), owner_who.clone(), region.clone());
+    let kept_rollup_of = |region: String| {
+        let (db, who) = (db.clone(), owner_who.clone());
         async move {
             let read = |name: &'static str, q: RollupQuery| {
                 let (db, who, region) = (db.clone(), who.clone(), region.clone());
@@ -412,6 +412,7 @@ async fn run() -> anyhow::Result<()> {
             anyhow::Ok((accounts, open, closed))
         }
     };
+    let kept_rollup = || kept_rollup_of(region.clone());
     let mut times = Vec::new();
     let mut last = None;
     for _ in 0..31 {
@@ -500,8 +501,8 @@ async fn run() -> anyhow::Result<()> {
     );
     // Deep: under the end of a chain of `PLINTH_BENCH_CHAIN` groups (default 200)
     // hanging below another region, and back. The groups move for the cost of the
-    // subtree's own rows at any depth; the kept totals leave or join every ancestor
-    // that changes, one upsert per (total key, ancestor).
+    // subtree's own rows at any depth; the kept totals are written once, as a delta
+    // that every ancestor gained or lost references.
     let chain_len: usize = std::env::var("PLINTH_BENCH_CHAIN")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -525,6 +526,50 @@ async fn run() -> anyhow::Result<()> {
             ms(median(deep))
         );
     }
+
+    // The moves above left their totals as deltas that the changed ancestors reference
+    // (the server folds them in the background). Reading the roll-up of the sibling
+    // region, an ancestor every move changed, adds them up; then the fold, as the
+    // server's folder runs it, and the same read without them.
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rollup_pending WHERE tenant_id = $1")
+        .bind(&tenant)
+        .fetch_one(db.reader())
+        .await?;
+    let sibling_pending: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM rollup_pending WHERE tenant_id = $1 AND group_id = $2")
+            .bind(&tenant)
+            .bind(&region_ids[1])
+            .fetch_one(db.reader())
+            .await?;
+    let read_sibling = || async {
+        let mut times = Vec::new();
+        let mut last = None;
+        for _ in 0..31 {
+            let t = Instant::now();
+            last = Some(kept_rollup_of(region_ids[1].clone()).await?);
+            times.push(t.elapsed());
+        }
+        anyhow::Ok((median(times), last.expect("ran")))
+    };
+    let (with_deltas, before) = read_sibling().await?;
+    let started = Instant::now();
+    let folded = plinth_host::store::rollups::fold_pending(&db).await?;
+    let fold_time = started.elapsed();
+    let (without, after) = read_sibling().await?;
+    assert_eq!(before, after, "folding the deltas changes no total");
+    assert_eq!(folded.references as i64, pending, "every pending reference folded");
+    println!(
+        "| same roll-up of the sibling region (an ancestor all {} moves changed) with its {sibling_pending} deltas pending / after folding | {} / {} | 31 |",
+        if chain_len > 0 { 12 } else { 6 },
+        ms(with_deltas),
+        ms(without)
+    );
+    println!(
+        "| folding the deltas all those moves left ({} references, {} rows written), in the background, off the moves' path | {} | 1 |",
+        folded.references,
+        folded.rows,
+        ms(fold_time)
+    );
 
     // Record visibility at this scale, as the records benchmark measures it (a member
     // of one group at each level; territory members see everything shared below them):

@@ -767,3 +767,77 @@ async fn rollups_that_do_not_fit_the_schema_are_refused_at_publish_or_install() 
         .await;
     assert_eq!(r.status, 404, "nothing was installed: {}", r.text);
 }
+
+#[tokio::test]
+async fn the_server_folds_the_deltas_of_moves_in_the_background() {
+    // The default server: its folder runs every second.
+    let s = TestServer::start().await;
+    let t = s.tenant("Acme").await;
+    let outsider = s.user(&t, "Olga", "member").await;
+    let member = s.user(&t, "Max", "member").await;
+    let mut w = World {
+        s,
+        t,
+        model: Model::default(),
+        rng: Lcg(7),
+        outsider,
+        member,
+        deleted_groups: 0,
+    };
+    let root = w.create_group(None).await;
+    let mut chain = vec![w.create_group(Some(root.clone())).await];
+    for _ in 0..5 {
+        let last = chain.last().cloned();
+        chain.push(w.create_group(last).await);
+    }
+    let leaf = w.create_group(Some(root.clone())).await;
+    for _ in 0..8 {
+        w.create_opp().await;
+    }
+    for id in w.model.opps.keys().cloned().collect::<Vec<_>>() {
+        w.share(&id, &leaf).await;
+    }
+    publish(&w.s, &manifest("0.1.0", "")).await;
+    let r = w.s.install(&w.t, PLUGIN, json!("all")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // The leaf with its records moves to the end of the chain and back, twice.
+    for to in [chain[5].clone(), root.clone(), chain[3].clone()] {
+        let r =
+            w.s.call(
+                "PATCH",
+                &format!("/api/v1/groups/{leaf}"),
+                Some(&w.t.key),
+                Some(json!({ "parent_id": to })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        w.model.parent.insert(leaf.clone(), Some(to));
+    }
+    w.check_now("right after the moves").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let deltas: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rollup_deltas WHERE tenant_id = $1")
+            .bind(&w.t.id)
+            .fetch_one(w.s.db().reader())
+            .await
+            .unwrap();
+        if w.pending().await == 0 && deltas == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the folder left {deltas} deltas after 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Folded into the rows: the chain's groups above the leaf hold its totals.
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rollup_totals WHERE tenant_id = $1 AND group_id = $2")
+        .bind(&w.t.id)
+        .bind(&chain[3])
+        .fetch_one(w.s.db().reader())
+        .await
+        .unwrap();
+    assert!(rows > 0, "the leaf's totals are folded into its new ancestors' rows");
+    w.check_now("after the background fold").await;
+}

@@ -39,9 +39,10 @@ use crate::store::{Db, StoreResult, Tx};
 
 /// How often [`run_folder`] looks for pending references.
 pub const FOLD_INTERVAL: Duration = Duration::from_secs(1);
-/// References folded per transaction: a region's delta is ~700 rows, so a batch
-/// writes a few thousand rows and holds SQLite's writer for tens of milliseconds.
-const REFS_PER_FOLD: i64 = 8;
+/// Groups whose references are folded per transaction: a region's delta is ~700
+/// rows, so a batch writes a few thousand rows and holds SQLite's writer for tens of
+/// milliseconds.
+const GROUPS_PER_FOLD: i64 = 8;
 
 /// The rows whose per-key sums are the subtree totals of group `$3` in roll-up `$2` of
 /// tenant `$1`: its own rows and sign × those of the deltas it references.
@@ -154,12 +155,14 @@ async fn fold_tenant(db: &Db, tenant: &str, report: &mut FoldReport) -> StoreRes
     loop {
         let mut tx = db.writer().begin().await?;
         guard(&mut tx, tenant).await?;
+        // A few groups with all their references, so a group's references net out
+        // before anything is written (a subtree moved away and back cancels).
         let batch = sqlx::query(
-            "SELECT rollup_id, group_id, delta_id FROM rollup_pending WHERE tenant_id = $1 \
-             ORDER BY rollup_id, group_id, delta_id LIMIT $2",
+            "SELECT DISTINCT rollup_id, group_id FROM rollup_pending WHERE tenant_id = $1 \
+             ORDER BY rollup_id, group_id LIMIT $2",
         )
         .bind(tenant)
-        .bind(REFS_PER_FOLD)
+        .bind(GROUPS_PER_FOLD)
         .fetch_all(&mut *tx)
         .await?;
         if batch.is_empty() {
@@ -175,7 +178,7 @@ async fn fold_tenant(db: &Db, tenant: &str, report: &mut FoldReport) -> StoreRes
             tx.commit().await?;
             return Ok(());
         }
-        // Take the references out; another host may have taken some already.
+        // Take their references out; another host may have taken some already.
         let mut b = Builder::new("");
         let keys: Vec<String> = batch
             .iter()
@@ -184,10 +187,7 @@ async fn fold_tenant(db: &Db, tenant: &str, report: &mut FoldReport) -> StoreRes
                 let t = b.text(tenant);
                 let r = b.text(row.try_get::<String, _>("rollup_id")?);
                 let g = b.text(row.try_get::<String, _>("group_id")?);
-                let d = b.text(row.try_get::<String, _>("delta_id")?);
-                Ok(format!(
-                    "(tenant_id = {t} AND rollup_id = {r} AND group_id = {g} AND delta_id = {d})"
-                ))
+                Ok(format!("(tenant_id = {t} AND rollup_id = {r} AND group_id = {g})"))
             })
             .collect::<StoreResult<_>>()?;
         b.push(&format!(
@@ -228,8 +228,9 @@ async fn fold_tenant(db: &Db, tenant: &str, report: &mut FoldReport) -> StoreRes
 }
 
 /// Add sign × each referenced delta to its group's rows, in one statement whose rows
-/// go in (group, key) order; references of one group are netted first (a subtree
-/// moved in and out again mostly cancels). Returns the rows written.
+/// go in (group, key) order; references of one group are netted first, and keys they
+/// leave unchanged are not written (a subtree moved in and out again cancels).
+/// Returns the rows written.
 async fn fold(tx: &mut Tx<'_>, tenant: &str, rollup: &str, refs: &[(String, String, i64)]) -> StoreResult<u64> {
     let mut b = Builder::new("");
     let t = b.text(tenant);
@@ -248,7 +249,9 @@ async fn fold(tx: &mut Tx<'_>, tenant: &str, rollup: &str, refs: &[(String, Stri
          SELECT {t}, {r}, x.g, d.dims, SUM(x.sign * d.n), SUM(x.sign * d.s0), SUM(x.sign * d.s1), \
          SUM(x.sign * d.s2), SUM(x.sign * d.s3) FROM ({}) x CROSS JOIN rollup_deltas d \
          WHERE d.tenant_id = {t} AND d.rollup_id = {r} AND d.delta_id = x.delta_id \
-         GROUP BY x.g, d.dims ORDER BY x.g, d.dims{UPSERT}{RETURNING}",
+         GROUP BY x.g, d.dims HAVING SUM(x.sign * d.n) <> 0 OR SUM(x.sign * d.s0) <> 0 \
+         OR SUM(x.sign * d.s1) <> 0 OR SUM(x.sign * d.s2) <> 0 OR SUM(x.sign * d.s3) <> 0 \
+         ORDER BY x.g, d.dims{UPSERT}{RETURNING}",
         list.join(" UNION ALL ")
     ));
     let rows = b.query().fetch_all(&mut **tx).await?;
@@ -259,21 +262,24 @@ async fn fold(tx: &mut Tx<'_>, tenant: &str, rollup: &str, refs: &[(String, Stri
 }
 
 /// Fold pending references ([`fold_pending`]) every [`FOLD_INTERVAL`] until
-/// `shutdown` resolves. Failures are logged and retried on the next tick. The server
-/// runs one per process.
+/// `shutdown` resolves, which also abandons a pass under way (its open transaction
+/// rolls back; what it committed stays). Failures are logged and retried on the next
+/// tick. The server runs one per process.
 pub async fn run_folder(db: Db, shutdown: impl Future<Output = ()>) {
     let mut tick = tokio::time::interval(FOLD_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                match fold_pending(&db).await {
-                    Ok(r) if r.references > 0 => tracing::debug!(?r, "folded roll-up deltas"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = ?e, "folding roll-up deltas failed; retrying"),
-                }
-            }
+            _ = tick.tick() => {}
+            () = &mut shutdown => return,
+        }
+        tokio::select! {
+            r = fold_pending(&db) => match r {
+                Ok(r) if r.references > 0 => tracing::debug!(?r, "folded roll-up deltas"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = ?e, "folding roll-up deltas failed; retrying"),
+            },
             () = &mut shutdown => return,
         }
     }
