@@ -507,6 +507,7 @@ async fn run() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
+    let mut chain_end = None;
     if chain_len > 0 {
         let mut tx = db.writer().begin().await?;
         let mut end = region_ids[1].clone();
@@ -521,6 +522,7 @@ async fn run() -> anyhow::Result<()> {
             deep.push(mv(end.clone()).await?);
             deep.push(mv(root.clone()).await?);
         }
+        chain_end = Some(end);
         println!(
             "| move that subtree under a {chain_len}-deep chain and back ({chain_len} ancestors gained and lost), its roll-up totals moving with it | {} | 6 |",
             ms(median(deep))
@@ -565,11 +567,28 @@ async fn run() -> anyhow::Result<()> {
         ms(without)
     );
     println!(
-        "| folding the deltas all those moves left ({} references, {} rows written), in the background, off the moves' path | {} | 1 |",
+        "| folding the deltas all those moves left ({} references, {} rows written: there and back cancels), in the background, off the moves' path | {} | 1 |",
         folded.references,
         folded.rows,
         ms(fold_time)
     );
+    // A one-way move leaves deltas that do not cancel: folding writes the region's
+    // totals into every ancestor it gained and out of every one it lost.
+    if let Some(end) = chain_end {
+        let one_way = mv(end).await?;
+        let started = Instant::now();
+        let there = plinth_host::store::rollups::fold_pending(&db).await?;
+        let fold_there = started.elapsed();
+        mv(root.clone()).await?;
+        plinth_host::store::rollups::fold_pending(&db).await?;
+        println!(
+            "| one move under the {chain_len}-deep chain / folding its deltas afterwards ({} references, {} rows written) | {} / {} | 1 |",
+            there.references,
+            there.rows,
+            ms(one_way),
+            ms(fold_there)
+        );
+    }
 
     // Record visibility at this scale, as the records benchmark measures it (a member
     // of one group at each level; territory members see everything shared below them):

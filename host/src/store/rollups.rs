@@ -686,7 +686,7 @@ pub async fn totals(conn: &mut AnyConnection, tenant: &str, rollup: &str, group:
     let rows = sqlx::query(&format!(
         "SELECT x.dims, CAST(SUM(x.n) AS BIGINT) AS n, SUM(x.s0) AS s0, SUM(x.s1) AS s1, SUM(x.s2) AS s2, \
          SUM(x.s3) AS s3 FROM ({}) x GROUP BY x.dims HAVING SUM(x.n) > 0",
-        deferred::SUBTREE_ROWS
+        deferred::subtree_rows(conn.backend_name().eq_ignore_ascii_case("postgresql"))
     ))
     .bind(tenant)
     .bind(rollup)

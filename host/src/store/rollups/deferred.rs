@@ -9,7 +9,7 @@
 //! (keys + ancestors) rows, whatever the depth.
 //!
 //! The subtree totals of a group are its `rollup_totals` rows plus sign × the rows of
-//! each delta it references, summed per key ([`SUBTREE_ROWS`]). Every change adds to
+//! each delta it references, summed per key ([`subtree_rows`]). Every change adds to
 //! those totals and addition commutes, so the sum is exact at every moment — whether
 //! or not a reference has been folded yet — and the `rollup_totals` rows alone may go
 //! negative in between (a record counted through a pending delta and deleted before
@@ -46,12 +46,34 @@ const GROUPS_PER_FOLD: i64 = 8;
 
 /// The rows whose per-key sums are the subtree totals of group `$3` in roll-up `$2` of
 /// tenant `$1`: its own rows and sign × those of the deltas it references.
-pub(super) const SUBTREE_ROWS: &str = "SELECT dims, n, s0, s1, s2, s3 FROM rollup_totals \
-     WHERE tenant_id = $1 AND rollup_id = $2 AND group_id = $3 \
-     UNION ALL SELECT d.dims, p.sign * d.n, p.sign * d.s0, p.sign * d.s1, p.sign * d.s2, p.sign * d.s3 \
-     FROM rollup_pending p CROSS JOIN rollup_deltas d \
-     WHERE p.tenant_id = $1 AND p.rollup_id = $2 AND p.group_id = $3 \
-     AND d.tenant_id = $1 AND d.rollup_id = $2 AND d.delta_id = p.delta_id";
+pub(super) fn subtree_rows(postgres: bool) -> String {
+    format!(
+        "SELECT dims, n, s0, s1, s2, s3 FROM rollup_totals \
+         WHERE tenant_id = $1 AND rollup_id = $2 AND group_id = $3 \
+         UNION ALL SELECT d.dims, p.sign * d.n, p.sign * d.s0, p.sign * d.s1, p.sign * d.s2, p.sign * d.s3 \
+         FROM rollup_pending p {} WHERE p.tenant_id = $1 AND p.rollup_id = $2 AND p.group_id = $3",
+        join_delta(postgres, "$1", "$2", "p")
+    )
+}
+
+/// `… d`: the rows of the delta that `{outer}.delta_id` names, each delta read by its
+/// key. PostgreSQL's statistics of these tables, empty most of the time, are mostly
+/// stale; with a plain join it read every delta of the roll-up once per reference
+/// (24 references: 170 ms instead of 17).
+fn join_delta(postgres: bool, t: &str, r: &str, outer: &str) -> String {
+    if postgres {
+        format!(
+            "CROSS JOIN LATERAL (SELECT dims, n, s0, s1, s2, s3 FROM rollup_deltas \
+             WHERE tenant_id = {t} AND rollup_id = {r} AND delta_id = {outer}.delta_id OFFSET 0) d"
+        )
+    } else {
+        format!("JOIN rollup_deltas d ON d.tenant_id = {t} AND d.rollup_id = {r} AND d.delta_id = {outer}.delta_id")
+    }
+}
+
+fn is_postgres(conn: &sqlx::AnyConnection) -> bool {
+    conn.backend_name().eq_ignore_ascii_case("postgresql")
+}
 
 /// Store the subtree totals of `group` in `rollup` as a new delta, returning its id
 /// (`None` when the subtree has no totals, so there is nothing to move).
@@ -60,7 +82,8 @@ pub(super) async fn snapshot(tx: &mut Tx<'_>, tenant: &str, rollup: &str, group:
     let written = sqlx::query(&format!(
         "INSERT INTO rollup_deltas (tenant_id, rollup_id, delta_id, dims, n, s0, s1, s2, s3) \
          SELECT $1, $2, $4, x.dims, SUM(x.n), SUM(x.s0), SUM(x.s1), SUM(x.s2), SUM(x.s3) \
-         FROM ({SUBTREE_ROWS}) x GROUP BY x.dims HAVING SUM(x.n) <> 0"
+         FROM ({}) x GROUP BY x.dims HAVING SUM(x.n) <> 0",
+        subtree_rows(is_postgres(tx))
     ))
     .bind(tenant)
     .bind(rollup)
@@ -247,12 +270,12 @@ async fn fold(tx: &mut Tx<'_>, tenant: &str, rollup: &str, refs: &[(String, Stri
     b.push(&format!(
         "INSERT INTO rollup_totals (tenant_id, rollup_id, group_id, dims, n, s0, s1, s2, s3) \
          SELECT {t}, {r}, x.g, d.dims, SUM(x.sign * d.n), SUM(x.sign * d.s0), SUM(x.sign * d.s1), \
-         SUM(x.sign * d.s2), SUM(x.sign * d.s3) FROM ({}) x CROSS JOIN rollup_deltas d \
-         WHERE d.tenant_id = {t} AND d.rollup_id = {r} AND d.delta_id = x.delta_id \
+         SUM(x.sign * d.s2), SUM(x.sign * d.s3) FROM ({}) x {} WHERE TRUE \
          GROUP BY x.g, d.dims HAVING SUM(x.sign * d.n) <> 0 OR SUM(x.sign * d.s0) <> 0 \
          OR SUM(x.sign * d.s1) <> 0 OR SUM(x.sign * d.s2) <> 0 OR SUM(x.sign * d.s3) <> 0 \
          ORDER BY x.g, d.dims{UPSERT}{RETURNING}",
-        list.join(" UNION ALL ")
+        list.join(" UNION ALL "),
+        join_delta(is_postgres(tx), &t, &r, "x")
     ));
     let rows = b.query().fetch_all(&mut **tx).await?;
     let written = rows.len() as u64;
