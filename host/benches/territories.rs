@@ -10,8 +10,11 @@
 //!   `[[rollups]]` (`records::rollup::query`, what `records.rollup` calls), after
 //!   building them from the data; what keeping them costs an opportunity update;
 //! - moving that region (with its shares: access follows the group, nothing is
-//!   re-shared; its roll-up totals leave and join the ancestors that change) through
-//!   `tenancy::groups::update_group`, what `sharing.move-group` calls.
+//!   re-shared; its roll-up totals leave and join the ancestors that change, as one
+//!   delta they reference) through `tenancy::groups::update_group`, what
+//!   `sharing.move-group` calls — beside a sibling, and under a 200-deep chain — and
+//!   folding the deltas those moves leave (`store::rollups::fold_pending`, what the
+//!   server runs in the background).
 //!
 //! Run: `cargo bench -p plinth-host --bench territories` (SQLite in a temp dir);
 //! PostgreSQL: `PLINTH_BENCH_DATABASE_URL=postgres://…/empty_db`.
