@@ -130,6 +130,8 @@ struct World {
     member: TestUser,
     /// Groups the random steps deleted.
     deleted_groups: usize,
+    /// Share batches the random steps made.
+    batches: usize,
 }
 
 impl World {
@@ -279,6 +281,50 @@ impl World {
         }
     }
 
+    /// Several share changes in one transaction, as the sharing capability makes them
+    /// (`ShareBatch`, one set-based roll-up pass at the end): a few records each gain
+    /// and lose shares, some shares are added and removed again within the batch.
+    async fn share_batch(&mut self) {
+        use plinth_host::store::shares::{Access, ShareBatch};
+        let live: Vec<String> = self
+            .model
+            .opps
+            .iter()
+            .filter(|(_, o)| !o.deleted)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if live.is_empty() {
+            return;
+        }
+        let mut tx = self.s.db().writer().begin().await.unwrap();
+        let mut batch = ShareBatch::default();
+        for _ in 0..3 {
+            let id = live[self.rng.next(live.len())].clone();
+            for _ in 0..3 {
+                let g = self.pick_group();
+                let set = self.model.shares.entry(id.clone()).or_default();
+                if set.contains(&g) {
+                    batch.remove(&mut tx, &self.t.id, &id, &g).await.unwrap().unwrap();
+                    set.remove(&g);
+                } else {
+                    batch
+                        .upsert(&mut tx, &self.t.id, &id, &g, Access::Read, None)
+                        .await
+                        .unwrap();
+                    set.insert(g.clone());
+                    if self.rng.next(3) == 0 {
+                        // Added and removed again in the same batch: no net change.
+                        batch.remove(&mut tx, &self.t.id, &id, &g).await.unwrap().unwrap();
+                        set.remove(&g);
+                    }
+                }
+            }
+        }
+        batch.finish(&mut tx, &self.t.id).await.unwrap();
+        tx.commit().await.unwrap();
+        self.batches += 1;
+    }
+
     async fn move_group(&mut self, g: &str) {
         // A new parent outside the group's own subtree, or the root level.
         let candidates: Vec<String> = self
@@ -363,6 +409,7 @@ impl World {
                 }
             }
             11 => self.delete_leaf_group().await,
+            12 | 13 => self.share_batch().await,
             _ => {
                 // Deleted records cannot be shared or unshared (404), so only live ones.
                 if let Some(id) = self.pick_opp().filter(|id| !self.model.opps[id].deleted) {
@@ -496,6 +543,7 @@ async fn kept_totals_equal_a_brute_force_through_every_kind_of_change() {
         outsider,
         member,
         deleted_groups: 0,
+        batches: 0,
     };
 
     // A tree, records and shares before the plugin is installed: the build.
@@ -592,6 +640,7 @@ async fn kept_totals_equal_a_brute_force_through_every_kind_of_change() {
     }
     w.check("at the end").await;
     assert!(w.deleted_groups > 0, "the random steps deleted no group");
+    assert!(w.batches > 0, "the random steps made no share batch");
 
     // Uninstall drops the totals; installing again rebuilds them from the data.
     let r =
@@ -783,6 +832,7 @@ async fn the_server_folds_the_deltas_of_moves_in_the_background() {
         outsider,
         member,
         deleted_groups: 0,
+        batches: 0,
     };
     let root = w.create_group(None).await;
     let mut chain = vec![w.create_group(Some(root.clone())).await];

@@ -13,8 +13,9 @@
 //! - a record's measured values change, or it is deleted or restored
 //!   ([`record_changed`]): its old contribution leaves, and its new one enters, every
 //!   group that covers it (the ancestors of the groups it is shared with);
-//! - a share is added or removed ([`share_added`], [`share_removed`]): the ancestors of
-//!   that group not already covered through the record's other shares gain or lose it;
+//! - shares are added or removed ([`shares_changed`], a batch at a time): the groups
+//!   that cover the record after the batch and not before gain it, and the reverse
+//!   lose it;
 //! - a subtree moves ([`before_move`], [`after_move`]): its root's totals leave the old
 //!   ancestors that are not also new ones and enter the new ones — stored once as a
 //!   delta that each of those ancestors references, folded into their rows later, in
@@ -41,7 +42,9 @@ use super::{StoreError, StoreResult, Tx, time};
 use crate::records::query::Bucket;
 
 mod deferred;
+mod shares;
 pub use deferred::{FOLD_INTERVAL, FoldReport, fold_pending, group_deleted, run_folder};
+pub use shares::{ShareChange, shares_changed};
 
 /// Most summed fields of one roll-up (columns `s0`…`s3`).
 pub const MAX_SUMS: usize = 4;
@@ -315,9 +318,6 @@ async fn live_record(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreR
 enum Groups<'a> {
     /// Every group covering the record: the ancestors of the groups it is shared with.
     CoveringRecord(&'a str),
-    /// The ancestors of `group` (itself included) not covered through the record's
-    /// shares with other groups: what one share with `group` adds or removes.
-    OnlyThrough { record: &'a str, group: &'a str },
     /// These groups.
     Listed(&'a [String]),
 }
@@ -334,22 +334,6 @@ impl Groups<'_> {
                      WHERE s.tenant_id = {t} AND s.record_id = {r} AND d.tenant_id = {t} AND d.id = s.group_id \
                      UNION SELECT g.id, g.parent_id FROM up CROSS JOIN groups g WHERE g.tenant_id = {t} AND g.id = up.parent_id) \
                      SELECT id AS g FROM up"
-                )
-            }
-            Groups::OnlyThrough { record, group } => {
-                let r = b.text(*record);
-                let g = b.text(*group);
-                // `group` and its ancestors (by parent links), less those that also
-                // hold another group the record is shared with (by interval).
-                format!(
-                    "WITH RECURSIVE up(id, parent_id, lft, rgt) AS (\
-                     SELECT id, parent_id, lft, rgt FROM groups WHERE tenant_id = {t} AND id = {g} \
-                     UNION ALL SELECT p.id, p.parent_id, p.lft, p.rgt FROM up CROSS JOIN groups p \
-                     WHERE p.tenant_id = {t} AND p.id = up.parent_id) \
-                     SELECT up.id AS g FROM up \
-                     WHERE NOT EXISTS (SELECT 1 FROM record_shares s CROSS JOIN groups o \
-                       WHERE s.tenant_id = {t} AND s.record_id = {r} AND s.group_id <> {g} \
-                       AND o.tenant_id = {t} AND o.id = s.group_id AND o.lft >= up.lft AND o.lft <= up.rgt)"
                 )
             }
             Groups::Listed(ids) => {
@@ -512,56 +496,6 @@ pub async fn record_changed(
         apply(tx, tenant, &rollup.id, &changes, &Groups::CoveringRecord(&id)).await?;
     }
     Ok(())
-}
-
-/// Keep `record_multi_shares` in step with a record's shares.
-async fn track_multi_shares(tx: &mut Tx<'_>, tenant: &str, record: &str) -> StoreResult<()> {
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM record_shares WHERE tenant_id = $1 AND record_id = $2")
-        .bind(tenant)
-        .bind(record)
-        .fetch_one(&mut **tx)
-        .await?;
-    let sql = if count > 1 {
-        "INSERT INTO record_multi_shares (tenant_id, record_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-    } else {
-        "DELETE FROM record_multi_shares WHERE tenant_id = $1 AND record_id = $2"
-    };
-    sqlx::query(sql).bind(tenant).bind(record).execute(&mut **tx).await?;
-    Ok(())
-}
-
-/// `record` was just shared with `group` (`sign` 1) or unshared from it (-1).
-async fn share_changed(tx: &mut Tx<'_>, tenant: &str, record: &str, group: &str, sign: i64) -> StoreResult<()> {
-    guard(tx, tenant).await?;
-    track_multi_shares(tx, tenant, record).await?;
-    // One read gives the object and what the record contributes (this runs per share,
-    // and a share batch is up to 1,000 of them).
-    let Some(r) = live_record(tx, tenant, record).await? else {
-        return Ok(());
-    };
-    let rollups = rollups_of_object(tx, tenant, &r.object).await?;
-    for rollup in rollups {
-        let c = rollup.definition.contribution(&r);
-        apply(
-            tx,
-            tenant,
-            &rollup.id,
-            &[Delta::of(&c, sign)],
-            &Groups::OnlyThrough { record, group },
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// `record` was just shared with `group` (call after the share is stored).
-pub async fn share_added(tx: &mut Tx<'_>, tenant: &str, record: &str, group: &str) -> StoreResult<()> {
-    share_changed(tx, tenant, record, group, 1).await
-}
-
-/// `record`'s share with `group` was just removed (call after it is deleted).
-pub async fn share_removed(tx: &mut Tx<'_>, tenant: &str, record: &str, group: &str) -> StoreResult<()> {
-    share_changed(tx, tenant, record, group, -1).await
 }
 
 /// What [`before_move`] took out, for [`after_move`] to put back.

@@ -6,6 +6,7 @@
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
+use super::rollups::ShareChange;
 use super::{StoreError, StoreResult, Tx, time};
 use crate::manifest::Role;
 
@@ -211,97 +212,154 @@ pub async fn add_share(
     access: Access,
     created_by: Option<&str>,
 ) -> StoreResult<Share> {
-    let group_exists: Option<String> = sqlx::query_scalar("SELECT id FROM groups WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant)
-        .bind(group)
-        .fetch_optional(&mut **tx)
-        .await?;
-    if group_exists.is_none() {
-        return Err(StoreError::NotFound(format!("group {group} not found")));
-    }
-    let s = Share {
-        record_id: record.to_string(),
-        group_id: group.to_string(),
-        access: access.as_str().to_string(),
-        created_by: created_by.map(str::to_string),
-        created_at: time::now(),
-    };
-    // The share carries its record's object (see migration 0010), read in the same
-    // statement: no row is inserted when the record does not exist.
-    let done = sqlx::query(
-        "INSERT INTO record_shares (tenant_id, record_id, group_id, access, created_by, created_at, object) \
-         SELECT $1, $2, $3, $4, $5, $6, r.object FROM records r WHERE r.tenant_id = $1 AND r.id = $2",
-    )
-    .bind(tenant)
-    .bind(record)
-    .bind(group)
-    .bind(&s.access)
-    .bind(created_by)
-    .bind(&s.created_at)
-    .execute(&mut **tx)
-    .await;
-    match done {
-        Ok(done) if done.rows_affected() == 0 => Err(StoreError::NotFound(format!("record {record} not found"))),
-        Ok(_) => {
-            super::rollups::share_added(tx, tenant, record, group).await?;
-            Ok(s)
-        }
-        Err(e) if super::is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-            "record {record} is already shared with group {group}; remove the share to change its access"
-        ))),
-        Err(e) => Err(super::groups::map_missing(
-            e,
-            "the record or the group no longer exists",
-        )),
-    }
+    let mut batch = ShareBatch::default();
+    let s = batch.add(tx, tenant, record, group, access, created_by).await?;
+    batch.finish(tx, tenant).await?;
+    Ok(s)
 }
 
 /// Remove a share; returns it, or `None` if there was none.
 pub async fn remove_share(tx: &mut Tx<'_>, tenant: &str, record: &str, group: &str) -> StoreResult<Option<Share>> {
-    let Some(s) = share(tx, tenant, record, group).await? else {
-        return Ok(None);
-    };
-    sqlx::query("DELETE FROM record_shares WHERE tenant_id = $1 AND record_id = $2 AND group_id = $3")
+    let mut batch = ShareBatch::default();
+    let s = batch.remove(tx, tenant, record, group).await?;
+    batch.finish(tx, tenant).await?;
+    Ok(s)
+}
+
+/// Share changes made together in one transaction, whose roll-up totals (and the
+/// tracking of records shared with several groups) are maintained together by
+/// [`ShareBatch::finish`]: a few set-based statements per 200 records instead of six
+/// or seven per share. Finish it before the transaction commits.
+#[derive(Debug, Default)]
+#[must_use = "finish the batch, or the roll-up totals miss its changes"]
+pub struct ShareBatch {
+    changes: Vec<ShareChange>,
+}
+
+impl ShareBatch {
+    /// Bring the roll-up totals in step with every change of the batch.
+    pub async fn finish(self, tx: &mut Tx<'_>, tenant: &str) -> StoreResult<()> {
+        super::rollups::shares_changed(tx, tenant, &self.changes).await
+    }
+
+    /// [`add_share`], its roll-up maintenance left to [`ShareBatch::finish`].
+    pub async fn add(
+        &mut self,
+        tx: &mut Tx<'_>,
+        tenant: &str,
+        record: &str,
+        group: &str,
+        access: Access,
+        created_by: Option<&str>,
+    ) -> StoreResult<Share> {
+        let group_exists: Option<String> = sqlx::query_scalar("SELECT id FROM groups WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(group)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if group_exists.is_none() {
+            return Err(StoreError::NotFound(format!("group {group} not found")));
+        }
+        let s = Share {
+            record_id: record.to_string(),
+            group_id: group.to_string(),
+            access: access.as_str().to_string(),
+            created_by: created_by.map(str::to_string),
+            created_at: time::now(),
+        };
+        // The share carries its record's object (see migration 0010), read in the same
+        // statement: no row is inserted when the record does not exist.
+        let done = sqlx::query(
+            "INSERT INTO record_shares (tenant_id, record_id, group_id, access, created_by, created_at, object) \
+         SELECT $1, $2, $3, $4, $5, $6, r.object FROM records r WHERE r.tenant_id = $1 AND r.id = $2",
+        )
         .bind(tenant)
         .bind(record)
         .bind(group)
+        .bind(&s.access)
+        .bind(created_by)
+        .bind(&s.created_at)
         .execute(&mut **tx)
-        .await?;
-    super::rollups::share_removed(tx, tenant, record, group).await?;
-    Ok(Some(s))
-}
+        .await;
+        match done {
+            Ok(done) if done.rows_affected() == 0 => Err(StoreError::NotFound(format!("record {record} not found"))),
+            Ok(_) => {
+                self.changes.push(ShareChange {
+                    record: record.to_string(),
+                    group: group.to_string(),
+                    added: true,
+                });
+                Ok(s)
+            }
+            Err(e) if super::is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "record {record} is already shared with group {group}; remove the share to change its access"
+            ))),
+            Err(e) => Err(super::groups::map_missing(
+                e,
+                "the record or the group no longer exists",
+            )),
+        }
+    }
 
-/// Share `record` with `group` at `access`, or change the access of an existing share.
-/// Returns the share before (if any) and after; an unchanged share is not rewritten.
-/// The record and the group must exist in the tenant (the caller checks who may).
-pub async fn upsert_share(
-    tx: &mut Tx<'_>,
-    tenant: &str,
-    record: &str,
-    group: &str,
-    access: Access,
-    created_by: Option<&str>,
-) -> StoreResult<(Option<Share>, Share)> {
-    let before = share(tx, tenant, record, group).await?;
-    match &before {
-        Some(b) if b.access == access.as_str() => Ok((before.clone(), b.clone())),
-        Some(b) => {
-            sqlx::query(
-                "UPDATE record_shares SET access = $4 WHERE tenant_id = $1 AND record_id = $2 AND group_id = $3",
-            )
+    /// [`remove_share`], its roll-up maintenance left to [`ShareBatch::finish`].
+    pub async fn remove(
+        &mut self,
+        tx: &mut Tx<'_>,
+        tenant: &str,
+        record: &str,
+        group: &str,
+    ) -> StoreResult<Option<Share>> {
+        let Some(s) = share(tx, tenant, record, group).await? else {
+            return Ok(None);
+        };
+        sqlx::query("DELETE FROM record_shares WHERE tenant_id = $1 AND record_id = $2 AND group_id = $3")
             .bind(tenant)
             .bind(record)
             .bind(group)
-            .bind(access.as_str())
             .execute(&mut **tx)
             .await?;
-            let after = Share {
-                access: access.as_str().to_string(),
-                ..b.clone()
-            };
-            Ok((before, after))
+        self.changes.push(ShareChange {
+            record: record.to_string(),
+            group: group.to_string(),
+            added: false,
+        });
+        Ok(Some(s))
+    }
+
+    /// Share `record` with `group` at `access`, or change the access of an existing
+    /// share. Returns the share before (if any) and after; an unchanged share is not
+    /// rewritten. The record and the group must exist in the tenant (the caller checks
+    /// who may).
+    pub async fn upsert(
+        &mut self,
+        tx: &mut Tx<'_>,
+        tenant: &str,
+        record: &str,
+        group: &str,
+        access: Access,
+        created_by: Option<&str>,
+    ) -> StoreResult<(Option<Share>, Share)> {
+        let before = share(tx, tenant, record, group).await?;
+        match &before {
+            Some(b) if b.access == access.as_str() => Ok((before.clone(), b.clone())),
+            Some(b) => {
+                sqlx::query(
+                    "UPDATE record_shares SET access = $4 WHERE tenant_id = $1 AND record_id = $2 AND group_id = $3",
+                )
+                .bind(tenant)
+                .bind(record)
+                .bind(group)
+                .bind(access.as_str())
+                .execute(&mut **tx)
+                .await?;
+                let after = Share {
+                    access: access.as_str().to_string(),
+                    ..b.clone()
+                };
+                Ok((before, after))
+            }
+            None => Ok((None, self.add(tx, tenant, record, group, access, created_by).await?)),
         }
-        None => Ok((None, add_share(tx, tenant, record, group, access, created_by).await?)),
     }
 }
 

@@ -202,17 +202,19 @@ pub async fn set_shares(db: &Db, tenant: &str, who: ShareActor<'_>, shares: &[Ne
             return Err(TenancyError::NotFound(format!("{object} {missing} not found")));
         }
     }
+    let mut batch = store::ShareBatch::default();
     for s in shares {
         require_visible(&mut tx, tenant, who, &s.object, &s.record_id).await?;
-        let (before, after) = store::upsert_share(
-            &mut tx,
-            tenant,
-            &s.record_id,
-            &s.group_id,
-            s.access,
-            who.actor.user_id.as_deref(),
-        )
-        .await?;
+        let (before, after) = batch
+            .upsert(
+                &mut tx,
+                tenant,
+                &s.record_id,
+                &s.group_id,
+                s.access,
+                who.actor.user_id.as_deref(),
+            )
+            .await?;
         if before.as_ref() == Some(&after) {
             continue;
         }
@@ -233,6 +235,7 @@ pub async fn set_shares(db: &Db, tenant: &str, who: ShareActor<'_>, shares: &[Ne
         )
         .await?;
     }
+    batch.finish(&mut tx, tenant).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -257,6 +260,7 @@ pub async fn remove_shares(
     let groups: Vec<&str> = dedup(shares.iter().map(|(_, _, g)| g.as_str()));
     require_managed(&mut tx, tenant, who.owner, &groups).await?;
     let mut removed = 0u32;
+    let mut batch = store::ShareBatch::default();
     for (object, id, group) in shares {
         if store::record_object(&mut tx, tenant, id).await?.as_deref() != Some(object.as_str()) {
             continue;
@@ -264,7 +268,7 @@ pub async fn remove_shares(
         if require_visible(&mut tx, tenant, who, object, id).await.is_err() {
             continue;
         }
-        let Some(s) = store::remove_share(&mut tx, tenant, id, group).await? else {
+        let Some(s) = batch.remove(&mut tx, tenant, id, group).await? else {
             continue;
         };
         removed += 1;
@@ -279,6 +283,7 @@ pub async fn remove_shares(
         )
         .await?;
     }
+    batch.finish(&mut tx, tenant).await?;
     tx.commit().await?;
     Ok(removed)
 }
