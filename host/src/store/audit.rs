@@ -218,6 +218,29 @@ pub async fn append(
     actor: &Actor,
     event: NewEvent<'_>,
 ) -> StoreResult<AuditEvent> {
+    append_all(tx, dialect, tenant, actor, &[event])
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("an append stored no event".into()))
+}
+
+/// Events inserted per statement by [`append_all`] (18 parameters each).
+const APPEND_BATCH: usize = 50;
+
+/// Append `events`, in order, to `tenant`'s chain inside `tx` — the chain exactly as
+/// that many [`append`]s would leave it, but with the chain head read and updated once
+/// and the rows inserted [`APPEND_BATCH`] per statement (a call sharing 1,000 records
+/// audits 1,000 changes).
+pub async fn append_all(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dialect: Dialect,
+    tenant: &str,
+    actor: &Actor,
+    events: &[NewEvent<'_>],
+) -> StoreResult<Vec<AuditEvent>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     let lock = match dialect {
         Dialect::Postgres => " FOR UPDATE",
         Dialect::Sqlite => "",
@@ -227,61 +250,79 @@ pub async fn append(
         .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("tenant {tenant} has no audit chain")))?;
-    let prev_seq: i64 = head.try_get("seq")?;
-    let prev_hash: String = head.try_get("hash")?;
+    let mut prev_seq: i64 = head.try_get("seq")?;
+    let mut prev_hash: String = head.try_get("hash")?;
+    let occurred_at = time::now();
+    let mut stored = Vec::with_capacity(events.len());
+    for event in events {
+        let mut e = AuditEvent {
+            tenant_id: tenant.to_string(),
+            seq: prev_seq + 1,
+            id: ulid::Ulid::new().to_string(),
+            occurred_at: occurred_at.clone(),
+            actor_user: actor.user_id.clone(),
+            actor_key: actor.key_id.clone(),
+            actor_plugin: actor.plugin.clone(),
+            action: event.action.to_string(),
+            entity_type: event.entity_type.to_string(),
+            entity_id: event.entity_id.map(str::to_string),
+            before_state: event.before.map(|v| v.to_string()),
+            after_state: event.after.map(|v| v.to_string()),
+            changed_fields: serde_json::to_string(&changed_fields(event.before, event.after))
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            request_id: actor.request_id.clone(),
+            api_version: actor.api_version.clone(),
+            client: actor.client.clone(),
+            prev_hash: std::mem::take(&mut prev_hash),
+            hash: String::new(),
+        };
+        e.hash = e.compute_hash();
+        prev_seq = e.seq;
+        prev_hash = e.hash.clone();
+        stored.push(e);
+    }
 
-    let mut stored = AuditEvent {
-        tenant_id: tenant.to_string(),
-        seq: prev_seq + 1,
-        id: ulid::Ulid::new().to_string(),
-        occurred_at: time::now(),
-        actor_user: actor.user_id.clone(),
-        actor_key: actor.key_id.clone(),
-        actor_plugin: actor.plugin.clone(),
-        action: event.action.to_string(),
-        entity_type: event.entity_type.to_string(),
-        entity_id: event.entity_id.map(str::to_string),
-        before_state: event.before.map(|v| v.to_string()),
-        after_state: event.after.map(|v| v.to_string()),
-        changed_fields: serde_json::to_string(&changed_fields(event.before, event.after))
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        request_id: actor.request_id.clone(),
-        api_version: actor.api_version.clone(),
-        client: actor.client.clone(),
-        prev_hash,
-        hash: String::new(),
-    };
-    stored.hash = stored.compute_hash();
-
-    sqlx::query(
-        "INSERT INTO audit_events (tenant_id, seq, id, occurred_at, actor_user, actor_key, actor_plugin, action, \
-         entity_type, entity_id, before_state, after_state, changed_fields, request_id, api_version, client, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-    )
-    .bind(&stored.tenant_id)
-    .bind(stored.seq)
-    .bind(&stored.id)
-    .bind(&stored.occurred_at)
-    .bind(&stored.actor_user)
-    .bind(&stored.actor_key)
-    .bind(&stored.actor_plugin)
-    .bind(&stored.action)
-    .bind(&stored.entity_type)
-    .bind(&stored.entity_id)
-    .bind(&stored.before_state)
-    .bind(&stored.after_state)
-    .bind(&stored.changed_fields)
-    .bind(&stored.request_id)
-    .bind(&stored.api_version)
-    .bind(&stored.client)
-    .bind(&stored.prev_hash)
-    .bind(&stored.hash)
-    .execute(&mut **tx)
-    .await?;
+    for chunk in stored.chunks(APPEND_BATCH) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let params: Vec<String> = (1..=18).map(|k| format!("${}", i * 18 + k)).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO audit_events (tenant_id, seq, id, occurred_at, actor_user, actor_key, actor_plugin, action, \
+             entity_type, entity_id, before_state, after_state, changed_fields, request_id, api_version, client, \
+             prev_hash, hash) VALUES {}",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(&e.tenant_id)
+                .bind(e.seq)
+                .bind(&e.id)
+                .bind(&e.occurred_at)
+                .bind(&e.actor_user)
+                .bind(&e.actor_key)
+                .bind(&e.actor_plugin)
+                .bind(&e.action)
+                .bind(&e.entity_type)
+                .bind(&e.entity_id)
+                .bind(&e.before_state)
+                .bind(&e.after_state)
+                .bind(&e.changed_fields)
+                .bind(&e.request_id)
+                .bind(&e.api_version)
+                .bind(&e.client)
+                .bind(&e.prev_hash)
+                .bind(&e.hash);
+        }
+        q.execute(&mut **tx).await?;
+    }
     sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant_id = $1")
         .bind(tenant)
-        .bind(stored.seq)
-        .bind(&stored.hash)
+        .bind(prev_seq)
+        .bind(&prev_hash)
         .execute(&mut **tx)
         .await?;
     Ok(stored)

@@ -203,6 +203,7 @@ pub async fn set_shares(db: &Db, tenant: &str, who: ShareActor<'_>, shares: &[Ne
         }
     }
     let mut batch = store::ShareBatch::default();
+    let mut audited: Vec<ShareEvent> = Vec::new();
     for s in shares {
         require_visible(&mut tx, tenant, who, &s.object, &s.record_id).await?;
         let (before, after) = batch
@@ -218,25 +219,40 @@ pub async fn set_shares(db: &Db, tenant: &str, who: ShareActor<'_>, shares: &[Ne
         if before.as_ref() == Some(&after) {
             continue;
         }
-        let entity = share_entity_id(&s.record_id, &s.group_id);
-        let b = before.as_ref().map(|b| share_snapshot(&s.object, b));
-        let a = share_snapshot(&s.object, &after);
         let action = if before.is_some() {
             "record_share.update"
         } else {
             "record_share.add"
         };
-        audit::append(
-            &mut tx,
-            db.dialect(),
-            tenant,
-            who.actor,
-            event(action, "record_share", &entity, b.as_ref(), Some(&a)),
-        )
-        .await?;
+        audited.push((
+            action,
+            share_entity_id(&s.record_id, &s.group_id),
+            before.as_ref().map(|b| share_snapshot(&s.object, b)),
+            Some(share_snapshot(&s.object, &after)),
+        ));
     }
     batch.finish(&mut tx, tenant).await?;
+    append_share_events(&mut tx, db, tenant, who.actor, &audited).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// One audited share change: action, entity id, before, after.
+type ShareEvent = (&'static str, String, Option<Value>, Option<Value>);
+
+/// Audit a call's share changes, in order, with one chain append.
+async fn append_share_events(
+    tx: &mut crate::store::Tx<'_>,
+    db: &Db,
+    tenant: &str,
+    actor: &Actor,
+    audited: &[ShareEvent],
+) -> TenancyResult<()> {
+    let events: Vec<_> = audited
+        .iter()
+        .map(|(action, entity, before, after)| event(action, "record_share", entity, before.as_ref(), after.as_ref()))
+        .collect();
+    audit::append_all(tx, db.dialect(), tenant, actor, &events).await?;
     Ok(())
 }
 
@@ -261,6 +277,7 @@ pub async fn remove_shares(
     require_managed(&mut tx, tenant, who.owner, &groups).await?;
     let mut removed = 0u32;
     let mut batch = store::ShareBatch::default();
+    let mut audited: Vec<ShareEvent> = Vec::new();
     for (object, id, group) in shares {
         if store::record_object(&mut tx, tenant, id).await?.as_deref() != Some(object.as_str()) {
             continue;
@@ -272,18 +289,15 @@ pub async fn remove_shares(
             continue;
         };
         removed += 1;
-        let before = share_snapshot(object, &s);
-        let entity = share_entity_id(id, group);
-        audit::append(
-            &mut tx,
-            db.dialect(),
-            tenant,
-            who.actor,
-            event("record_share.remove", "record_share", &entity, Some(&before), None),
-        )
-        .await?;
+        audited.push((
+            "record_share.remove",
+            share_entity_id(id, group),
+            Some(share_snapshot(object, &s)),
+            None,
+        ));
     }
     batch.finish(&mut tx, tenant).await?;
+    append_share_events(&mut tx, db, tenant, who.actor, &audited).await?;
     tx.commit().await?;
     Ok(removed)
 }
