@@ -1268,13 +1268,12 @@ async fn a_large_realignment_pages_its_diff_and_account_moves() {
     assert_eq!(c.territories_of(any).await, json!([north]));
     // Each call audits its hundreds of share changes with one chain append, in
     // statements of 50 rows: the chain still verifies, one event per change.
-    let removed: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit_events WHERE tenant_id = $1 AND action = 'record_share.remove'",
-    )
-    .bind(&c.t.id)
-    .fetch_one(c.s.db().reader())
-    .await
-    .unwrap();
+    let removed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE tenant_id = $1 AND action = 'record_share.remove'")
+            .bind(&c.t.id)
+            .fetch_one(c.s.db().reader())
+            .await
+            .unwrap();
     assert!(removed >= N as i64, "{removed} share removals audited");
     let v = c.s.call("GET", "/api/v1/audit/verify", Some(&c.t.key), None).await;
     assert_eq!(v.status, 200, "{}", v.text);

@@ -447,7 +447,13 @@ fn emptied(rows: Vec<sqlx::any::AnyRow>) -> StoreResult<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// Delete the totals an upsert just brought to zero, by their exact keys — so the
+/// Delete the totals an upsert just brought to a count of zero — unless the group
+/// references deltas of moves not yet folded: its rows are then only part of its
+/// totals, and a zero count may come with sums that the deltas need (a record counted
+/// through a delta deleted, another with the same key added: count 0, sums the
+/// difference). The fold clears such rows once it has folded the group's deltas.
+///
+/// By their exact keys — so the
 /// statement never depends on the planner's view of a table that may have just
 /// grown by a million rows (PostgreSQL once chose a scan of every total for an
 /// `IN (subquery)` form: 280 ms writes at p95). Each branch is a whole primary key, so
@@ -467,7 +473,11 @@ async fn delete_empty(tx: &mut Tx<'_>, tenant: &str, rollup: &str, rows: &[(Stri
                 let id = b.text(rollup);
                 let g = b.text(g.clone());
                 let d = b.text(d.clone());
-                format!("(tenant_id = {t} AND rollup_id = {id} AND group_id = {g} AND dims = {d} AND n = 0)")
+                format!(
+                    "(tenant_id = {t} AND rollup_id = {id} AND group_id = {g} AND dims = {d} AND n = 0 \
+                     AND NOT EXISTS (SELECT 1 FROM rollup_pending p \
+                     WHERE p.tenant_id = {t} AND p.rollup_id = {id} AND p.group_id = {g}))"
+                )
             })
             .collect();
         b.push(&format!("DELETE FROM rollup_totals WHERE {}", keys.join(" OR ")));

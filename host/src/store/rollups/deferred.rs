@@ -281,6 +281,23 @@ async fn fold(tx: &mut Tx<'_>, tenant: &str, rollup: &str, refs: &[(String, Stri
     let written = rows.len() as u64;
     let emptied = emptied(rows)?;
     delete_empty(tx, tenant, rollup, &emptied).await?;
+    // Rows left at a zero count while the groups referenced deltas (see
+    // `delete_empty`) are exact zeros now that the groups reference none.
+    let mut groups: Vec<&str> = refs.iter().map(|(g, _, _)| g.as_str()).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    for g in groups {
+        sqlx::query(
+            "DELETE FROM rollup_totals WHERE tenant_id = $1 AND rollup_id = $2 AND group_id = $3 AND n = 0 \
+             AND NOT EXISTS (SELECT 1 FROM rollup_pending p \
+             WHERE p.tenant_id = $1 AND p.rollup_id = $2 AND p.group_id = $3)",
+        )
+        .bind(tenant)
+        .bind(rollup)
+        .bind(g)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(written)
 }
 
