@@ -22,8 +22,12 @@ use crate::store::records::{COLUMNS, Record, from_row};
 use crate::store::sql::Builder;
 use crate::store::{StoreResult, Tx};
 
-/// Records whose share changes one statement maintains.
-const RECORDS_PER_STATEMENT: usize = 200;
+/// Records whose share changes one statement maintains: as many as one sharing call
+/// may change (`tenancy::shares::MAX_SHARES_PER_CALL`), so a call writes each roll-up's
+/// rows in one statement, in (group, key) order, roll-ups in id order — the order of
+/// every other writer of the totals, so that concurrent writers cannot deadlock on
+/// them (PostgreSQL).
+const RECORDS_PER_STATEMENT: usize = 1_000;
 
 /// One share change: `record` shared with `group` (`added`) or no longer (`!added`).
 #[derive(Debug, Clone, PartialEq, Eq)]
