@@ -13,7 +13,9 @@
 //! those totals and addition commutes, so the sum is exact at every moment — whether
 //! or not a reference has been folded yet — and the `rollup_totals` rows alone may go
 //! negative in between (a record counted through a pending delta and deleted before
-//! the fold). Readers never wait for the fold.
+//! the fold), or reach a count of zero with sums the deltas still need: such a row is
+//! kept while its group references deltas (`delete_empty`) and cleared by the fold.
+//! Readers never wait for the fold.
 //!
 //! [`fold_pending`] (run in the background by [`run_folder`]) moves references into
 //! `rollup_totals` a few at a time, each batch in its own short transaction, and
