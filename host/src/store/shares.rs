@@ -252,53 +252,48 @@ impl ShareBatch {
         access: Access,
         created_by: Option<&str>,
     ) -> StoreResult<Share> {
-        let group_exists: Option<String> = sqlx::query_scalar("SELECT id FROM groups WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(group)
-            .fetch_optional(&mut **tx)
-            .await?;
-        if group_exists.is_none() {
-            return Err(StoreError::NotFound(format!("group {group} not found")));
+        match self.insert(tx, tenant, record, group, access, created_by).await? {
+            Some(s) => Ok(s),
+            None => Err(not_inserted(tx, tenant, record, group).await?),
         }
-        let s = Share {
-            record_id: record.to_string(),
-            group_id: group.to_string(),
-            access: access.as_str().to_string(),
-            created_by: created_by.map(str::to_string),
-            created_at: time::now(),
-        };
-        // The share carries its record's object (see migration 0010), read in the same
-        // statement: no row is inserted when the record does not exist.
-        let done = sqlx::query(
+    }
+
+    /// Insert the share in one statement, which also reads the record's object (shares
+    /// carry it since migration 0010) and checks the group: `None`, and nothing
+    /// written, when the share already exists or the record or the group does not.
+    async fn insert(
+        &mut self,
+        tx: &mut Tx<'_>,
+        tenant: &str,
+        record: &str,
+        group: &str,
+        access: Access,
+        created_by: Option<&str>,
+    ) -> StoreResult<Option<Share>> {
+        let row = sqlx::query(&format!(
             "INSERT INTO record_shares (tenant_id, record_id, group_id, access, created_by, created_at, object) \
-         SELECT $1, $2, $3, $4, $5, $6, r.object FROM records r WHERE r.tenant_id = $1 AND r.id = $2",
-        )
+             SELECT $1, $2, g.id, $4, $5, $6, r.object FROM records r CROSS JOIN groups g \
+             WHERE r.tenant_id = $1 AND r.id = $2 AND g.tenant_id = $1 AND g.id = $3 \
+             ON CONFLICT DO NOTHING RETURNING {SHARE_COLUMNS}"
+        ))
         .bind(tenant)
         .bind(record)
         .bind(group)
-        .bind(&s.access)
+        .bind(access.as_str())
         .bind(created_by)
-        .bind(&s.created_at)
-        .execute(&mut **tx)
-        .await;
-        match done {
-            Ok(done) if done.rows_affected() == 0 => Err(StoreError::NotFound(format!("record {record} not found"))),
-            Ok(_) => {
-                self.changes.push(ShareChange {
-                    record: record.to_string(),
-                    group: group.to_string(),
-                    added: true,
-                });
-                Ok(s)
-            }
-            Err(e) if super::is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "record {record} is already shared with group {group}; remove the share to change its access"
-            ))),
-            Err(e) => Err(super::groups::map_missing(
-                e,
-                "the record or the group no longer exists",
-            )),
-        }
+        .bind(time::now())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(|e| super::groups::map_missing(e, "the record or the group no longer exists"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        self.changes.push(ShareChange {
+            record: record.to_string(),
+            group: group.to_string(),
+            added: true,
+        });
+        share_from(&row).map(Some)
     }
 
     /// [`remove_share`], its roll-up maintenance left to [`ShareBatch::finish`].
@@ -309,21 +304,50 @@ impl ShareBatch {
         record: &str,
         group: &str,
     ) -> StoreResult<Option<Share>> {
-        let Some(s) = share(tx, tenant, record, group).await? else {
+        self.remove_where(tx, tenant, None, record, group).await
+    }
+
+    /// [`ShareBatch::remove`] of a share whose record is of `object` (a share of a
+    /// record of another object is left alone: `None`).
+    pub async fn remove_of(
+        &mut self,
+        tx: &mut Tx<'_>,
+        tenant: &str,
+        object: &str,
+        record: &str,
+        group: &str,
+    ) -> StoreResult<Option<Share>> {
+        self.remove_where(tx, tenant, Some(object), record, group).await
+    }
+
+    /// One statement: the share is deleted and returned (shares carry their record's
+    /// object since migration 0010).
+    async fn remove_where(
+        &mut self,
+        tx: &mut Tx<'_>,
+        tenant: &str,
+        object: Option<&str>,
+        record: &str,
+        group: &str,
+    ) -> StoreResult<Option<Share>> {
+        let of_object = if object.is_some() { " AND object = $4" } else { "" };
+        let sql = format!(
+            "DELETE FROM record_shares WHERE tenant_id = $1 AND record_id = $2 AND group_id = $3{of_object} \
+             RETURNING {SHARE_COLUMNS}"
+        );
+        let mut q = sqlx::query(&sql).bind(tenant).bind(record).bind(group);
+        if let Some(object) = object {
+            q = q.bind(object);
+        }
+        let Some(row) = q.fetch_optional(&mut **tx).await? else {
             return Ok(None);
         };
-        sqlx::query("DELETE FROM record_shares WHERE tenant_id = $1 AND record_id = $2 AND group_id = $3")
-            .bind(tenant)
-            .bind(record)
-            .bind(group)
-            .execute(&mut **tx)
-            .await?;
         self.changes.push(ShareChange {
             record: record.to_string(),
             group: group.to_string(),
             added: false,
         });
-        Ok(Some(s))
+        share_from(&row).map(Some)
     }
 
     /// Share `record` with `group` at `access`, or change the access of an existing
@@ -339,6 +363,10 @@ impl ShareBatch {
         access: Access,
         created_by: Option<&str>,
     ) -> StoreResult<(Option<Share>, Share)> {
+        // Most shares a call makes are new: one statement for those.
+        if let Some(s) = self.insert(tx, tenant, record, group, access, created_by).await? {
+            return Ok((None, s));
+        }
         let before = share(tx, tenant, record, group).await?;
         match &before {
             Some(b) if b.access == access.as_str() => Ok((before.clone(), b.clone())),
@@ -358,18 +386,26 @@ impl ShareBatch {
                 };
                 Ok((before, after))
             }
-            None => Ok((None, self.add(tx, tenant, record, group, access, created_by).await?)),
+            None => Err(not_inserted(tx, tenant, record, group).await?),
         }
     }
 }
 
-/// The object of record `id` in the tenant, deleted or not (`None` if no such record).
-pub async fn record_object(conn: &mut AnyConnection, tenant: &str, id: &str) -> StoreResult<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT object FROM records WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(conn)
-            .await?,
-    )
+/// Why a share of `record` with `group` was not inserted: the group does not exist, the
+/// record does not, or the share already does.
+async fn not_inserted(tx: &mut Tx<'_>, tenant: &str, record: &str, group: &str) -> StoreResult<StoreError> {
+    let group_exists: Option<String> = sqlx::query_scalar("SELECT id FROM groups WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(group)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if group_exists.is_none() {
+        return Ok(StoreError::NotFound(format!("group {group} not found")));
+    }
+    if share(tx, tenant, record, group).await?.is_some() {
+        return Ok(StoreError::Conflict(format!(
+            "record {record} is already shared with group {group}; remove the share to change its access"
+        )));
+    }
+    Ok(StoreError::NotFound(format!("record {record} not found")))
 }

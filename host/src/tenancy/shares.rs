@@ -279,13 +279,10 @@ pub async fn remove_shares(
     let mut batch = store::ShareBatch::default();
     let mut audited: Vec<ShareEvent> = Vec::new();
     for (object, id, group) in shares {
-        if store::record_object(&mut tx, tenant, id).await?.as_deref() != Some(object.as_str()) {
-            continue;
-        }
         if require_visible(&mut tx, tenant, who, object, id).await.is_err() {
             continue;
         }
-        let Some(s) = batch.remove(&mut tx, tenant, id, group).await? else {
+        let Some(s) = batch.remove_of(&mut tx, tenant, object, id, group).await? else {
             continue;
         };
         removed += 1;
