@@ -135,6 +135,51 @@ struct World {
 }
 
 impl World {
+    /// A server (its background roll-up folder on when `fold`), a tenant with an
+    /// outsider and a member, an empty model, the random steps seeded with `seed`.
+    async fn start(seed: u64, fold: bool) -> World {
+        let s = TestServer::start_configured(|c| c.fold_rollups = fold).await;
+        let t = s.tenant("Acme").await;
+        let outsider = s.user(&t, "Olga", "member").await;
+        let member = s.user(&t, "Max", "member").await;
+        World {
+            s,
+            t,
+            model: Model::default(),
+            rng: Lcg(seed),
+            outsider,
+            member,
+            deleted_groups: 0,
+            batches: 0,
+        }
+    }
+
+    /// Rows of the tenant in `table` (of `group` only, when given).
+    async fn count(&self, table: &str, group: Option<&str>) -> i64 {
+        let of_group = if group.is_some() { " AND group_id = $2" } else { "" };
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE tenant_id = $1{of_group}");
+        let mut q = sqlx::query_scalar(&sql).bind(&self.t.id);
+        if let Some(g) = group {
+            q = q.bind(g);
+        }
+        q.fetch_one(self.s.db().reader()).await.unwrap()
+    }
+
+    /// Move group `g` under `to` (`None`: to the root level) through the REST API.
+    async fn move_to(&mut self, g: &str, to: Option<String>) {
+        let r = self
+            .s
+            .call(
+                "PATCH",
+                &format!("/api/v1/groups/{g}"),
+                Some(&self.t.key),
+                Some(json!({ "parent_id": to })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        self.model.parent.insert(g.to_string(), to);
+    }
+
     fn who(&self, user: Option<&TestUser>) -> Who {
         Who {
             tenant: self.t.id.clone(),
@@ -361,17 +406,7 @@ impl World {
             i if i == candidates.len() => None,
             i => Some(candidates[i].clone()),
         };
-        let r = self
-            .s
-            .call(
-                "PATCH",
-                &format!("/api/v1/groups/{g}"),
-                Some(&self.t.key),
-                Some(json!({ "parent_id": to })),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        self.model.parent.insert(g.to_string(), to);
+        self.move_to(g, to).await;
     }
 
     /// Delete a group without children or shares, if there is one: its totals are zero,
@@ -398,14 +433,7 @@ impl World {
         self.model.members.remove(&g);
         self.deleted_groups += 1;
         for table in ["rollup_totals", "rollup_pending"] {
-            let left: i64 = sqlx::query_scalar(&format!(
-                "SELECT COUNT(*) FROM {table} WHERE tenant_id = $1 AND group_id = $2"
-            ))
-            .bind(&self.t.id)
-            .bind(&g)
-            .fetch_one(self.s.db().reader())
-            .await
-            .unwrap();
+            let left = self.count(table, Some(&g)).await;
             assert_eq!(left, 0, "{table} rows of deleted group {g}");
         }
     }
@@ -466,11 +494,7 @@ impl World {
 
     /// How many references to moves' deltas wait to be folded into the kept rows.
     async fn pending(&self) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM rollup_pending WHERE tenant_id = $1")
-            .bind(&self.t.id)
-            .fetch_one(self.s.db().reader())
-            .await
-            .unwrap()
+        self.count("rollup_pending", None).await
     }
 
     /// [`Self::check_now`] as things are — moves' deltas perhaps pending (the server's
@@ -482,11 +506,7 @@ impl World {
             let report = plinth_host::store::rollups::fold_pending(self.s.db()).await.unwrap();
             assert!(report.references > 0, "{when}: {report:?}");
             assert_eq!(self.pending().await, 0, "{when}: folded");
-            let deltas: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rollup_deltas WHERE tenant_id = $1")
-                .bind(&self.t.id)
-                .fetch_one(self.s.db().reader())
-                .await
-                .unwrap();
+            let deltas = self.count("rollup_deltas", None).await;
             assert_eq!(deltas, 0, "{when}: no delta is left once every reference is folded");
             self.check_now(&format!("{when}, deltas folded")).await;
         }
@@ -554,20 +574,7 @@ async fn publish(s: &TestServer, manifest: &str) {
 #[tokio::test]
 async fn kept_totals_equal_a_brute_force_through_every_kind_of_change() {
     // Moves' deltas are folded by hand, so the checks see them pending and folded.
-    let s = TestServer::start_configured(|c| c.fold_rollups = false).await;
-    let t = s.tenant("Acme").await;
-    let outsider = s.user(&t, "Olga", "member").await;
-    let member = s.user(&t, "Max", "member").await;
-    let mut w = World {
-        s,
-        t,
-        model: Model::default(),
-        rng: Lcg(20_261_203),
-        outsider,
-        member,
-        deleted_groups: 0,
-        batches: 0,
-    };
+    let mut w = World::start(20_261_203, false).await;
 
     // A tree, records and shares before the plugin is installed: the build.
     let root = w.create_group(None).await;
@@ -631,28 +638,10 @@ async fn kept_totals_equal_a_brute_force_through_every_kind_of_change() {
 
     // Moves of subtrees holding records shared inside and outside them. The totals
     // the move takes from or adds to ancestors wait, as deltas, to be folded.
-    let r =
-        w.s.call(
-            "PATCH",
-            &format!("/api/v1/groups/{a1}"),
-            Some(&w.t.key),
-            Some(json!({ "parent_id": b })),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    w.model.parent.insert(a1.clone(), Some(b.clone()));
+    w.move_to(&a1, Some(b.clone())).await;
     assert!(w.pending().await > 0, "a move of a subtree with totals defers them");
     w.check("after a move").await;
-    let r =
-        w.s.call(
-            "PATCH",
-            &format!("/api/v1/groups/{a}"),
-            Some(&w.t.key),
-            Some(json!({ "parent_id": b })),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    w.model.parent.insert(a.clone(), Some(b.clone()));
+    w.move_to(&a, Some(b.clone())).await;
     w.check("after moving a subtree under a sibling").await;
 
     for step in 0..150 {
@@ -675,11 +664,7 @@ async fn kept_totals_equal_a_brute_force_through_every_kind_of_change() {
         )
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rollup_totals WHERE tenant_id = $1")
-        .bind(&w.t.id)
-        .fetch_one(w.s.db().reader())
-        .await
-        .unwrap();
+    let left = w.count("rollup_totals", None).await;
     assert_eq!(left, 0, "uninstall drops the totals");
     let err = rollup::query(
         w.s.db(),
@@ -843,20 +828,7 @@ async fn rollups_that_do_not_fit_the_schema_are_refused_at_publish_or_install() 
 #[tokio::test]
 async fn the_server_folds_the_deltas_of_moves_in_the_background() {
     // The default server: its folder runs every second.
-    let s = TestServer::start().await;
-    let t = s.tenant("Acme").await;
-    let outsider = s.user(&t, "Olga", "member").await;
-    let member = s.user(&t, "Max", "member").await;
-    let mut w = World {
-        s,
-        t,
-        model: Model::default(),
-        rng: Lcg(7),
-        outsider,
-        member,
-        deleted_groups: 0,
-        batches: 0,
-    };
+    let mut w = World::start(7, true).await;
     let root = w.create_group(None).await;
     let mut chain = vec![w.create_group(Some(root.clone())).await];
     for _ in 0..5 {
@@ -876,25 +848,12 @@ async fn the_server_folds_the_deltas_of_moves_in_the_background() {
 
     // The leaf with its records moves to the end of the chain and back, twice.
     for to in [chain[5].clone(), root.clone(), chain[3].clone()] {
-        let r =
-            w.s.call(
-                "PATCH",
-                &format!("/api/v1/groups/{leaf}"),
-                Some(&w.t.key),
-                Some(json!({ "parent_id": to })),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        w.model.parent.insert(leaf.clone(), Some(to));
+        w.move_to(&leaf, Some(to)).await;
     }
     w.check_now("right after the moves").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let deltas: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rollup_deltas WHERE tenant_id = $1")
-            .bind(&w.t.id)
-            .fetch_one(w.s.db().reader())
-            .await
-            .unwrap();
+        let deltas = w.count("rollup_deltas", None).await;
         if w.pending().await == 0 && deltas == 0 {
             break;
         }
@@ -905,12 +864,7 @@ async fn the_server_folds_the_deltas_of_moves_in_the_background() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     // Folded into the rows: the chain's groups above the leaf hold its totals.
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rollup_totals WHERE tenant_id = $1 AND group_id = $2")
-        .bind(&w.t.id)
-        .bind(&chain[3])
-        .fetch_one(w.s.db().reader())
-        .await
-        .unwrap();
+    let rows = w.count("rollup_totals", Some(&chain[3])).await;
     assert!(rows > 0, "the leaf's totals are folded into its new ancestors' rows");
     w.check_now("after the background fold").await;
 }
@@ -919,20 +873,7 @@ async fn the_server_folds_the_deltas_of_moves_in_the_background() {
 async fn a_zero_count_is_kept_while_a_group_has_deltas_pending() {
     // A group's rows plus its pending deltas are its totals; its rows alone may reach
     // a count of zero with sums the deltas still need.
-    let s = TestServer::start_configured(|c| c.fold_rollups = false).await;
-    let t = s.tenant("Acme").await;
-    let outsider = s.user(&t, "Olga", "member").await;
-    let member = s.user(&t, "Max", "member").await;
-    let mut w = World {
-        s,
-        t,
-        model: Model::default(),
-        rng: Lcg(11),
-        outsider,
-        member,
-        deleted_groups: 0,
-        batches: 0,
-    };
+    let mut w = World::start(11, false).await;
     let root = w.create_group(None).await;
     let a = w.create_group(Some(root.clone())).await;
     let b = w.create_group(Some(root.clone())).await;
@@ -949,16 +890,7 @@ async fn a_zero_count_is_kept_while_a_group_has_deltas_pending() {
     assert_eq!(r.status, 201, "{}", r.text);
 
     // `a` moves under `b`: b gains a's totals (the first opportunity) as a delta.
-    let r =
-        w.s.call(
-            "PATCH",
-            &format!("/api/v1/groups/{a}"),
-            Some(&w.t.key),
-            Some(json!({ "parent_id": b })),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    w.model.parent.insert(a.clone(), Some(b.clone()));
+    w.move_to(&a, Some(b.clone())).await;
     assert!(w.pending().await > 0);
     // The first leaves b's rows (count -1), the second joins them (count 0, the sum
     // the difference of the amounts): b's totals are the second alone.

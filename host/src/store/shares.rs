@@ -237,6 +237,15 @@ pub struct ShareBatch {
 }
 
 impl ShareBatch {
+    /// Remember that `record` was shared with `group` (`added`) or unshared.
+    fn note(&mut self, record: &str, group: &str, added: bool) {
+        self.changes.push(ShareChange {
+            record: record.to_string(),
+            group: group.to_string(),
+            added,
+        });
+    }
+
     /// Bring the roll-up totals in step with every change of the batch.
     pub async fn finish(self, tx: &mut Tx<'_>, tenant: &str) -> StoreResult<()> {
         super::rollups::shares_changed(tx, tenant, &self.changes).await
@@ -288,11 +297,7 @@ impl ShareBatch {
         let Some(row) = row else {
             return Ok(None);
         };
-        self.changes.push(ShareChange {
-            record: record.to_string(),
-            group: group.to_string(),
-            added: true,
-        });
+        self.note(record, group, true);
         share_from(&row).map(Some)
     }
 
@@ -342,11 +347,7 @@ impl ShareBatch {
         let Some(row) = q.fetch_optional(&mut **tx).await? else {
             return Ok(None);
         };
-        self.changes.push(ShareChange {
-            record: record.to_string(),
-            group: group.to_string(),
-            added: false,
-        });
+        self.note(record, group, false);
         share_from(&row).map(Some)
     }
 
