@@ -1,6 +1,6 @@
 //! Builds the test guests in `tests/guests/*` into components for the end-to-end tests.
 
-#[path = "../host/src/guest_build.rs"]
+#[path = "../host/server/src/guest_build.rs"]
 #[allow(dead_code)]
 mod guest_build;
 

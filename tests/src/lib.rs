@@ -3,13 +3,13 @@
 //! PostgreSQL, when `PLINTH_TEST_DATABASE_URL` names a server (each test then gets a
 //! fresh database of its own).
 
-use plinth_host::manifest::Manifest;
-use plinth_host::runtime::RuntimeConfig;
-use plinth_host::sandbox::{Sandbox, SandboxPlugin};
-use plinth_host::scheduler::Clock;
+use plinth_core::manifest::Manifest;
+use plinth_core::store::Db;
+use plinth_core::store::audit::Actor;
+use plinth_core::timers::Clock;
 use plinth_host::server::{self, RunningServer, ServerConfig};
-use plinth_host::store::Db;
-use plinth_host::store::audit::Actor;
+use plinth_runtime::engine::RuntimeConfig;
+use plinth_runtime::sandbox::{Sandbox, SandboxPlugin};
 use serde_json::Value;
 
 pub mod receivers;
@@ -336,12 +336,12 @@ impl TestServer {
 
     /// Create a tenant with an owner directly through the tenancy service.
     pub async fn tenant(&self, name: &str) -> TestTenant {
-        let created = plinth_host::tenancy::create_tenant(
+        let created = plinth_core::tenancy::create_tenant(
             self.db(),
             name,
             &format!("owner@{}.test", name.to_lowercase().replace(' ', "-")),
             "Owner",
-            plinth_host::versioning::DEFAULT_VERSION,
+            plinth_core::versioning::DEFAULT_VERSION,
             &Actor::system(),
         )
         .await
@@ -355,7 +355,7 @@ impl TestServer {
 
     /// Add a user with `role` to a tenant and give them an API key.
     pub async fn user(&self, tenant: &TestTenant, name: &str, role: &str) -> TestUser {
-        use plinth_host::store::tenancy::{NewKey, insert_key, insert_user};
+        use plinth_core::store::tenancy::{NewKey, insert_key, insert_user};
         let mut tx = self.db().writer().begin().await.expect("begin");
         let email = format!(
             "{}@{}.test",
@@ -365,7 +365,7 @@ impl TestServer {
         let user = insert_user(&mut tx, &tenant.id, &email, name, role)
             .await
             .expect("user");
-        let secret = plinth_host::tenancy::new_secret(plinth_host::tenancy::KEY_PREFIX);
+        let secret = plinth_core::tenancy::new_secret(plinth_core::tenancy::KEY_PREFIX);
         insert_key(
             &mut tx,
             &tenant.id,
@@ -390,7 +390,7 @@ impl TestServer {
 
     /// A fresh operator token.
     pub async fn operator_token(&self) -> String {
-        plinth_host::tenancy::create_operator_token(self.db())
+        plinth_core::tenancy::create_operator_token(self.db())
             .await
             .expect("operator token")
     }
@@ -399,7 +399,7 @@ impl TestServer {
     /// upload token.
     pub async fn publisher(&self, id: &str) -> TestPublisher {
         let op = self.operator_token().await;
-        let key = plinth_host::package::SecretKey::generate();
+        let key = plinth_core::package::SecretKey::generate();
         let body = serde_json::json!({ "id": id, "public_key": key.public_key().to_text() });
         let r = self
             .call("POST", "/api/v1/operator/publishers", Some(&op), Some(body))
@@ -499,7 +499,7 @@ pub struct TestPublisher {
     /// Publisher id.
     pub id: String,
     /// Signing key.
-    pub key: plinth_host::package::SecretKey,
+    pub key: plinth_core::package::SecretKey,
     /// Upload token.
     pub token: String,
 }
@@ -507,7 +507,7 @@ pub struct TestPublisher {
 impl TestPublisher {
     /// Sign a manifest and component into a package file.
     pub fn pack(&self, manifest: &str, component: &[u8]) -> Vec<u8> {
-        plinth_host::package::Package::sign(manifest.as_bytes().to_vec(), component.to_vec(), &self.key)
+        plinth_core::package::Package::sign(manifest.as_bytes().to_vec(), component.to_vec(), &self.key)
             .expect("package signs")
             .encode()
     }

@@ -12,8 +12,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use plinth_host::events::EventsConfig;
-use plinth_host::store::Dialect;
+use plinth_core::store::Dialect;
+use plinth_host::workers::events::EventsConfig;
 use plinth_tests::{TestPublisher, TestServer, TestTenant, guest_files};
 use serde_json::{Value, json};
 
@@ -993,7 +993,7 @@ async fn two_hosts_on_one_postgres_deliver_each_event_once_in_order() {
         .await
         .expect("database name");
     let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
-    let db = plinth_host::store::Db::connect(&format!("{base}/{name}"))
+    let db = plinth_core::store::Db::connect(&format!("{base}/{name}"))
         .await
         .expect("second connection");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -1074,7 +1074,7 @@ async fn delivered_events_past_their_retention_are_pruned_and_needed_ones_are_ke
     )
     .await;
     let day = Duration::from_secs(24 * 3600);
-    let prune = plinth_host::events::worker::prune;
+    let prune = plinth_host::workers::events::worker::prune;
     assert_eq!(prune(s.db(), day).await, 1);
     assert_eq!(seqs(&s, t.id.clone()).await, [2, 3, 4]);
     // The subscriber catches up: event 2 goes; 3 stays for its dead letter, 4 is recent.

@@ -6,8 +6,8 @@
 
 mod support;
 
-use plinth_host::store::audit::Actor;
-use plinth_host::tenancy::groups::{GroupOwner, create_group};
+use plinth_core::store::audit::Actor;
+use plinth_core::tenancy::groups::{GroupOwner, create_group};
 use plinth_tests::{TestServer, TestTenant};
 use serde_json::{Value, json};
 use support::{assert_closure_consistent, audit_seq, closure, one_event, record, user};
@@ -764,21 +764,21 @@ async fn plugin_groups_are_readable_but_not_changed_through_rest() {
     assert_eq!(audit_seq(&s, &t.id).await, seq);
 
     // …and the plugin cannot re-arrange REST groups either.
-    let moved = plinth_host::tenancy::groups::update_group(
+    let moved = plinth_core::tenancy::groups::update_group(
         s.db(),
         &t.id,
         &actor,
         plugin,
         &rest,
         None,
-        plinth_host::tenancy::groups::GroupPatch {
+        plinth_core::tenancy::groups::GroupPatch {
             name: None,
             parent_id: Some(Some(region.id.clone())),
         },
     )
     .await;
     assert!(
-        matches!(moved, Err(plinth_host::tenancy::TenancyError::ManagedElsewhere { .. })),
+        matches!(moved, Err(plinth_core::tenancy::TenancyError::ManagedElsewhere { .. })),
         "{moved:?}"
     );
     s.stop().await;
@@ -798,8 +798,8 @@ impl Rng {
 
 #[tokio::test]
 async fn random_moves_keep_the_closure_exact() {
-    use plinth_host::tenancy::TenancyError;
-    use plinth_host::tenancy::groups::{GroupPatch, update_group};
+    use plinth_core::tenancy::TenancyError;
+    use plinth_core::tenancy::groups::{GroupPatch, update_group};
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
     let actor = Actor::system();
@@ -869,7 +869,7 @@ async fn labels(s: &TestServer, tenant: &str, id: &str) -> (i64, i64) {
 /// (store::groups::labels::make_room) — and the hierarchy stays exact throughout.
 #[tokio::test]
 async fn labels_are_spread_again_where_the_free_ones_run_out() {
-    use plinth_host::tenancy::groups::{GroupPatch, update_group};
+    use plinth_core::tenancy::groups::{GroupPatch, update_group};
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
     let actor = Actor::system();
@@ -893,7 +893,7 @@ async fn labels_are_spread_again_where_the_free_ones_run_out() {
     let deepest = chain.last().unwrap().clone();
     let mut conn = s.db().reader().acquire().await.unwrap();
     assert_eq!(
-        plinth_host::store::groups::depth_of(&mut conn, &t.id, &deepest)
+        plinth_core::store::groups::depth_of(&mut conn, &t.id, &deepest)
             .await
             .unwrap(),
         150
@@ -930,7 +930,7 @@ async fn labels_are_spread_again_where_the_free_ones_run_out() {
                 .unwrap();
             // Well-formed labels (cheap); the full closure once at the end.
             let mut conn = s.db().reader().acquire().await.unwrap();
-            plinth_host::store::groups::verify_labels(&mut conn, &t.id)
+            plinth_core::store::groups::verify_labels(&mut conn, &t.id)
                 .await
                 .unwrap();
         }
@@ -939,13 +939,13 @@ async fn labels_are_spread_again_where_the_free_ones_run_out() {
     // The branch ends under the root, at depth 1, its leaves at depth ≤ 4.
     let mut conn = s.db().reader().acquire().await.unwrap();
     assert_eq!(
-        plinth_host::store::groups::depth_of(&mut conn, &t.id, &branch)
+        plinth_core::store::groups::depth_of(&mut conn, &t.id, &branch)
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        plinth_host::store::groups::subtree_size(&mut conn, &t.id, &branch)
+        plinth_core::store::groups::subtree_size(&mut conn, &t.id, &branch)
             .await
             .unwrap(),
         40

@@ -309,7 +309,7 @@ async fn secrets_survive_a_restart_with_the_configured_key() {
     let db_dir = tempfile::tempdir().unwrap();
     let (db, url) = plinth_tests::fresh_db_reopenable(db_dir.path()).await;
     let configure = |key: String| {
-        move |c: &mut plinth_host::server::ServerConfig| c.secret_key = Some(plinth_host::secrets::KeyText::new(key))
+        move |c: &mut plinth_host::server::ServerConfig| c.secret_key = Some(plinth_core::secrets::KeyText::new(key))
     };
     let s = TestServer::start_on(db.clone(), configure(key.clone())).await;
     publish_integrations_probe(&s, &["https://api.example.com"]).await;

@@ -198,7 +198,7 @@ async fn trust_failures_are_rejected_with_their_reason() {
     assert_eq!(reason(&r), "bad-signature", "{}", r.text);
 
     // Signed by a key acme never registered.
-    let stranger = plinth_host::package::SecretKey::generate();
+    let stranger = plinth_core::package::SecretKey::generate();
     let foreign = TestPublisher {
         id: "acme".into(),
         key: stranger,
@@ -245,7 +245,7 @@ async fn trust_failures_are_rejected_with_their_reason() {
     assert_eq!(r.status, 201, "a retired key's package still installs: {}", r.text);
 
     // Duplicates and older versions.
-    let rotated = plinth_host::package::SecretKey::generate();
+    let rotated = plinth_core::package::SecretKey::generate();
     let r = s
         .call(
             "POST",

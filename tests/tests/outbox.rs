@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac};
 use mail_parser::MimeHeaders;
-use plinth_host::outbox::webhooks::{WebhookEvent, enqueue_event};
+use plinth_core::outbox::webhooks::{WebhookEvent, enqueue_event};
 use plinth_host::server::ServerConfig;
 use plinth_tests::receivers::{SmtpMode, SmtpReceiver, eventually, serve_http};
 use plinth_tests::{TestServer, TestTenant, install_integrations_probe, publish_integrations_probe};
@@ -67,7 +67,7 @@ async fn plugin_email_reaches_smtp_with_attachments_intact() {
     let url = format!("smtp://mailer:s3cret@{}", smtp.addr);
     let s = TestServer::start_configured(|c| {
         fast_outbox(c);
-        c.outbox.smtp_url = Some(plinth_host::outbox::SmtpUrl::parse(&url).unwrap());
+        c.outbox.smtp_url = Some(plinth_core::outbox::SmtpUrl::parse(&url).unwrap());
     })
     .await;
     publish_integrations_probe(&s, &["https://api.example.com"]).await;
@@ -214,7 +214,7 @@ async fn without_smtp_emails_become_eml_files_and_audit_alerts_share_the_path() 
     assert_eq!(file.contents(), pattern(1000, 3).as_slice());
 
     // The alert email: queued by the evaluator, delivered by the same worker.
-    plinth_host::audit::policy::evaluate_pending(s.db())
+    plinth_core::audit::policy::evaluate_pending(s.db())
         .await
         .expect("evaluate");
     let alert = eventually("the alert email", || async {
@@ -240,7 +240,7 @@ async fn failing_smtp_is_retried_with_backoff_then_recorded_as_failed() {
     let url = smtp.url();
     let s = TestServer::start_configured(|c| {
         fast_outbox(c);
-        c.outbox.smtp_url = Some(plinth_host::outbox::SmtpUrl::parse(&url).unwrap());
+        c.outbox.smtp_url = Some(plinth_core::outbox::SmtpUrl::parse(&url).unwrap());
     })
     .await;
     publish_integrations_probe(&s, &["https://api.example.com"]).await;
@@ -421,12 +421,12 @@ async fn webhooks_get_signed_events_and_alerts_with_retries_and_a_log() {
     // An audit alert (as the policy evaluator queues it) fans out to webhooks that take alerts.
     let mut tx = s.db().writer().begin().await.unwrap();
     let alert = json!({"type": "audit.alert", "tenant_id": a.id, "alert": {"policy_name": "Mass delete", "created_at": "2026-11-23T10:00:00Z"}});
-    plinth_host::store::audit_policy::enqueue_outbox(
+    plinth_core::store::audit_policy::enqueue_outbox(
         &mut tx,
         &a.id,
         "webhook",
         &alert.to_string(),
-        &plinth_host::store::time::now(),
+        &plinth_core::store::time::now(),
     )
     .await
     .unwrap();

@@ -2,9 +2,9 @@
 //! manifest (objects, fields, read vs read-write) and by the caller's visibility,
 //! confined to the caller's tenant, audited as the plugin.
 
-use plinth_host::manifest::Role;
-use plinth_host::runtime::Runtime;
-use plinth_host::sandbox::{Sandbox, SandboxPlugin, request};
+use plinth_core::manifest::Role;
+use plinth_runtime::engine::Runtime;
+use plinth_runtime::sandbox::{Sandbox, SandboxPlugin, request};
 use plinth_tests::{TestServer, guest, test_runtime_config};
 use serde_json::{Value, json};
 

@@ -702,7 +702,7 @@ async fn history_and_as_of_reconstruction_respect_visibility() {
     .await;
     let path = format!("/api/v1/records/account/{}", r.body["id"].as_str().unwrap());
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let between = plinth_host::store::time::now();
+    let between = plinth_core::store::time::now();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let r = s
         .call(
@@ -723,7 +723,7 @@ async fn history_and_as_of_reconstruction_respect_visibility() {
     let now = s
         .call(
             "GET",
-            &format!("{path}?as_of={}", plinth_host::store::time::now()),
+            &format!("{path}?as_of={}", plinth_core::store::time::now()),
             Some(&t.key),
             None,
         )

@@ -8,11 +8,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use plinth_host::manifest::Role;
-use plinth_host::records::Who;
-use plinth_host::records::query::{Filter, Op};
-use plinth_host::records::rollup::{self, RollupQuery};
-use plinth_host::store::audit::Actor;
+use plinth_core::manifest::Role;
+use plinth_core::records::Who;
+use plinth_core::records::query::{Filter, Op};
+use plinth_core::records::rollup::{self, RollupQuery};
+use plinth_core::store::audit::Actor;
 use plinth_tests::{TestServer, TestTenant, TestUser, guest_files};
 use serde_json::{Value, json};
 
@@ -111,7 +111,7 @@ impl Model {
             }
             let p = o
                 .probability
-                .map_or(Value::Null, plinth_host::store::rollups::number_json);
+                .map_or(Value::Null, plinth_core::store::rollups::number_json);
             let key = json!([o.stage, p, &o.close[..7]]).to_string();
             let slot = out.entry(key).or_default();
             slot.0 += 1;
@@ -353,7 +353,7 @@ impl World {
     /// (`ShareBatch`, one set-based roll-up pass at the end): a few records each gain
     /// and lose shares, some shares are added and removed again within the batch.
     async fn share_batch(&mut self) {
-        use plinth_host::store::shares::{Access, ShareBatch};
+        use plinth_core::store::shares::{Access, ShareBatch};
         let live: Vec<String> = self
             .model
             .opps
@@ -503,7 +503,7 @@ impl World {
     async fn check(&self, when: &str) {
         self.check_now(when).await;
         if self.pending().await > 0 {
-            let report = plinth_host::store::rollups::fold_pending(self.s.db()).await.unwrap();
+            let report = plinth_core::store::rollups::fold_pending(self.s.db()).await.unwrap();
             assert!(report.references > 0, "{when}: {report:?}");
             assert_eq!(self.pending().await, 0, "{when}: folded");
             let deltas = self.count("rollup_deltas", None).await;

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use plinth_host::manifest::Role;
-use plinth_host::runtime::{CallError, HostLimits, RuntimeConfig};
-use plinth_host::sandbox::{Sandbox, SandboxPlugin, request};
+use plinth_core::manifest::Role;
+use plinth_runtime::engine::{CallError, HostLimits, RuntimeConfig};
+use plinth_runtime::sandbox::{Sandbox, SandboxPlugin, request};
 use plinth_tests::{bundled, load_guest, sandbox, test_runtime_config};
 use serde_json::Value;
 

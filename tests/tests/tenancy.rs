@@ -580,7 +580,7 @@ async fn operator_call(
 #[tokio::test]
 async fn operators_create_list_and_suspend_tenants() {
     let s = TestServer::start().await;
-    let token = plinth_host::tenancy::create_operator_token(s.db()).await.unwrap();
+    let token = plinth_core::tenancy::create_operator_token(s.db()).await.unwrap();
     let r = operator_call(
         &s,
         &token,

@@ -1078,9 +1078,8 @@ async fn upgrading_indexes_the_rules_an_older_version_stored() {
     assert_eq!(text.matches(&line).count(), 1, "one version line in the manifest");
     let text = text.replace(&line, &format!("version = \"{next}\""));
     let key =
-        plinth_host::package::SecretKey::read(&c.s.data_dir().join(plinth_host::marketplace::bootstrap::KEY_FILE))
-            .unwrap();
-    let package = plinth_host::package::Package::sign(text.into_bytes(), component, &key)
+        plinth_core::package::SecretKey::read(&c.s.data_dir().join(plinth_host::bundled::bootstrap::KEY_FILE)).unwrap();
+    let package = plinth_core::package::Package::sign(text.into_bytes(), component, &key)
         .unwrap()
         .encode();
     let op = c.s.operator_token().await;

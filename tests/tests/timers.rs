@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use plinth_host::scheduler::Clock;
+use plinth_core::timers::Clock;
 use plinth_tests::{TestServer, TestTenant, database_kind, guest_files};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -206,7 +206,7 @@ async fn cron_in_a_time_zone_follows_daylight_saving() {
     for _ in 0..(3 * 24 * 4) {
         advance(&s, Duration::from_secs(15 * 60)).await;
         if count(&s, &t, "nightly").await > fired_at.len() as u64 {
-            fired_at.push(plinth_host::store::time::format(s.clock().now()));
+            fired_at.push(plinth_core::store::time::format(s.clock().now()));
         }
     }
     assert_eq!(
@@ -458,7 +458,7 @@ async fn hundred_timers_fire_exactly_once_across_hosts() {
         None
     };
     let due = OffsetDateTime::now_utc() + Duration::from_millis(1500);
-    let due = plinth_host::store::time::format(due);
+    let due = plinth_core::store::time::format(due);
     for i in 0..100 {
         let host = match (&b, i % 2) {
             (Some(b), 1) => b,
@@ -501,7 +501,7 @@ async fn hundred_timers_fire_exactly_once_across_hosts() {
             .metrics
             .for_plugin(&t.id, "timer-probe")
             .iter()
-            .filter(|x| x.entry == plinth_host::plugins::metrics::Entry::Timer)
+            .filter(|x| x.entry == plinth_runtime::plugins::metrics::Entry::Timer)
             .map(|x| x.invocations)
             .sum()
     };
@@ -584,8 +584,8 @@ async fn tenants_are_isolated_and_admins_can_list_and_cancel() {
 /// replacing an existing key still works, and other plugins and tenants have their own.
 #[tokio::test]
 async fn the_timer_count_limit_refuses_new_keys_only() {
-    use plinth_host::store::StoreError;
-    use plinth_host::store::timers::{NewTimer, SetOutcome};
+    use plinth_core::store::StoreError;
+    use plinth_core::store::timers::{NewTimer, SetOutcome};
     let dir = tempfile::tempdir().expect("temp dir");
     let db = plinth_tests::fresh_db(dir.path()).await;
     let now = "2026-11-24T12:00:00.000Z";

@@ -3,12 +3,12 @@
 //! route, with error rates and percentiles), tenant isolation, the clients still on
 //! deprecated versions, retention, and the final flush at shutdown.
 
+use plinth_core::store::Db;
+use plinth_core::store::request_log::{LogEntry, LogGroup};
+use plinth_core::store::tenancy::{NewKey, insert_key, insert_user};
+use plinth_core::store::time;
+use plinth_core::tenancy::{KEY_PREFIX, create_operator_token, display_prefix, new_secret};
 use plinth_host::server::{self, ServerConfig};
-use plinth_host::store::Db;
-use plinth_host::store::request_log::{LogEntry, LogGroup};
-use plinth_host::store::tenancy::{NewKey, insert_key, insert_user};
-use plinth_host::store::time;
-use plinth_host::tenancy::{KEY_PREFIX, create_operator_token, display_prefix, new_secret};
 use plinth_tests::{Reply, TestServer};
 use serde_json::{Value, json};
 
@@ -392,13 +392,13 @@ async fn pending_entries_are_written_at_shutdown() {
     // Nothing is flushed on a timer within this test: only the shutdown flush writes.
     config.api.request_log.flush_every = std::time::Duration::from_secs(3600);
     let db = Db::connect(&url).await.expect("db");
-    let tenant = plinth_host::tenancy::create_tenant(
+    let tenant = plinth_core::tenancy::create_tenant(
         &db,
         "Acme",
         "owner@acme.test",
         "Owner",
         "2026-11-01",
-        &plinth_host::store::audit::Actor::system(),
+        &plinth_core::store::audit::Actor::system(),
     )
     .await
     .expect("tenant");

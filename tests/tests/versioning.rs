@@ -2,9 +2,9 @@
 //! and retired versions, lifecycle headers, `API-Version` on every response, the
 //! operator's lifecycle endpoints and the public version list.
 
-use plinth_host::store::audit::Actor;
-use plinth_host::store::tenancy::{NewKey, insert_key, insert_user};
-use plinth_host::tenancy::{KEY_PREFIX, create_operator_token, create_tenant, display_prefix, new_secret};
+use plinth_core::store::audit::Actor;
+use plinth_core::store::tenancy::{NewKey, insert_key, insert_user};
+use plinth_core::tenancy::{KEY_PREFIX, create_operator_token, create_tenant, display_prefix, new_secret};
 use plinth_tests::{Reply, TestServer};
 use serde_json::{Value, json};
 
@@ -380,13 +380,13 @@ async fn stored_lifecycles_apply_from_the_first_request() {
         ("2026-11-01", "deprecated", Some("2026-12-01"), Some("2027-06-30")),
     ] {
         s.db()
-            .put_version_override(&plinth_host::store::versions::VersionOverride {
+            .put_version_override(&plinth_core::store::versions::VersionOverride {
                 version: version.into(),
                 lifecycle: lifecycle.into(),
                 deprecation: deprecation.map(str::to_string),
                 sunset: sunset.map(str::to_string),
                 successor: deprecation.map(|_| "2027-01-15".to_string()),
-                updated_at: plinth_host::store::time::now(),
+                updated_at: plinth_core::store::time::now(),
             })
             .await
             .expect("override stored");

@@ -24,7 +24,7 @@ async fn five_level_tree_when_listings_start_from_the_records_index() {
 
 async fn five_level_tree(threshold: i64) {
     let s = TestServer::start_with(|db| db.with_visibility_threshold(threshold)).await;
-    if s.db().dialect() == plinth_host::store::Dialect::Postgres {
+    if s.db().dialect() == plinth_core::store::Dialect::Postgres {
         // Every pooled session raises the JIT threshold (store::postgres_settings):
         // small visibility joins are overestimated and would otherwise be compiled.
         let jit: String = sqlx::query_scalar("SELECT current_setting('jit_above_cost')")
@@ -66,14 +66,14 @@ async fn five_level_tree(threshold: i64) {
     .await;
     // Written without hierarchy labels, like groups from before migration 0015: the
     // start-up pass labels them from the parent links.
-    plinth_host::store::groups::label_unlabelled(s.db().writer())
+    plinth_core::store::groups::label_unlabelled(s.db().writer())
         .await
         .expect("labels");
     let mut conn = s.db().reader().acquire().await.expect("connection");
-    plinth_host::store::groups::verify_labels(&mut conn, &t.id)
+    plinth_core::store::groups::verify_labels(&mut conn, &t.id)
         .await
         .expect("well-formed labels");
-    let below = plinth_host::store::groups::subtree_size(&mut conn, &t.id, &groups[0])
+    let below = plinth_core::store::groups::subtree_size(&mut conn, &t.id, &groups[0])
         .await
         .expect("subtree");
     assert_eq!(

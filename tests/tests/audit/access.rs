@@ -1,6 +1,6 @@
 //! Who may read what: the compliance report, tenant isolation, and roles.
 
-use plinth_host::audit::policy::evaluate_pending;
+use plinth_core::audit::policy::evaluate_pending;
 
 use super::*;
 

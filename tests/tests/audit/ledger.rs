@@ -555,7 +555,7 @@ async fn record_history_and_state_as_of() {
         let s = &s;
         let tenant = t.id.clone();
         async move {
-            plinth_host::audit::state_as_of(s.db(), &tenant, id.0, id.1, &at)
+            plinth_core::audit::state_as_of(s.db(), &tenant, id.0, id.1, &at)
                 .await
                 .expect("as of")
         }
@@ -571,9 +571,9 @@ async fn record_history_and_state_as_of() {
     assert_eq!(as_of(restored.occurred_at.clone()).await, Some(v2.clone()));
     assert_eq!(as_of("2100-01-01T00:00:00+02:00".into()).await, Some(v2));
     let other_tenant =
-        plinth_host::audit::state_as_of(s.db(), "someone-else", id.0, id.1, "2100-01-01T00:00:00Z").await;
+        plinth_core::audit::state_as_of(s.db(), "someone-else", id.0, id.1, "2100-01-01T00:00:00Z").await;
     assert_eq!(other_tenant.expect("as of"), None);
-    let bad = plinth_host::audit::state_as_of(s.db(), &t.id, id.0, id.1, "last tuesday").await;
-    assert!(matches!(bad, Err(plinth_host::store::StoreError::Invalid(_))));
+    let bad = plinth_core::audit::state_as_of(s.db(), &t.id, id.0, id.1, "last tuesday").await;
+    assert!(matches!(bad, Err(plinth_core::store::StoreError::Invalid(_))));
     s.stop().await;
 }

@@ -12,8 +12,8 @@ mod access;
 mod ledger;
 mod policies;
 
-use plinth_host::store::audit::{self, Actor, AuditEvent, NewEvent};
-use plinth_host::store::tenancy::{self, NewKey};
+use plinth_core::store::audit::{self, Actor, AuditEvent, NewEvent};
+use plinth_core::store::tenancy::{self, NewKey};
 use plinth_tests::{TestServer, TestTenant};
 use serde_json::{Value, json};
 
@@ -74,7 +74,7 @@ async fn key_with_role(s: &TestServer, tenant: &str, role: &str) -> (String, Str
     let u = tenancy::insert_user(&mut tx, tenant, &email, role, role)
         .await
         .expect("user");
-    let secret = plinth_host::tenancy::new_secret(plinth_host::tenancy::KEY_PREFIX);
+    let secret = plinth_core::tenancy::new_secret(plinth_core::tenancy::KEY_PREFIX);
     tenancy::insert_key(
         &mut tx,
         tenant,

@@ -1,7 +1,7 @@
 //! Policies: CRUD with validation and auditing, the per-tenant cap, and evaluation
 //! raising exactly the expected alerts and outbox rows.
 
-use plinth_host::audit::policy::evaluate_pending;
+use plinth_core::audit::policy::evaluate_pending;
 
 use super::*;
 
@@ -495,7 +495,7 @@ async fn the_background_evaluator_raises_alerts_as_events_are_written_and_stops(
     )
     .await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let evaluator = tokio::spawn(plinth_host::audit::policy::run_evaluator(s.db().clone(), async move {
+    let evaluator = tokio::spawn(plinth_core::audit::policy::run_evaluator(s.db().clone(), async move {
         let _ = stopped.await;
     }));
     let e = append(

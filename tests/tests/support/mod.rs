@@ -210,7 +210,7 @@ pub async fn expected_closure(s: &TestServer, tenant: &str) -> Vec<(String, Stri
 /// parent links do.
 pub async fn assert_closure_consistent(s: &TestServer, tenant: &str) {
     let mut conn = s.db().reader().acquire().await.expect("connection");
-    plinth_host::store::groups::verify_labels(&mut conn, tenant)
+    plinth_core::store::groups::verify_labels(&mut conn, tenant)
         .await
         .expect("well-formed labels");
     drop(conn);

@@ -1,0 +1,17 @@
+-- Twin of migrations/postgres/0011_records_jsonb.sql, which turns `records.data` into
+-- `jsonb` so PostgreSQL parses a record's JSON once, on write, instead of again in every
+-- field expression. SQLite needs no change, so this migration changes nothing:
+--
+-- * SQLite has no JSON column type. Its JSONB (3.45+) is a BLOB encoding that
+--   `jsonb()` produces: storing it would make `CAST(data AS TEXT)`, which the host reads
+--   records with on both databases, return the binary encoding instead of JSON text.
+-- * `records.data` stays TEXT holding JSON text, which filters, sorts and roll-ups read
+--   with SQLite's JSON functions (`json_extract(r.data, ...)`), as before 0011.
+--
+-- The file exists so both folders hold the same numbered migrations (checked by
+-- tests/tests/migrations_schema.rs, which also lists `records.data` as an allowed type
+-- difference). A database that applied 0012 and later before this file existed gets
+-- it applied on its next start: sqlx applies every version missing from
+-- `_sqlx_migrations`, whatever its number. The statement below reads nothing and
+-- writes nothing.
+SELECT 1;
