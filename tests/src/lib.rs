@@ -12,7 +12,12 @@ use plinth_runtime::engine::RuntimeConfig;
 use plinth_runtime::sandbox::{Sandbox, SandboxPlugin};
 use serde_json::Value;
 
+pub mod client;
+pub mod guest;
 pub mod receivers;
+
+pub use client::{Call, Client, NEWEST_VERSION, Reply};
+pub use guest::Guest;
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
@@ -164,9 +169,6 @@ async fn drop_test_database(url: &str) {
     }
 }
 
-/// The newest API version: test requests use it unless they choose another.
-pub const NEWEST_VERSION: &str = "2027-01-15";
-
 /// A real server on 127.0.0.1:0 with its own data directory and database.
 pub struct TestServer {
     /// The running server.
@@ -201,7 +203,8 @@ impl StoppedServer {
     }
 }
 
-/// A tenant created for a test, with its owner's API key.
+/// A tenant created for a test, with its owner's API key. Dereferences to the
+/// owner's [`Client`]: `t.get(…)` runs as the owner.
 #[derive(Debug, Clone)]
 pub struct TestTenant {
     /// Tenant id.
@@ -210,6 +213,15 @@ pub struct TestTenant {
     pub owner_id: String,
     /// Owner's API key.
     pub key: String,
+    /// The owner's client.
+    pub api: Client,
+}
+
+impl std::ops::Deref for TestTenant {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.api
+    }
 }
 
 impl TestServer {
@@ -349,6 +361,7 @@ impl TestServer {
         TestTenant {
             id: created.tenant.id,
             owner_id: created.owner.id,
+            api: self.client(&created.api_key),
             key: created.api_key,
         }
     }
@@ -384,6 +397,7 @@ impl TestServer {
         tx.commit().await.expect("commit");
         TestUser {
             id: user.id,
+            api: self.client(&secret.plaintext),
             key: secret.plaintext,
         }
     }
@@ -423,16 +437,10 @@ impl TestServer {
 
     /// Upload a package with a publisher token.
     pub async fn publish(&self, token: &str, package: Vec<u8>) -> Reply {
-        let res = self
-            .http
-            .post(format!("{}/api/v1/marketplace/packages", self.url))
-            .bearer_auth(token)
-            .header("content-type", "application/octet-stream")
-            .body(package)
-            .send()
+        self.client(token)
+            .request("POST", "/api/v1/marketplace/packages")
+            .bytes("application/octet-stream", package)
             .await
-            .expect("request sent");
-        Reply::from(res).await
     }
 
     /// Run one SQL statement with text parameters (test setup and tampering).
@@ -454,8 +462,24 @@ impl TestServer {
             .await
     }
 
+    /// A client sending `key` as its bearer token.
+    pub fn client(&self, key: &str) -> Client {
+        Client::new(&self.url, self.http.clone(), Some(key))
+    }
+
+    /// A client sending no credentials.
+    pub fn anonymous(&self) -> Client {
+        Client::new(&self.url, self.http.clone(), None)
+    }
+
+    /// A client with a fresh operator token.
+    pub async fn operator(&self) -> Client {
+        self.client(&self.operator_token().await)
+    }
+
     /// Send a request with an optional key and JSON body, in the newest API version
-    /// ([`NEWEST_VERSION`]); returns status, headers, JSON.
+    /// ([`NEWEST_VERSION`]); returns status, headers, JSON. Prefer the [`Client`] of a
+    /// tenant or user: `t.post(path, body).await.expect(201)`.
     pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Reply {
         self.call_in(NEWEST_VERSION, method, path, key, body).await
     }
@@ -469,21 +493,17 @@ impl TestServer {
         key: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .header("accept-version", version);
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
+        let client = match key {
+            Some(key) => self.client(key),
+            None => self.anonymous(),
+        };
+        let call = client.request(method, path).version(version);
+        match body {
+            Some(body) => call.json(body).await,
+            None => call.await,
         }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        Reply::from(req.send().await.expect("request sent")).await
     }
 
-    /// Stop the server gracefully.
     /// Stop the server gracefully; on PostgreSQL also drop its test database, so
     /// repeated runs do not fill the server with `plinth_test_*` databases.
     pub async fn stop(self) {
@@ -511,6 +531,12 @@ impl TestPublisher {
             .expect("package signs")
             .encode()
     }
+
+    /// Sign `guest` and upload it to `s`'s marketplace; the answer is unchecked.
+    pub async fn publish(&self, s: &TestServer, guest: &Guest) -> Reply {
+        s.publish(&self.token, self.pack(&guest.manifest_text(), guest.component()))
+            .await
+    }
 }
 
 /// The raw `plugin.toml` text and component of a test guest.
@@ -522,46 +548,22 @@ pub fn guest_files(name: &str) -> (String, Vec<u8>) {
     (manifest.to_string(), component.to_vec())
 }
 
-/// A user created for a test.
+/// A user created for a test. Dereferences to the user's [`Client`]: `max.get(…)` runs
+/// as that user.
 #[derive(Debug, Clone)]
 pub struct TestUser {
     /// User id.
     pub id: String,
     /// API key.
     pub key: String,
+    /// The user's client.
+    pub api: Client,
 }
 
-/// A response, read completely.
-#[derive(Debug)]
-pub struct Reply {
-    /// Status code.
-    pub status: u16,
-    /// Headers.
-    pub headers: reqwest::header::HeaderMap,
-    /// Body as JSON (`Null` when empty or not JSON).
-    pub body: Value,
-    /// Raw body text.
-    pub text: String,
-}
-
-impl Reply {
-    /// Read a reqwest response.
-    pub async fn from(response: reqwest::Response) -> Reply {
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            text,
-        }
-    }
-
-    /// A header's value as text.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+impl std::ops::Deref for TestUser {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.api
     }
 }
 
