@@ -44,12 +44,18 @@ impl Client {
         }
     }
 
-    /// The same client speaking API version `version` (`Accept-Version`).
+    /// The same client speaking API version `version` (`Accept-Version`; empty: none).
     pub fn in_version(&self, version: &str) -> Client {
         Client {
             version: version.to_string(),
             ..self.clone()
         }
+    }
+
+    /// The same client sending no `Accept-Version` header, so the key's or the
+    /// tenant's pinned version applies.
+    pub fn unversioned(&self) -> Client {
+        self.in_version("")
     }
 
     /// The same client with another credential.
@@ -103,18 +109,29 @@ impl Client {
     }
 
     /// The tenant's audit events matching `filters` (the audit API's query parameters,
-    /// e.g. `[("action", "record.update"), ("entity_id", id)]`), oldest first. Needs
-    /// an admin's key.
+    /// e.g. `[("action", "record.update"), ("entity_id", id)]`), oldest first, every
+    /// page of them. Needs an admin's key.
     pub async fn audit_events(&self, filters: &[(&str, &str)]) -> Vec<Value> {
-        let mut query: Vec<(&str, &str)> = filters.to_vec();
-        query.push(("order", "asc"));
-        query.push(("limit", "1000"));
-        let path = format!("/api/v1/audit/events?{}", encode_query(&query));
-        let page = self.get(&path).await.expect(200).json();
-        page["data"]
-            .as_array()
-            .unwrap_or_else(|| panic!("GET {path}: no `data` list in {page}"))
-            .clone()
+        let mut events = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut query: Vec<(&str, &str)> = filters.to_vec();
+            query.push(("order", "asc"));
+            query.push(("limit", "500"));
+            if let Some(c) = &cursor {
+                query.push(("cursor", c));
+            }
+            let path = format!("/api/v1/audit/events?{}", encode_query(&query));
+            let page = self.get(&path).await.expect(200).json();
+            let data = page["data"]
+                .as_array()
+                .unwrap_or_else(|| panic!("GET {path}: no `data` list in {page}"));
+            events.extend(data.iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => return events,
+            }
+        }
     }
 }
 

@@ -566,24 +566,3 @@ impl std::ops::Deref for TestUser {
         &self.api
     }
 }
-
-/// Publish `tests/guests/integrations-probe` (once per server) with its `http`
-/// origins replaced by `origins`, signed by publisher `plinth-tests`.
-pub async fn publish_integrations_probe(s: &TestServer, origins: &[&str]) {
-    let (manifest, component) = guest_files("integrations-probe");
-    let list = origins.iter().map(|o| format!("{o:?}")).collect::<Vec<_>>().join(", ");
-    let manifest = manifest.replace(r#"http = ["https://api.example.com"]"#, &format!("http = [{list}]"));
-    let publisher = s.publisher("plinth-tests").await;
-    let r = s.publish(&publisher.token, publisher.pack(&manifest, &component)).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-}
-
-/// Install the published integrations probe in `tenant` with `grants` (`"all"` or a
-/// list of capability keys).
-pub async fn install_integrations_probe(s: &TestServer, tenant: &TestTenant, grants: Value) {
-    let body = serde_json::json!({ "plugin": "integrations-probe", "grants": grants });
-    let r = s
-        .call("POST", "/api/v1/installations", Some(&tenant.key), Some(body))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-}

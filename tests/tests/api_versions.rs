@@ -12,22 +12,21 @@ const NEW: &str = "2027-01-15";
 async fn both_versions_give_their_own_shapes_for_the_same_record() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
+    let (old, new) = (t.in_version(OLD), t.in_version(NEW));
+
     // Created in the old shape…
     let body = json!({ "fields": { "name": "Deal", "stage": "proposal", "close_date": "2027-03-01", "amount": 1250.5, "currency": "eur" } });
-    let r = s
-        .call_in(OLD, "POST", "/api/v1/records/opportunity", Some(&t.key), Some(body))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    let r = old.post("/api/v1/records/opportunity", body).await.expect(201);
     assert_eq!(r.header("api-version"), Some(OLD));
+    let created = r.json();
     assert_eq!(
-        (r.body["fields"]["amount"].clone(), r.body["fields"]["currency"].clone()),
-        (json!(1250.5), json!("EUR"))
+        (&created["fields"]["amount"], &created["fields"]["currency"]),
+        (&json!(1250.5), &json!("EUR"))
     );
-    let id = r.body["id"].as_str().unwrap().to_string();
-    let path = format!("/api/v1/records/opportunity/{id}");
+    let path = format!("/api/v1/records/opportunity/{}", created["id"].as_str().unwrap());
 
     // …read in the new shape.
-    let r = s.call_in(NEW, "GET", &path, Some(&t.key), None).await;
+    let r = new.get(&path).await.expect(200);
     assert_eq!(r.header("api-version"), Some(NEW));
     assert_eq!(
         r.body["fields"]["amount"],
@@ -36,76 +35,35 @@ async fn both_versions_give_their_own_shapes_for_the_same_record() {
     assert!(r.body["fields"].get("currency").is_none());
 
     // Each version's request shape is refused by the other with a field problem.
-    let r = s
-        .call_in(
-            NEW,
-            "PATCH",
-            &path,
-            Some(&t.key),
-            Some(json!({ "fields": { "amount": 99, "currency": "USD" } })),
-        )
-        .await;
-    assert_eq!(r.status, 422, "{}", r.text);
-    let r = s
-        .call_in(
-            OLD,
-            "PATCH",
-            &path,
-            Some(&t.key),
-            Some(json!({ "fields": { "amount": { "value": 1, "currency": "USD" } } })),
-        )
-        .await;
-    assert_eq!(r.status, 422, "{}", r.text);
-    let r = s
-        .call_in(
-            OLD,
-            "PATCH",
-            &path,
-            Some(&t.key),
-            Some(json!({ "fields": { "amount": 99, "currency": "USD" } })),
-        )
-        .await;
-    assert_eq!(
-        (r.status, r.body["fields"]["amount"].clone()),
-        (200, json!(99)),
-        "{}",
-        r.text
-    );
-    let r = s.call_in(NEW, "GET", &path, Some(&t.key), None).await;
-    assert_eq!(r.body["fields"]["amount"], json!({ "value": 99, "currency": "USD" }));
+    for (version, body) in [
+        (&new, json!({ "fields": { "amount": 99, "currency": "USD" } })),
+        (
+            &old,
+            json!({ "fields": { "amount": { "value": 1, "currency": "USD" } } }),
+        ),
+    ] {
+        let r = version.patch(&path, body).await.expect_problem(422, "validation");
+        assert!(r.problem_fields().contains(&"fields.amount".to_string()), "{}", r.text);
+    }
+    let updated = old
+        .patch(&path, json!({ "fields": { "amount": 99, "currency": "USD" } }))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(updated["fields"]["amount"], json!(99));
+    let read = new.get(&path).await.expect(200).json();
+    assert_eq!(read["fields"]["amount"], json!({ "value": 99, "currency": "USD" }));
 
     // Filters, sorts and groups by `currency` in the old vocabulary.
-    let r = s
-        .call_in(
-            OLD,
-            "GET",
-            "/api/v1/records/opportunity?filter[currency]=USD&sort=-amount",
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.body["data"].as_array().map(Vec::len), Some(1), "{}", r.text);
-    let r = s
-        .call_in(
-            OLD,
-            "GET",
-            "/api/v1/records/opportunity?filter[currency]=EUR",
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.body["data"].as_array().map(Vec::len), Some(0), "{}", r.text);
+    for (query, found) in [("filter[currency]=USD&sort=-amount", 1), ("filter[currency]=EUR", 0)] {
+        let r = old
+            .get(&format!("/api/v1/records/opportunity?{query}"))
+            .await
+            .expect(200);
+        assert_eq!(r.body["data"].as_array().map(Vec::len), Some(found), "{}", r.text);
+    }
     let agg = json!({ "group_by": ["currency"], "measures": [{ "fn": "sum", "field": "amount" }] });
-    let r = s
-        .call_in(
-            OLD,
-            "POST",
-            "/api/v1/records/opportunity/aggregate",
-            Some(&t.key),
-            Some(agg),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    let r = old.post("/api/v1/records/opportunity/aggregate", agg).await.expect(200);
     let row = &r.body["rows"][0];
     assert_eq!(
         (row["currency"].as_str(), row["sum_amount"].as_f64()),
@@ -115,34 +73,14 @@ async fn both_versions_give_their_own_shapes_for_the_same_record() {
     );
 
     // Other objects are the same in both versions.
-    let r = s
-        .call_in(
-            OLD,
-            "POST",
-            "/api/v1/records/account",
-            Some(&t.key),
-            Some(json!({ "fields": { "name": "A" } })),
-        )
-        .await;
-    let account = r.body["id"].as_str().unwrap().to_string();
-    let old = s
-        .call_in(
-            OLD,
-            "GET",
-            &format!("/api/v1/records/account/{account}"),
-            Some(&t.key),
-            None,
-        )
-        .await;
-    let new = s
-        .call_in(
-            NEW,
-            "GET",
-            &format!("/api/v1/records/account/{account}"),
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!(old.body["fields"], new.body["fields"]);
+    let account = old
+        .post("/api/v1/records/account", json!({ "fields": { "name": "A" } }))
+        .await
+        .expect(201)
+        .json();
+    let path = format!("/api/v1/records/account/{}", account["id"].as_str().unwrap());
+    let in_old = old.get(&path).await.expect(200).json();
+    let in_new = new.get(&path).await.expect(200).json();
+    assert_eq!(in_old["fields"], in_new["fields"]);
     s.stop().await;
 }

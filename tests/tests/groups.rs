@@ -1,72 +1,127 @@
 //! Hierarchical groups end to end, over HTTP on a real server (SQLite, or PostgreSQL
 //! with `PLINTH_TEST_DATABASE_URL`): a 5-level tree, subtree moves checked against
-//! the closure table row by row, cycles, delete rules, traversal and pagination,
-//! memberships, record shares, plugin-managed groups — and the one audit event of
-//! every mutation.
+//! the closure the stored labels imply, row by row, cycles, delete rules, traversal
+//! and pagination, memberships, record shares, plugin-managed groups — and the one
+//! audit event of every mutation, read through the audit API.
 
 mod support;
 
 use plinth_core::store::audit::Actor;
 use plinth_core::tenancy::groups::{GroupOwner, create_group};
-use plinth_tests::{TestServer, TestTenant};
+use plinth_tests::{Client, TestServer};
 use serde_json::{Value, json};
-use support::{assert_closure_consistent, audit_seq, closure, one_event, record, user};
+use sqlx::Row;
+use support::{audit_mark, id, nothing_recorded_since, one_event, record, request};
 
-async fn group(s: &TestServer, t: &TestTenant, name: &str, parent: Option<&str>) -> String {
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/groups",
-            Some(&t.key),
-            Some(json!({ "name": name, "parent_id": parent })),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.body["id"].as_str().unwrap().to_string()
+/// Create a group as `by`; its id.
+async fn group(by: &Client, name: &str, parent: Option<&str>) -> String {
+    id(&by
+        .post("/api/v1/groups", json!({ "name": name, "parent_id": parent }))
+        .await
+        .expect(201)
+        .json())
 }
 
-fn ids(v: &Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
-async fn ancestors(s: &TestServer, t: &TestTenant, id: &str) -> Vec<(String, i64)> {
-    let r = s
-        .call("GET", &format!("/api/v1/groups/{id}/ancestors"), Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["data"]
+/// The `data` of a list answer.
+fn data(page: &Value) -> &Vec<Value> {
+    page["data"]
         .as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("no data list in {page}"))
+}
+
+/// The ids in a list of groups, sorted.
+fn sorted_ids(list: &Value) -> Vec<String> {
+    sorted_strings(list.as_array().unwrap().iter().map(id).collect())
+}
+
+fn sorted_strings(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// (id, depth) of each group in a list answer, in its order.
+fn id_depths(page: &Value) -> Vec<(String, i64)> {
+    data(page)
         .iter()
-        .map(|g| (g["id"].as_str().unwrap().to_string(), g["depth"].as_i64().unwrap()))
+        .map(|g| (id(g), g["depth"].as_i64().unwrap()))
         .collect()
 }
 
-async fn descendants(s: &TestServer, t: &TestTenant, id: &str, query: &str) -> Vec<(String, i64)> {
-    let r = s
-        .call(
-            "GET",
-            &format!("/api/v1/groups/{id}/descendants?{query}"),
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| (g["id"].as_str().unwrap().to_string(), g["depth"].as_i64().unwrap()))
-        .collect()
+async fn ancestors(t: &Client, group: &str) -> Vec<(String, i64)> {
+    id_depths(
+        &t.get(&format!("/api/v1/groups/{group}/ancestors"))
+            .await
+            .expect(200)
+            .json(),
+    )
+}
+
+async fn descendants(t: &Client, group: &str, query: &str) -> Vec<(String, i64)> {
+    id_depths(
+        &t.get(&format!("/api/v1/groups/{group}/descendants?{query}"))
+            .await
+            .expect(200)
+            .json(),
+    )
 }
 
 fn sorted(mut v: Vec<(String, i64)>) -> Vec<(String, i64)> {
     v.sort();
     v
+}
+
+/// Every (ancestor, descendant, distance) pair of a tenant's groups — the closure —
+/// as the stored labels imply it (a is d or an ancestor when d's `lft` lies in a's
+/// interval), sorted. (Read from storage: the labels are what is under test.)
+async fn closure(s: &TestServer, tenant: &str) -> Vec<(String, String, i64)> {
+    let rows = sqlx::query(
+        "SELECT a.id AS ancestor_id, d.id AS descendant_id, d.depth - a.depth AS depth \
+         FROM groups a JOIN groups d ON d.tenant_id = a.tenant_id AND d.lft >= a.lft AND d.lft <= a.rgt \
+         WHERE a.tenant_id = $1 ORDER BY a.id, d.id",
+    )
+    .bind(tenant)
+    .fetch_all(s.db().reader())
+    .await
+    .expect("closure");
+    rows.iter()
+        .map(|r| (r.get("ancestor_id"), r.get("descendant_id"), r.get("depth")))
+        .collect()
+}
+
+/// The closure rows implied by the groups' parent links, computed the slow way.
+async fn expected_closure(s: &TestServer, tenant: &str) -> Vec<(String, String, i64)> {
+    let rows = sqlx::query("SELECT id, parent_id FROM groups WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_all(s.db().reader())
+        .await
+        .expect("groups");
+    let parent: std::collections::HashMap<String, Option<String>> = rows
+        .iter()
+        .map(|r| (r.get::<String, _>("id"), r.get::<Option<String>, _>("parent_id")))
+        .collect();
+    let mut out = Vec::new();
+    for id in parent.keys() {
+        let (mut at, mut depth) = (Some(id.clone()), 0);
+        while let Some(a) = at {
+            out.push((a.clone(), id.clone(), depth));
+            at = parent.get(&a).cloned().flatten();
+            depth += 1;
+            assert!(depth < 10_000, "cycle in parent links");
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Assert the hierarchy labels are well formed and imply exactly the closure the
+/// parent links do.
+async fn assert_closure_consistent(s: &TestServer, tenant: &str) {
+    let mut conn = s.db().reader().acquire().await.expect("connection");
+    plinth_core::store::groups::verify_labels(&mut conn, tenant)
+        .await
+        .expect("well-formed labels");
+    drop(conn);
+    assert_eq!(closure(s, tenant).await, expected_closure(s, tenant).await);
 }
 
 #[tokio::test]
@@ -75,24 +130,24 @@ async fn a_five_level_tree_moves_whole_subtrees_and_refuses_cycles() {
     let t = s.tenant("Acme").await;
     // World ─ EMEA ─ DACH ─ Germany ─ Berlin      (5 levels)
     //       └ Americas ─ US
-    let seq = audit_seq(&s, &t.id).await;
-    let world = group(&s, &t, "World", None).await;
-    let e = one_event(&s, &t.id, seq, "group.create", "group").await;
+    let mark = audit_mark(&t).await;
+    let world = group(&t, "World", None).await;
+    let e = one_event(&t, mark, "group.create", "group").await;
     assert_eq!(
-        (e.after["name"].as_str(), e.before.clone()),
+        (e["after"]["name"].as_str(), e["before"].clone()),
         (Some("World"), Value::Null)
     );
-    let emea = group(&s, &t, "EMEA", Some(&world)).await;
-    let dach = group(&s, &t, "DACH", Some(&emea)).await;
-    let germany = group(&s, &t, "Germany", Some(&dach)).await;
-    let berlin = group(&s, &t, "Berlin", Some(&germany)).await;
-    let americas = group(&s, &t, "Americas", Some(&world)).await;
-    let us = group(&s, &t, "US", Some(&americas)).await;
+    let emea = group(&t, "EMEA", Some(&world)).await;
+    let dach = group(&t, "DACH", Some(&emea)).await;
+    let germany = group(&t, "Germany", Some(&dach)).await;
+    let berlin = group(&t, "Berlin", Some(&germany)).await;
+    let americas = group(&t, "Americas", Some(&world)).await;
+    let us = group(&t, "US", Some(&americas)).await;
     assert_closure_consistent(&s, &t.id).await;
     assert_eq!(closure(&s, &t.id).await.len(), 5 + 4 + 3 + 2 + 1 + 2 + 3);
 
     assert_eq!(
-        ancestors(&s, &t, &berlin).await,
+        ancestors(&t, &berlin).await,
         [
             (world.clone(), 4),
             (emea.clone(), 3),
@@ -101,7 +156,7 @@ async fn a_five_level_tree_moves_whole_subtrees_and_refuses_cycles() {
         ]
     );
     assert_eq!(
-        sorted(descendants(&s, &t, &world, "max_depth=2").await),
+        sorted(descendants(&t, &world, "max_depth=2").await),
         sorted(vec![
             (emea.clone(), 1),
             (americas.clone(), 1),
@@ -109,34 +164,27 @@ async fn a_five_level_tree_moves_whole_subtrees_and_refuses_cycles() {
             (us.clone(), 2)
         ])
     );
-    assert_eq!(descendants(&s, &t, &world, "").await.len(), 6);
+    assert_eq!(descendants(&t, &world, "").await.len(), 6);
     // Breadth first: depths never decrease along the list.
-    let depths: Vec<i64> = descendants(&s, &t, &world, "").await.into_iter().map(|d| d.1).collect();
+    let depths: Vec<i64> = descendants(&t, &world, "").await.into_iter().map(|d| d.1).collect();
     assert!(depths.windows(2).all(|w| w[0] <= w[1]), "{depths:?}");
 
     // Move DACH (with Germany and Berlin) under Americas/US.
-    let seq = audit_seq(&s, &t.id).await;
-    let r = s
-        .call(
-            "PATCH",
-            &format!("/api/v1/groups/{dach}"),
-            Some(&t.key),
-            Some(json!({ "parent_id": us })),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    let dach_path = format!("/api/v1/groups/{dach}");
+    let mark = audit_mark(&t).await;
+    let r = t.patch(&dach_path, json!({ "parent_id": us })).await.expect(200);
     assert_eq!(
         (r.body["parent_id"].as_str(), r.header("etag")),
         (Some(us.as_str()), Some("\"2\""))
     );
-    let e = one_event(&s, &t.id, seq, "group.move", "group").await;
+    let e = one_event(&t, mark, "group.move", "group").await;
     assert_eq!(
-        (e.before["parent_id"].as_str(), e.after["parent_id"].as_str()),
+        (e["before"]["parent_id"].as_str(), e["after"]["parent_id"].as_str()),
         (Some(emea.as_str()), Some(us.as_str()))
     );
     assert_closure_consistent(&s, &t.id).await;
     assert_eq!(
-        ancestors(&s, &t, &berlin).await,
+        ancestors(&t, &berlin).await,
         [
             (world.clone(), 5),
             (americas.clone(), 4),
@@ -145,9 +193,9 @@ async fn a_five_level_tree_moves_whole_subtrees_and_refuses_cycles() {
             (germany.clone(), 1)
         ]
     );
-    assert!(descendants(&s, &t, &emea, "").await.is_empty());
+    assert!(descendants(&t, &emea, "").await.is_empty());
     assert_eq!(
-        sorted(descendants(&s, &t, &americas, "").await),
+        sorted(descendants(&t, &americas, "").await),
         sorted(vec![
             (us.clone(), 1),
             (dach.clone(), 2),
@@ -162,17 +210,11 @@ async fn a_five_level_tree_moves_whole_subtrees_and_refuses_cycles() {
 
     // Cycles: under itself, under its own descendant — refused, naming the path.
     let before = closure(&s, &t.id).await;
-    let seq = audit_seq(&s, &t.id).await;
-    let r = s
-        .call(
-            "PATCH",
-            &format!("/api/v1/groups/{americas}"),
-            Some(&t.key),
-            Some(json!({ "parent_id": berlin })),
-        )
-        .await;
-    assert_eq!(r.status, 409, "{}", r.text);
-    assert_eq!(r.body["type"], "https://plinth.dev/problems/group-cycle");
+    let mark = audit_mark(&t).await;
+    let r = t
+        .patch(&format!("/api/v1/groups/{americas}"), json!({ "parent_id": berlin }))
+        .await
+        .expect_problem(409, "group-cycle");
     assert_eq!(
         r.body["cycle"],
         json!([americas, us, dach, germany, berlin]),
@@ -180,76 +222,44 @@ async fn a_five_level_tree_moves_whole_subtrees_and_refuses_cycles() {
         r.text
     );
     assert!(r.body["detail"].as_str().unwrap().contains("descendants"));
-    let r = s
-        .call(
-            "PATCH",
-            &format!("/api/v1/groups/{dach}"),
-            Some(&t.key),
-            Some(json!({ "parent_id": dach })),
-        )
-        .await;
-    assert_eq!(r.status, 409);
+    let r = t
+        .patch(&dach_path, json!({ "parent_id": dach }))
+        .await
+        .expect_problem(409, "group-cycle");
     assert_eq!(r.body["cycle"], json!([dach]));
     assert_eq!(closure(&s, &t.id).await, before);
-    assert_eq!(audit_seq(&s, &t.id).await, seq);
+    nothing_recorded_since(&t, mark).await;
 
     // To the root level and back, renaming on the way (one event, one version bump).
-    let r = s
-        .call(
-            "PATCH",
-            &format!("/api/v1/groups/{dach}"),
-            Some(&t.key),
-            Some(json!({ "parent_id": null, "name": "D-A-CH" })),
-        )
-        .await;
-    assert_eq!(
-        (r.status, r.body["parent_id"].clone()),
-        (200, Value::Null),
-        "{}",
-        r.text
-    );
+    let r = t
+        .patch(&dach_path, json!({ "parent_id": null, "name": "D-A-CH" }))
+        .await
+        .expect(200);
+    assert_eq!(r.body["parent_id"], Value::Null, "{}", r.text);
     assert_eq!(r.header("etag"), Some("\"3\""));
     assert_closure_consistent(&s, &t.id).await;
+    assert_eq!(ancestors(&t, &berlin).await, [(dach.clone(), 2), (germany.clone(), 1)]);
+    let roots = t.get("/api/v1/groups?root=true").await.expect(200).json();
     assert_eq!(
-        ancestors(&s, &t, &berlin).await,
-        [(dach.clone(), 2), (germany.clone(), 1)]
-    );
-    let r = s.call("GET", "/api/v1/groups?root=true", Some(&t.key), None).await;
-    assert_eq!(
-        sorted_ids(&r.body["data"]),
+        sorted_ids(&roots["data"]),
         sorted_strings(vec![world.clone(), dach.clone()])
     );
 
     // If-Match: stale refused, current accepted.
-    let r = s
-        .http
-        .patch(format!("{}/api/v1/groups/{dach}", s.url))
-        .bearer_auth(&t.key)
-        .header("If-Match", "\"2\"")
-        .json(&json!({ "parent_id": emea }))
-        .send()
+    t.patch(&dach_path, json!({ "parent_id": emea }))
+        .if_match(2)
         .await
-        .unwrap();
-    assert_eq!(r.status(), 412);
-    let r = s
-        .http
-        .patch(format!("{}/api/v1/groups/{dach}", s.url))
-        .bearer_auth(&t.key)
-        .header("If-Match", "\"3\"")
-        .json(&json!({ "parent_id": emea }))
-        .send()
+        .expect(412);
+    t.patch(&dach_path, json!({ "parent_id": emea }))
+        .if_match(3)
         .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+        .expect(200);
     assert_closure_consistent(&s, &t.id).await;
-    assert_eq!(ancestors(&s, &t, &berlin).await.len(), 4);
+    assert_eq!(ancestors(&t, &berlin).await.len(), 4);
 
     // The nested tree.
-    let r = s
-        .call("GET", &format!("/api/v1/groups/{world}/tree"), Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let emea_node = r.body["children"]
+    let tree = t.get(&format!("/api/v1/groups/{world}/tree")).await.expect(200).json();
+    let emea_node = tree["children"]
         .as_array()
         .unwrap()
         .iter()
@@ -260,72 +270,48 @@ async fn a_five_level_tree_moves_whole_subtrees_and_refuses_cycles() {
         emea_node["children"][0]["children"][0]["children"][0]["id"],
         berlin.as_str()
     );
-    let r = s
-        .call(
-            "GET",
-            &format!("/api/v1/groups/{world}/tree?max_depth=1"),
-            Some(&t.key),
-            None,
-        )
-        .await;
+    let tree = t
+        .get(&format!("/api/v1/groups/{world}/tree?max_depth=1"))
+        .await
+        .expect(200)
+        .json();
     assert!(
-        r.body["children"]
+        tree["children"]
             .as_array()
             .unwrap()
             .iter()
             .all(|c| c["children"] == json!([]))
     );
-    let r = s
-        .call(
-            "GET",
-            &format!("/api/v1/groups/{world}/tree?max_depth=101"),
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 422);
+    t.get(&format!("/api/v1/groups/{world}/tree?max_depth=101"))
+        .await
+        .expect(422);
     s.stop().await;
-}
-
-fn sorted_ids(v: &Value) -> Vec<String> {
-    sorted_strings(ids(v))
-}
-
-fn sorted_strings(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
 }
 
 #[tokio::test]
 async fn lists_and_descendants_page_with_cursors() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
-    let root = group(&s, &t, "Root", None).await;
+    let root = group(&t, "Root", None).await;
     let mut expected = Vec::new();
     for i in 0..4 {
-        let child = group(&s, &t, &format!("C{i}"), Some(&root)).await;
+        let child = group(&t, &format!("C{i}"), Some(&root)).await;
         expected.push((child.clone(), 1));
         for j in 0..2 {
-            expected.push((group(&s, &t, &format!("C{i}G{j}"), Some(&child)).await, 2));
+            expected.push((group(&t, &format!("C{i}G{j}"), Some(&child)).await, 2));
         }
     }
     // Follow the cursor through 12 descendants in pages of 5.
     let mut seen = Vec::new();
     let mut cursor = String::new();
     loop {
-        let r = s
-            .call(
-                "GET",
-                &format!("/api/v1/groups/{root}/descendants?limit=5&cursor={cursor}"),
-                Some(&t.key),
-                None,
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        for g in r.body["data"].as_array().unwrap() {
-            seen.push((g["id"].as_str().unwrap().to_string(), g["depth"].as_i64().unwrap()));
-        }
-        match r.body["next_cursor"].as_str() {
+        let page = t
+            .get(&format!("/api/v1/groups/{root}/descendants?limit=5&cursor={cursor}"))
+            .await
+            .expect(200)
+            .json();
+        seen.extend(id_depths(&page));
+        match page["next_cursor"].as_str() {
             Some(c) => cursor = c.to_string(),
             None => break,
         }
@@ -335,36 +321,20 @@ async fn lists_and_descendants_page_with_cursors() {
     assert!(seen[..4].iter().all(|(_, d)| *d == 1));
 
     // Children of one group, roots, everything; bad combinations refused.
-    let r = s
-        .call(
-            "GET",
-            &format!("/api/v1/groups?parent_id={root}&limit=3"),
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.body["data"].as_array().unwrap().len(), 3);
-    assert!(r.body["next_cursor"].is_string());
-    let r = s.call("GET", "/api/v1/groups?limit=500", Some(&t.key), None).await;
-    assert_eq!(r.body["data"].as_array().unwrap().len(), 13);
-    let r = s
-        .call(
-            "GET",
-            &format!("/api/v1/groups?parent_id={root}&root=true"),
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 422);
+    let page = t
+        .get(&format!("/api/v1/groups?parent_id={root}&limit=3"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(data(&page).len(), 3);
+    assert!(page["next_cursor"].is_string());
+    let page = t.get("/api/v1/groups?limit=500").await.expect(200).json();
+    assert_eq!(data(&page).len(), 13);
+    t.get(&format!("/api/v1/groups?parent_id={root}&root=true"))
+        .await
+        .expect(422);
     for bad in ["cursor=nodash", "cursor=x-y", "max_depth=0", "limit=501"] {
-        let r = s
-            .call(
-                "GET",
-                &format!("/api/v1/groups/{root}/descendants?{bad}"),
-                Some(&t.key),
-                None,
-            )
-            .await;
+        let r = t.get(&format!("/api/v1/groups/{root}/descendants?{bad}")).await;
         assert!(matches!(r.status, 400 | 422), "{bad}: {}", r.text);
     }
     s.stop().await;
@@ -374,7 +344,7 @@ async fn lists_and_descendants_page_with_cursors() {
 async fn groups_are_validated_and_deleted_only_when_unused() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
-    let member = user(&s, &t, "member").await;
+    let member = s.user(&t, "Member", "member").await;
     for (body, status) in [
         (json!({ "name": "" }), 422),
         (json!({ "name": "   " }), 422),
@@ -383,92 +353,46 @@ async fn groups_are_validated_and_deleted_only_when_unused() {
         (json!({ "name": "ok", "parent_id": "01NOSUCHGROUP" }), 404),
         (json!({ "name": 7 }), 400),
     ] {
-        let r = s.call("POST", "/api/v1/groups", Some(&t.key), Some(body.clone())).await;
+        let r = t.post("/api/v1/groups", body.clone()).await;
         assert_eq!(r.status, status, "{body}: {}", r.text);
     }
-    // Members may not create groups; managers may.
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/groups",
-            Some(&member.key),
-            Some(json!({ "name": "M" })),
-        )
-        .await;
-    assert_eq!(r.status, 403);
+    // Members may not create groups.
+    member.post("/api/v1/groups", json!({ "name": "M" })).await.expect(403);
 
-    let parent = group(&s, &t, "Parent", None).await;
-    let child = group(&s, &t, "Child", Some(&parent)).await;
-    let r = s
-        .call("DELETE", &format!("/api/v1/groups/{parent}"), Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 409, "{}", r.text);
-    assert!(r.body["detail"].as_str().unwrap().contains("child"));
+    let parent = group(&t, "Parent", None).await;
+    let child = group(&t, "Child", Some(&parent)).await;
+    let (parent_path, child_path) = (format!("/api/v1/groups/{parent}"), format!("/api/v1/groups/{child}"));
+    let r = t.delete(&parent_path).await.expect(409);
+    assert!(r.body["detail"].as_str().unwrap().contains("child"), "{}", r.text);
 
-    let rec = record(&s, &t.id, "account", &t.owner_id).await;
-    let r = s
-        .call(
-            "POST",
-            &format!("/api/v1/records/account/{rec}/shares"),
-            Some(&t.key),
-            Some(json!({ "group_id": child, "access": "read" })),
-        )
-        .await;
-    assert_eq!(r.status, 201);
-    let r = s
-        .call("DELETE", &format!("/api/v1/groups/{child}"), Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 409);
-    assert!(r.body["detail"].as_str().unwrap().contains("share"));
-    let r = s
-        .call(
-            "DELETE",
-            &format!("/api/v1/records/account/{rec}/shares/{child}"),
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 204);
+    let rec = record(&t, "account", json!({ "fields": { "name": "Acme" } })).await;
+    let shares = format!("/api/v1/records/account/{rec}/shares");
+    t.post(&shares, json!({ "group_id": child, "access": "read" }))
+        .await
+        .expect(201);
+    let r = t.delete(&child_path).await.expect(409);
+    assert!(r.body["detail"].as_str().unwrap().contains("share"), "{}", r.text);
+    t.delete(&format!("{shares}/{child}")).await.expect(204);
 
     // A leaf with members: deleted with its memberships; the event keeps who they were.
-    let r = s
-        .call(
-            "POST",
-            &format!("/api/v1/groups/{child}/members"),
-            Some(&t.key),
-            Some(json!({ "user_id": member.id })),
-        )
-        .await;
-    assert_eq!(r.status, 201);
-    let seq = audit_seq(&s, &t.id).await;
-    let r = s
-        .call("DELETE", &format!("/api/v1/groups/{child}"), Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
-    let e = one_event(&s, &t.id, seq, "group.delete", "group").await;
-    assert_eq!(e.before["members"][0]["user_id"], member.id.as_str());
-    assert_eq!(e.after, Value::Null);
+    t.post(&format!("{child_path}/members"), json!({ "user_id": member.id }))
+        .await
+        .expect(201);
+    let mark = audit_mark(&t).await;
+    t.delete(&child_path).await.expect(204);
+    let e = one_event(&t, mark, "group.delete", "group").await;
+    assert_eq!(e["before"]["members"][0]["user_id"], member.id.as_str());
+    assert_eq!(e["after"], Value::Null);
     assert_closure_consistent(&s, &t.id).await;
     assert_eq!(closure(&s, &t.id).await.len(), 1);
-    let r = s
-        .call(
-            "GET",
-            &format!("/api/v1/users/{}/groups", member.id),
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.body["data"], json!([]));
-    assert_eq!(
-        s.call("GET", &format!("/api/v1/groups/{child}"), Some(&t.key), None)
-            .await
-            .status,
-        404
-    );
-    let r = s
-        .call("DELETE", &format!("/api/v1/groups/{parent}"), Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 204);
+    let memberships = t
+        .get(&format!("/api/v1/users/{}/groups", member.id))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(memberships["data"], json!([]));
+    t.get(&child_path).await.expect(404);
+    t.delete(&parent_path).await.expect(204);
     assert!(closure(&s, &t.id).await.is_empty());
     s.stop().await;
 }
@@ -478,30 +402,28 @@ async fn memberships_are_added_listed_and_removed() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
     let other = s.tenant("Other").await;
-    let manager = user(&s, &t, "manager").await;
-    let m1 = user(&s, &t, "member").await;
-    let m2 = user(&s, &t, "member").await;
-    let g = group(&s, &t, "Sales", None).await;
+    let manager = s.user(&t, "Manager", "manager").await;
+    let m1 = s.user(&t, "Member One", "member").await;
+    let m2 = s.user(&t, "Member Two", "member").await;
+    let g = group(&t, "Sales", None).await;
     let members = format!("/api/v1/groups/{g}/members");
 
-    let seq = audit_seq(&s, &t.id).await;
-    let r = s
-        .call(
-            "POST",
-            &members,
-            Some(&manager.key),
-            Some(json!({ "user_id": m1.id, "role": "forecast-manager" })),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(r.body["role"], "forecast-manager");
-    let e = one_event(&s, &t.id, seq, "group_member.add", "group_member").await;
-    assert_eq!(e.entity_id, Some(format!("{g}:{}", m1.id)));
-    assert_eq!(e.after["user_id"], m1.id.as_str());
-    let r = s
-        .call("POST", &members, Some(&manager.key), Some(json!({ "user_id": m2.id })))
-        .await;
-    assert_eq!((r.status, r.body["role"].as_str()), (201, Some("member")));
+    let mark = audit_mark(&t).await;
+    let added = manager
+        .post(&members, json!({ "user_id": m1.id, "role": "forecast-manager" }))
+        .await
+        .expect(201)
+        .json();
+    assert_eq!(added["role"], "forecast-manager");
+    let e = one_event(&t, mark, "group_member.add", "group_member").await;
+    assert_eq!(e["entity_id"], format!("{g}:{}", m1.id));
+    assert_eq!(e["after"]["user_id"], m1.id.as_str());
+    let added = manager
+        .post(&members, json!({ "user_id": m2.id }))
+        .await
+        .expect(201)
+        .json();
+    assert_eq!(added["role"], "member");
 
     for (body, status) in [
         (json!({ "user_id": m1.id }), 409),
@@ -510,57 +432,43 @@ async fn memberships_are_added_listed_and_removed() {
         (json!({ "user_id": m1.id, "role": "Boss Person" }), 422),
         (json!({ "user": m1.id }), 400),
     ] {
-        let r = s.call("POST", &members, Some(&manager.key), Some(body.clone())).await;
+        let r = manager.post(&members, body.clone()).await;
         assert_eq!(r.status, status, "{body}: {}", r.text);
     }
-    let r = s
-        .call("POST", &members, Some(&m1.key), Some(json!({ "user_id": m1.id })))
-        .await;
+    let r = m1.post(&members, json!({ "user_id": m1.id })).await;
     assert_eq!(r.status, 403, "members cannot manage memberships");
 
-    let r = s.call("GET", &format!("{members}?limit=1"), Some(&m1.key), None).await;
-    assert_eq!(r.body["data"].as_array().unwrap().len(), 1);
-    let cursor = r.body["next_cursor"].as_str().unwrap().to_string();
-    let r2 = s
-        .call(
-            "GET",
-            &format!("{members}?limit=1&cursor={cursor}"),
-            Some(&m1.key),
-            None,
-        )
-        .await;
-    let mut both = vec![
-        r.body["data"][0]["user_id"].as_str().unwrap().to_string(),
-        r2.body["data"][0]["user_id"].as_str().unwrap().to_string(),
-    ];
-    both.sort();
+    let first = m1.get(&format!("{members}?limit=1")).await.expect(200).json();
+    assert_eq!(data(&first).len(), 1);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = m1
+        .get(&format!("{members}?limit=1&cursor={cursor}"))
+        .await
+        .expect(200)
+        .json();
+    let both = sorted_strings(
+        [&first, &second]
+            .map(|page| page["data"][0]["user_id"].as_str().unwrap().to_string())
+            .to_vec(),
+    );
     assert_eq!(both, sorted_strings(vec![m1.id.clone(), m2.id.clone()]));
 
-    let r = s
-        .call("GET", &format!("/api/v1/users/{}/groups", m1.id), Some(&m2.key), None)
-        .await;
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body["data"][0]["group"]["id"], g.as_str());
-    assert_eq!(r.body["data"][0]["role"], "forecast-manager");
+    let m1_groups = format!("/api/v1/users/{}/groups", m1.id);
+    let page = m2.get(&m1_groups).await.expect(200).json();
+    assert_eq!(page["data"][0]["group"]["id"], g.as_str());
+    assert_eq!(page["data"][0]["role"], "forecast-manager");
 
-    let seq = audit_seq(&s, &t.id).await;
-    let r = s
-        .call("DELETE", &format!("{members}/{}", m1.id), Some(&manager.key), None)
-        .await;
-    assert_eq!(r.status, 204);
-    let e = one_event(&s, &t.id, seq, "group_member.remove", "group_member").await;
+    let mark = audit_mark(&t).await;
+    let m1_membership = format!("{members}/{}", m1.id);
+    manager.delete(&m1_membership).await.expect(204);
+    let e = one_event(&t, mark, "group_member.remove", "group_member").await;
     assert_eq!(
-        (e.before["role"].as_str(), e.after.clone()),
+        (e["before"]["role"].as_str(), e["after"].clone()),
         (Some("forecast-manager"), Value::Null)
     );
-    let r = s
-        .call("DELETE", &format!("{members}/{}", m1.id), Some(&manager.key), None)
-        .await;
-    assert_eq!(r.status, 404);
-    let r = s
-        .call("GET", &format!("/api/v1/users/{}/groups", m1.id), Some(&m2.key), None)
-        .await;
-    assert_eq!(r.body["data"], json!([]));
+    manager.delete(&m1_membership).await.expect(404);
+    let page = m2.get(&m1_groups).await.expect(200).json();
+    assert_eq!(page["data"], json!([]));
     s.stop().await;
 }
 
@@ -568,32 +476,29 @@ async fn memberships_are_added_listed_and_removed() {
 async fn records_are_shared_by_their_owner_or_an_admin() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
-    let owner = user(&s, &t, "member").await;
-    let stranger = user(&s, &t, "member").await;
-    let admin = user(&s, &t, "admin").await;
-    let g = group(&s, &t, "Sales", None).await;
-    let g2 = group(&s, &t, "Support", None).await;
-    let rec = record(&s, &t.id, "opportunity", &owner.id).await;
+    let owner = s.user(&t, "Owner", "member").await;
+    let stranger = s.user(&t, "Stranger", "member").await;
+    let admin = s.user(&t, "Admin", "admin").await;
+    let g = group(&t, "Sales", None).await;
+    let g2 = group(&t, "Support", None).await;
+    let deal = json!({ "fields": { "name": "Deal", "stage": "prospecting", "close_date": "2026-12-31" } });
+    let rec = record(&owner, "opportunity", deal.clone()).await;
     let shares = format!("/api/v1/records/opportunity/{rec}/shares");
 
-    let seq = audit_seq(&s, &t.id).await;
-    let r = s
-        .call(
-            "POST",
-            &shares,
-            Some(&owner.key),
-            Some(json!({ "group_id": g, "access": "read-write" })),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    let mark = audit_mark(&t).await;
+    let share = owner
+        .post(&shares, json!({ "group_id": g, "access": "read-write" }))
+        .await
+        .expect(201)
+        .json();
     assert_eq!(
-        (r.body["access"].as_str(), r.body["created_by"].as_str()),
+        (share["access"].as_str(), share["created_by"].as_str()),
         (Some("read-write"), Some(owner.id.as_str()))
     );
-    let e = one_event(&s, &t.id, seq, "record_share.add", "record_share").await;
-    assert_eq!(e.entity_id, Some(format!("{rec}:{g}")));
+    let e = one_event(&t, mark, "record_share.add", "record_share").await;
+    assert_eq!(e["entity_id"], format!("{rec}:{g}"));
     assert_eq!(
-        (e.after["object"].as_str(), e.after["group_id"].as_str()),
+        (e["after"]["object"].as_str(), e["after"]["group_id"].as_str()),
         (Some("opportunity"), Some(g.as_str()))
     );
 
@@ -603,73 +508,36 @@ async fn records_are_shared_by_their_owner_or_an_admin() {
         (json!({ "group_id": "01NOSUCHGROUP", "access": "read" }), 404),
         (json!({ "group_id": g2 }), 400),
     ] {
-        let r = s.call("POST", &shares, Some(&owner.key), Some(body.clone())).await;
+        let r = owner.post(&shares, body.clone()).await;
         assert_eq!(r.status, status, "{body}: {}", r.text);
     }
     // Wrong object, missing record, someone else's record: not found.
-    let r = s
-        .call(
-            "POST",
-            &format!("/api/v1/records/account/{rec}/shares"),
-            Some(&owner.key),
-            Some(json!({ "group_id": g2, "access": "read" })),
-        )
-        .await;
-    assert_eq!(r.status, 404);
-    let r = s
-        .call(
-            "GET",
-            "/api/v1/records/opportunity/01NOSUCHRECORD/shares",
-            Some(&owner.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 404);
-    let r = s
-        .call(
-            "POST",
-            &shares,
-            Some(&stranger.key),
-            Some(json!({ "group_id": g2, "access": "read" })),
-        )
-        .await;
-    assert_eq!(r.status, 404, "{}", r.text);
-    let r = s.call("GET", &shares, Some(&stranger.key), None).await;
-    assert_eq!(r.status, 404);
-    // Soft-deleted records cannot be shared.
-    let gone = record(&s, &t.id, "opportunity", &owner.id).await;
-    sqlx::query("UPDATE records SET deleted_at = '2026-01-02T00:00:00.000Z' WHERE tenant_id = $1 AND id = $2")
-        .bind(&t.id)
-        .bind(&gone)
-        .execute(s.db().writer())
+    let read_g2 = json!({ "group_id": g2, "access": "read" });
+    owner
+        .post(&format!("/api/v1/records/account/{rec}/shares"), read_g2.clone())
         .await
-        .unwrap();
-    let r = s
-        .call(
-            "POST",
-            &format!("/api/v1/records/opportunity/{gone}/shares"),
-            Some(&owner.key),
-            Some(json!({ "group_id": g, "access": "read" })),
-        )
-        .await;
-    assert_eq!(r.status, 404);
+        .expect(404);
+    owner
+        .get("/api/v1/records/opportunity/01NOSUCHRECORD/shares")
+        .await
+        .expect(404);
+    stranger.post(&shares, read_g2.clone()).await.expect(404);
+    stranger.get(&shares).await.expect(404);
+    // Soft-deleted records cannot be shared.
+    let gone = record(&owner, "opportunity", deal).await;
+    let gone = format!("/api/v1/records/opportunity/{gone}");
+    owner.delete(&gone).await.expect(200);
+    owner
+        .post(&format!("{gone}/shares"), json!({ "group_id": g, "access": "read" }))
+        .await
+        .expect(404);
 
     // Admins manage anyone's shares.
-    let r = s
-        .call(
-            "POST",
-            &shares,
-            Some(&admin.key),
-            Some(json!({ "group_id": g2, "access": "read" })),
-        )
-        .await;
-    assert_eq!(r.status, 201);
-    let r = s.call("GET", &shares, Some(&owner.key), None).await;
+    admin.post(&shares, read_g2).await.expect(201);
+    let list = owner.get(&shares).await.expect(200).json();
     assert_eq!(
         sorted_strings(
-            r.body["data"]
-                .as_array()
-                .unwrap()
+            data(&list)
                 .iter()
                 .map(|s| s["group_id"].as_str().unwrap().to_string())
                 .collect()
@@ -677,24 +545,15 @@ async fn records_are_shared_by_their_owner_or_an_admin() {
         sorted_strings(vec![g.clone(), g2.clone()])
     );
 
-    let seq = audit_seq(&s, &t.id).await;
-    let r = s
-        .call("DELETE", &format!("{shares}/{g2}"), Some(&admin.key), None)
-        .await;
-    assert_eq!(r.status, 204);
-    let e = one_event(&s, &t.id, seq, "record_share.remove", "record_share").await;
+    let mark = audit_mark(&t).await;
+    admin.delete(&format!("{shares}/{g2}")).await.expect(204);
+    let e = one_event(&t, mark, "record_share.remove", "record_share").await;
     assert_eq!(
-        (e.before["access"].as_str(), e.after.clone()),
+        (e["before"]["access"].as_str(), e["after"].clone()),
         (Some("read"), Value::Null)
     );
-    let r = s
-        .call("DELETE", &format!("{shares}/{g2}"), Some(&admin.key), None)
-        .await;
-    assert_eq!(r.status, 404);
-    let r = s
-        .call("DELETE", &format!("{shares}/{g}"), Some(&stranger.key), None)
-        .await;
-    assert_eq!(r.status, 404);
+    admin.delete(&format!("{shares}/{g2}")).await.expect(404);
+    stranger.delete(&format!("{shares}/{g}")).await.expect(404);
     s.stop().await;
 }
 
@@ -702,43 +561,28 @@ async fn records_are_shared_by_their_owner_or_an_admin() {
 async fn plugin_groups_are_readable_but_not_changed_through_rest() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
-    let member = user(&s, &t, "member").await;
+    let member = s.user(&t, "Member", "member").await;
+    // Groups a plugin manages are made through the groups service: REST cannot.
     let actor = Actor::system();
     let plugin = GroupOwner::Plugin("territories");
     let region = create_group(s.db(), &t.id, &actor, plugin, "EMEA", None).await.unwrap();
     let country = create_group(s.db(), &t.id, &actor, plugin, "DE", Some(&region.id))
         .await
         .unwrap();
-    let rest = group(&s, &t, "Tenant group", None).await;
+    let rest = group(&t, "Tenant group", None).await;
 
-    let r = s
-        .call("GET", &format!("/api/v1/groups/{}", country.id), Some(&t.key), None)
-        .await;
-    assert_eq!((r.status, r.body["owner_plugin"].as_str()), (200, Some("territories")));
-    let r = s
-        .call(
-            "GET",
-            &format!("/api/v1/groups/{}/ancestors", country.id),
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.body["data"][0]["id"], region.id.as_str());
+    let country_path = format!("/api/v1/groups/{}", country.id);
+    let read = t.get(&country_path).await.expect(200).json();
+    assert_eq!(read["owner_plugin"], "territories");
+    let up = t.get(&format!("{country_path}/ancestors")).await.expect(200).json();
+    assert_eq!(up["data"][0]["id"], region.id.as_str());
 
     let before = closure(&s, &t.id).await;
-    let seq = audit_seq(&s, &t.id).await;
+    let mark = audit_mark(&t).await;
     let writes = [
-        (
-            "PATCH",
-            format!("/api/v1/groups/{}", country.id),
-            Some(json!({ "name": "X" })),
-        ),
-        (
-            "PATCH",
-            format!("/api/v1/groups/{}", country.id),
-            Some(json!({ "parent_id": null })),
-        ),
-        ("DELETE", format!("/api/v1/groups/{}", country.id), None),
+        ("PATCH", country_path.clone(), Some(json!({ "name": "X" }))),
+        ("PATCH", country_path.clone(), Some(json!({ "parent_id": null }))),
+        ("DELETE", country_path.clone(), None),
         (
             "POST",
             "/api/v1/groups".into(),
@@ -756,12 +600,12 @@ async fn plugin_groups_are_readable_but_not_changed_through_rest() {
         ),
     ];
     for (method, path, body) in writes {
-        let r = s.call(method, &path, Some(&t.key), body).await;
-        assert_eq!(r.status, 409, "{method} {path}: {}", r.text);
-        assert_eq!(r.body["type"], "https://plinth.dev/problems/managed-by-plugin");
+        request(&t, method, &path, body)
+            .await
+            .expect_problem(409, "managed-by-plugin");
     }
     assert_eq!(closure(&s, &t.id).await, before);
-    assert_eq!(audit_seq(&s, &t.id).await, seq);
+    nothing_recorded_since(&t, mark).await;
 
     // …and the plugin cannot re-arrange REST groups either.
     let moved = plinth_core::tenancy::groups::update_group(
@@ -860,7 +704,6 @@ async fn labels(s: &TestServer, tenant: &str, id: &str) -> (i64, i64) {
         .fetch_one(s.db().reader())
         .await
         .expect("labels");
-    use sqlx::Row;
     (row.get("lft"), row.get("rgt"))
 }
 

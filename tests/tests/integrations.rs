@@ -10,20 +10,25 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use plinth_tests::receivers::serve_http;
-use plinth_tests::{TestServer, TestTenant, install_integrations_probe, publish_integrations_probe};
+use plinth_tests::{Client, Guest, TestServer};
 use serde_json::{Value, json};
 
-async fn fetch(s: &TestServer, t: &TestTenant, spec: Value) -> Value {
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/plugins/integrations-probe/fetch",
-            Some(&t.key),
-            Some(spec),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body
+const PROBE: &str = "integrations-probe";
+/// The tenant admin's view of the probe's secrets.
+const SECRETS: &str = "/api/v1/installations/integrations-probe/secrets";
+
+/// Publish `tests/guests/integrations-probe` allowed to call `origins`.
+async fn publish_probe(s: &TestServer, origins: &[&str]) {
+    let probe = Guest::named(PROBE).set("capabilities.http", json!(origins));
+    s.publisher("plinth-tests").await.publish(s, &probe).await.expect(201);
+}
+
+/// Ask the probe to make an outbound request; its answer (`ok`, `result` or `kind`).
+async fn fetch(c: &Client, spec: Value) -> Value {
+    c.post(&format!("/api/v1/plugins/{PROBE}/fetch"), spec)
+        .await
+        .expect(200)
+        .json()
 }
 
 fn denied(v: &Value, why: &str) {
@@ -75,28 +80,28 @@ async fn outbound_http_reaches_only_granted_origins_on_allowed_addresses() {
     })
     .await;
     let localhost = format!("http://localhost:{port}");
-    publish_integrations_probe(
+    publish_probe(
         &s,
         &[&localhost, &format!("http://127.0.0.2:{port}"), "http://10.1.2.3"],
     )
     .await;
     let a = s.tenant("Acme").await;
     let b = s.tenant("Globex").await;
-    install_integrations_probe(&s, &a, json!("all")).await;
-    install_integrations_probe(&s, &b, json!(["email", "secrets"])).await;
+    s.install(&a, PROBE, json!("all")).await.expect(201);
+    s.install(&b, PROBE, json!(["email", "secrets"])).await.expect(201);
 
     // The granted origin works; the Host header is the URL's.
-    let r = fetch(&s, &a, json!({"url": format!("{localhost}/ok")})).await;
+    let r = fetch(&a, json!({"url": format!("{localhost}/ok")})).await;
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["result"]["status"], 200);
     assert_eq!(
         serde_json::from_str::<Value>(r["result"]["body"].as_str().unwrap()).unwrap(),
         json!({"hello": "world"})
     );
-    let r = fetch(&s, &a, json!({"url": format!("{localhost}/host")})).await;
+    let r = fetch(&a, json!({"url": format!("{localhost}/host")})).await;
     assert_eq!(r["result"]["body"], format!("localhost:{port}"), "{r}");
     // Same-origin redirects are followed.
-    let r = fetch(&s, &a, json!({"url": format!("{localhost}/same")})).await;
+    let r = fetch(&a, json!({"url": format!("{localhost}/same")})).await;
     assert_eq!(
         (r["result"]["status"].clone(), r["result"]["body"].clone()),
         (json!(200), json!("{\"hello\":\"world\"}")),
@@ -105,64 +110,60 @@ async fn outbound_http_reaches_only_granted_origins_on_allowed_addresses() {
 
     // Host-header tricks are refused outright.
     let r = fetch(
-        &s,
         &a,
         json!({"url": format!("{localhost}/ok"), "headers": [["Host", other.to_string()]]}),
     )
     .await;
     assert_eq!(r["kind"], "invalid", "{r}");
-    // Other origins: another port, the same server by IP literal, a redirect away.
-    denied(
-        &fetch(&s, &a, json!({"url": format!("http://{other}/ok")})).await,
-        "not an origin this plugin may call",
-    );
-    denied(
-        &fetch(&s, &a, json!({"url": format!("http://localhost:{}/ok", other.port())})).await,
-        "not an origin",
-    );
-    denied(
-        &fetch(&s, &a, json!({"url": format!("http://127.0.0.1:{port}/ok")})).await,
-        "IP-literal",
-    );
-    denied(
-        &fetch(&s, &a, json!({"url": format!("{localhost}/elsewhere")})).await,
-        "redirect to another origin",
-    );
-    // Listed, but loopback and private addresses stay closed unless the operator opens them.
-    denied(
-        &fetch(&s, &a, json!({"url": format!("http://127.0.0.2:{port}/ok")})).await,
-        "loopback",
-    );
-    denied(&fetch(&s, &a, json!({"url": "http://10.1.2.3/"})).await, "private");
+    for (url, why) in [
+        // Other origins: another port, the same server by IP literal, a redirect away.
+        (format!("http://{other}/ok"), "not an origin this plugin may call"),
+        (format!("http://localhost:{}/ok", other.port()), "not an origin"),
+        (format!("http://127.0.0.1:{port}/ok"), "IP-literal"),
+        (format!("{localhost}/elsewhere"), "redirect to another origin"),
+        // Listed, but loopback and private addresses stay closed unless the operator
+        // opens them.
+        (format!("http://127.0.0.2:{port}/ok"), "loopback"),
+        ("http://10.1.2.3/".to_string(), "private"),
+    ] {
+        denied(&fetch(&a, json!({ "url": url })).await, why);
+    }
     // Schemes other than http(s).
-    assert_eq!(fetch(&s, &a, json!({"url": "file:///etc/passwd"})).await["ok"], false);
+    assert_eq!(fetch(&a, json!({"url": "file:///etc/passwd"})).await["ok"], false);
 
     // Size caps, with and without a Content-Length; timeouts.
     for path in ["/big", "/big-chunked"] {
-        let r = fetch(&s, &a, json!({"url": format!("{localhost}{path}")})).await;
+        let r = fetch(&a, json!({"url": format!("{localhost}{path}")})).await;
         assert_eq!(r["kind"], "limit", "{path}: {r}");
     }
     let started = std::time::Instant::now();
-    let r = fetch(&s, &a, json!({"url": format!("{localhost}/slow"), "timeout_ms": 300})).await;
+    let r = fetch(&a, json!({"url": format!("{localhost}/slow"), "timeout_ms": 300})).await;
     assert_eq!(r["kind"], "limit", "{r}");
     assert!(started.elapsed() < Duration::from_secs(3));
 
     // A tenant that did not grant http: denied.
-    denied(&fetch(&s, &b, json!({"url": format!("{localhost}/ok")})).await, "http");
+    denied(&fetch(&b, json!({"url": format!("{localhost}/ok")})).await, "http");
     s.stop().await;
 }
 
-async fn probe(s: &TestServer, t: &TestTenant, method: &str, name: &str, body: Option<Value>) -> Value {
-    let r = s
-        .call(
-            method,
-            &format!("/api/v1/plugins/integrations-probe/secrets/{name}"),
-            Some(&t.key),
-            body,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body
+/// The probe reads its secret `name` through the secrets capability; its answer
+/// (`result.value`, `null` when unset, or `kind`).
+async fn plugin_reads(c: &Client, name: &str) -> Value {
+    c.get(&format!("/api/v1/plugins/{PROBE}/secrets/{name}"))
+        .await
+        .expect(200)
+        .json()
+}
+
+/// The probe sets its secret `name`; its answer (`ok`).
+async fn plugin_writes(c: &Client, name: &str, value: &str) -> Value {
+    c.put(
+        &format!("/api/v1/plugins/{PROBE}/secrets/{name}"),
+        json!({ "value": value }),
+    )
+    .await
+    .expect(200)
+    .json()
 }
 
 #[tokio::test]
@@ -170,75 +171,42 @@ async fn secrets_reach_only_their_plugin_and_are_stored_encrypted() {
     const VALUE: &str = "tok-PLAINTEXT-SENTINEL-4242";
     const ROTATED: &str = "refresh-PLAINTEXT-SENTINEL-77";
     let s = TestServer::start().await;
-    publish_integrations_probe(&s, &["https://api.example.com"]).await;
+    publish_probe(&s, &["https://api.example.com"]).await;
     let a = s.tenant("Acme").await;
     let b = s.tenant("Globex").await;
     let c = s.tenant("Initech").await;
-    install_integrations_probe(&s, &a, json!("all")).await;
-    install_integrations_probe(&s, &b, json!("all")).await;
-    install_integrations_probe(&s, &c, json!(["email"])).await;
-    let base = "/api/v1/installations/integrations-probe/secrets";
+    s.install(&a, PROBE, json!("all")).await.expect(201);
+    s.install(&b, PROBE, json!("all")).await.expect(201);
+    s.install(&c, PROBE, json!(["email"])).await.expect(201);
 
     // The tenant admin sets it; the answer carries no value.
-    let r = s
-        .call(
-            "PUT",
-            &format!("{base}/api_token"),
-            Some(&a.key),
-            Some(json!({"value": VALUE})),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
+    let r = a
+        .put(&format!("{SECRETS}/api_token"), json!({"value": VALUE}))
+        .await
+        .expect(204);
     assert!(r.text.is_empty());
     let member = s.user(&a, "Mia", "member").await;
-    let r = s
-        .call(
-            "PUT",
-            &format!("{base}/x"),
-            Some(&member.key),
-            Some(json!({"value": "v"})),
-        )
-        .await;
-    assert_eq!(r.status, 403);
-    let r = s
-        .call(
-            "PUT",
-            &format!("{base}/bad name"),
-            Some(&a.key),
-            Some(json!({"value": "v"})),
-        )
-        .await;
-    assert_eq!(r.status, 422, "{}", r.text);
-    let r = s
-        .call(
-            "PUT",
-            "/api/v1/installations/not-installed/secrets/x",
-            Some(&a.key),
-            Some(json!({"value": "v"})),
-        )
-        .await;
-    assert_eq!(r.status, 404);
+    member
+        .put(&format!("{SECRETS}/x"), json!({"value": "v"}))
+        .await
+        .expect(403);
+    a.put(&format!("{SECRETS}/bad name"), json!({"value": "v"}))
+        .await
+        .expect(422);
+    a.put("/api/v1/installations/not-installed/secrets/x", json!({"value": "v"}))
+        .await
+        .expect(404);
 
     // The plugin reads it, and rotates another; only in this tenant.
-    assert_eq!(probe(&s, &a, "GET", "api_token", None).await["result"]["value"], VALUE);
-    assert_eq!(
-        probe(&s, &a, "PUT", "refresh_token", Some(json!({"value": ROTATED}))).await["ok"],
-        true
-    );
-    assert_eq!(
-        probe(&s, &a, "GET", "refresh_token", None).await["result"]["value"],
-        ROTATED
-    );
-    assert_eq!(
-        probe(&s, &b, "GET", "api_token", None).await["result"]["value"],
-        Value::Null
-    );
+    assert_eq!(plugin_reads(&a, "api_token").await["result"]["value"], VALUE);
+    assert_eq!(plugin_writes(&a, "refresh_token", ROTATED).await["ok"], true);
+    assert_eq!(plugin_reads(&a, "refresh_token").await["result"]["value"], ROTATED);
+    assert_eq!(plugin_reads(&b, "api_token").await["result"]["value"], Value::Null);
     // Without the grant: denied.
-    assert_eq!(probe(&s, &c, "GET", "api_token", None).await["kind"], "denied");
+    assert_eq!(plugin_reads(&c, "api_token").await["kind"], "denied");
 
     // REST lists names and times, never values; other tenants see their own only.
-    let r = s.call("GET", base, Some(&a.key), None).await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    let r = a.get(SECRETS).await.expect(200);
     let names: Vec<&str> = r.body["data"]
         .as_array()
         .unwrap()
@@ -252,16 +220,13 @@ async fn secrets_reach_only_their_plugin_and_are_stored_encrypted() {
         "{}",
         r.text
     );
-    assert_eq!(s.call("GET", base, Some(&b.key), None).await.body["data"], json!([]));
+    assert_eq!(b.get(SECRETS).await.expect(200).json()["data"], json!([]));
     // Nor does the audit trail carry them.
-    let r = s
-        .call("GET", "/api/v1/audit/events?limit=500", Some(&a.key), None)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert!(r.text.contains("plugin_secret.set"), "{}", r.text);
-    assert!(!r.text.contains("SENTINEL"));
+    let trail = a.audit_events(&[]).await;
+    assert!(trail.iter().any(|e| e["action"] == "plugin_secret.set"), "{trail:?}");
+    assert!(!json!(trail).to_string().contains("SENTINEL"));
 
-    // The database holds ciphertext only.
+    // The database holds ciphertext only. (Raw SQL and files: storage is the point.)
     let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT value FROM plugin_secrets WHERE tenant_id = $1")
         .bind(&a.id)
         .fetch_all(s.db().reader())
@@ -291,14 +256,9 @@ async fn secrets_reach_only_their_plugin_and_are_stored_encrypted() {
     }
 
     // Removal.
-    let r = s.call("DELETE", &format!("{base}/api_token"), Some(&a.key), None).await;
-    assert_eq!(r.status, 204);
-    assert_eq!(
-        probe(&s, &a, "GET", "api_token", None).await["result"]["value"],
-        Value::Null
-    );
-    let r = s.call("DELETE", &format!("{base}/api_token"), Some(&a.key), None).await;
-    assert_eq!(r.status, 404);
+    a.delete(&format!("{SECRETS}/api_token")).await.expect(204);
+    assert_eq!(plugin_reads(&a, "api_token").await["result"]["value"], Value::Null);
+    a.delete(&format!("{SECRETS}/api_token")).await.expect(404);
     s.stop().await;
 }
 
@@ -312,19 +272,18 @@ async fn secrets_survive_a_restart_with_the_configured_key() {
         move |c: &mut plinth_host::server::ServerConfig| c.secret_key = Some(plinth_core::secrets::KeyText::new(key))
     };
     let s = TestServer::start_on(db.clone(), configure(key.clone())).await;
-    publish_integrations_probe(&s, &["https://api.example.com"]).await;
+    publish_probe(&s, &["https://api.example.com"]).await;
     let a = s.tenant("Acme").await;
-    install_integrations_probe(&s, &a, json!("all")).await;
-    assert_eq!(
-        probe(&s, &a, "PUT", "token", Some(json!({"value": "v1"}))).await["ok"],
-        true
-    );
+    s.install(&a, PROBE, json!("all")).await.expect(201);
+    assert_eq!(plugin_writes(&a, "token", "v1").await["ok"], true);
     s.stop().await;
 
     // Another host (own data directory, no key file) with the same PLINTH_SECRET_KEY.
     let db = plinth_tests::reopen_db(&url, db_dir.path()).await;
     let s = TestServer::start_on(db, configure(key)).await;
     assert!(!s.data_dir().join("secret.key").exists());
-    assert_eq!(probe(&s, &a, "GET", "token", None).await["result"]["value"], "v1");
+    // The same owner, on the new host's address.
+    let a = s.client(&a.key);
+    assert_eq!(plugin_reads(&a, "token").await["result"]["value"], "v1");
     s.stop().await;
 }

@@ -7,9 +7,9 @@
 
 mod support;
 
-use plinth_tests::{TestServer, TestTenant, guest_files};
+use plinth_tests::{Guest, TestServer, TestTenant};
 use serde_json::{Value, json};
-use support::{dump, user};
+use support::{dump, id, record, request, rows};
 
 /// Tenant A's ids, one per kind of path parameter.
 struct Ids {
@@ -116,93 +116,64 @@ fn body(method: &str, path: &str, ids: &Ids) -> Option<Value> {
     Some(b)
 }
 
+/// Tenant A with one of everything a path can name: a member and their key, groups,
+/// memberships, an account shared with a group and a record of every other object, an
+/// audit policy, a webhook, the `counter` plugin installed, and rows only background
+/// work creates (an alert, a failed outbox message, a dead letter).
 async fn setup_a(s: &TestServer, a: &TestTenant) -> Ids {
-    let member = user(s, a, "member").await;
-    let r = s.call("GET", "/api/v1/me", Some(&member.key), None).await;
-    let key = r.body["key"]["id"].as_str().unwrap().to_string();
-    let ok = |r: &plinth_tests::Reply| assert!(r.status < 300, "{} {}", r.status, r.text);
+    let member = s.user(a, "Member", "member").await;
+    let key = id(&member.get("/api/v1/me").await.expect(200).json()["key"]);
+    let create = |path: &'static str, body: Value| {
+        let a = a.api.clone();
+        async move { id(&a.post(path, body).await.expect(201).json()) }
+    };
 
     let project = json!({ "name": "project", "label": "Project", "fields": [{ "name": "title", "type": "text" }] });
-    ok(&s.call("POST", "/api/v1/objects", Some(&a.key), Some(project)).await);
-    let r = s
-        .call("POST", "/api/v1/groups", Some(&a.key), Some(json!({ "name": "Sales" })))
-        .await;
-    ok(&r);
-    let group = r.body["id"].as_str().unwrap().to_string();
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/groups",
-            Some(&a.key),
-            Some(json!({ "name": "EMEA", "parent_id": group })),
-        )
-        .await;
-    ok(&r);
-    let child = r.body["id"].as_str().unwrap().to_string();
-    ok(&s
-        .call(
-            "POST",
-            &format!("/api/v1/groups/{child}/members"),
-            Some(&a.key),
-            Some(json!({ "user_id": member.id })),
-        )
-        .await);
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/records/account",
-            Some(&a.key),
-            Some(json!({ "fields": { "name": "Secret Corp" } })),
-        )
-        .await;
-    ok(&r);
-    let record = r.body["id"].as_str().unwrap().to_string();
-    ok(&s
-        .call(
-            "POST",
-            &format!("/api/v1/records/account/{record}/shares"),
-            Some(&a.key),
-            Some(json!({ "group_id": group, "access": "read" })),
-        )
-        .await);
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/audit/policies",
-            Some(&a.key),
-            Some(json!({"name": "p", "kind": "field-change", "object": "account", "field": "name"})),
-        )
-        .await;
-    ok(&r);
-    let policy = r.body["id"].as_str().unwrap().to_string();
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/webhooks",
-            Some(&a.key),
-            Some(json!({"url": "https://hooks.example.com/a", "events": ["record.*"]})),
-        )
-        .await;
-    ok(&r);
-    let webhook = r.body["id"].as_str().unwrap().to_string();
-
-    // The marketplace: A installs `counter` (B does not) and configures it.
-    let acme = s.publisher("acme").await;
-    let (manifest, component) = guest_files("counter-v1");
-    ok(&s.publish(&acme.token, acme.pack(&manifest, &component)).await);
-    ok(&s
-        .call(
-            "POST",
-            "/api/v1/installations",
-            Some(&a.key),
-            Some(json!({ "plugin": "counter", "grants": "all" })),
-        )
-        .await);
-
+    a.post("/api/v1/objects", project).await.expect(201);
+    let group = create("/api/v1/groups", json!({ "name": "Sales" })).await;
+    let child = create("/api/v1/groups", json!({ "name": "EMEA", "parent_id": group })).await;
+    a.post(
+        &format!("/api/v1/groups/{child}/members"),
+        json!({ "user_id": member.id }),
+    )
+    .await
+    .expect(201);
+    // A record of every object, made before the webhook so that no delivery is queued.
     let mut others = Vec::new();
-    for object in ["contact", "lead", "opportunity", "activity", "project"] {
-        others.push((object.to_string(), support::record(s, &a.id, object, &a.owner_id).await));
+    for (object, fields) in [
+        ("contact", json!({ "last_name": "Doe" })),
+        ("lead", json!({ "last_name": "Roe" })),
+        (
+            "opportunity",
+            json!({ "name": "Deal", "stage": "prospecting", "close_date": "2026-12-31" }),
+        ),
+        ("activity", json!({ "subject": "Call", "type": "call" })),
+        ("project", json!({ "title": "Apollo" })),
+    ] {
+        others.push((object.to_string(), record(a, object, json!({ "fields": fields })).await));
     }
+    let record = record(a, "account", json!({ "fields": { "name": "Secret Corp" } })).await;
+    a.post(
+        &format!("/api/v1/records/account/{record}/shares"),
+        json!({ "group_id": group, "access": "read" }),
+    )
+    .await
+    .expect(201);
+    let policy = create(
+        "/api/v1/audit/policies",
+        json!({"name": "p", "kind": "field-change", "object": "account", "field": "name"}),
+    )
+    .await;
+    let webhook = create(
+        "/api/v1/webhooks",
+        json!({"url": "https://hooks.example.com/a", "events": ["record.*"]}),
+    )
+    .await;
+
+    // The marketplace: A installs `counter` (B does not).
+    let acme = s.publisher("acme").await;
+    acme.publish(s, &Guest::named("counter-v1")).await.expect(201);
+    s.install(a, "counter", json!("all")).await.expect(201);
 
     // Rows that only background work creates, written directly.
     let now = "2026-11-24T00:00:00.000Z";
@@ -246,21 +217,15 @@ async fn setup_a(s: &TestServer, a: &TestTenant) -> Ids {
 /// audit count alone catches any audited change.
 async fn state_of(s: &TestServer, tenant: &str) -> Vec<String> {
     let mut out = dump(s, tenant).await;
-    for q in [
+    let more = [
         "SELECT id || '|' || CAST(version AS TEXT) || '|' || COALESCE(deleted_at, '-') FROM records \
          WHERE tenant_id = $1 ORDER BY id",
         "SELECT plugin_id || '|' || state || '|' || version FROM installations WHERE tenant_id = $1 ORDER BY plugin_id",
         "SELECT id || '|' || CAST(enabled AS TEXT) FROM webhooks WHERE tenant_id = $1 ORDER BY id",
         "SELECT id || '|' || COALESCE(acknowledged_at, '-') FROM audit_alerts WHERE tenant_id = $1 ORDER BY id",
         "SELECT id || '|' || state FROM event_dead_letters WHERE tenant_id = $1 ORDER BY id",
-    ] {
-        let rows: Vec<String> = sqlx::query_scalar(q)
-            .bind(tenant)
-            .fetch_all(s.db().reader())
-            .await
-            .unwrap_or_else(|e| panic!("{q}: {e}"));
-        out.push(rows.join("\n"));
-    }
+    ];
+    out.extend(rows(s, tenant, &more).await);
     out
 }
 
@@ -272,9 +237,8 @@ async fn every_documented_endpoint_answers_another_tenants_ids_with_404_and_chan
     let b = s.tenant("Tenant B").await;
     let before = state_of(&s, &a.id).await;
 
-    let doc = s.call("GET", "/api/v1/openapi.json", Some(&a.key), None).await;
-    assert_eq!(doc.status, 200);
-    let paths = doc.body["paths"].as_object().unwrap();
+    let doc = a.get("/api/v1/openapi.json").await.expect(200).json();
+    let paths = doc["paths"].as_object().unwrap();
     let mut secrets = vec![
         ids.member.as_str(),
         &ids.key,
@@ -307,8 +271,7 @@ async fn every_documented_endpoint_answers_another_tenants_ids_with_404_and_chan
             }
             let body = body(method, template, &ids);
             let sent = format!("{path} {}", body.as_ref().map(Value::to_string).unwrap_or_default());
-            let r = s.call(&method.to_uppercase(), &path, Some(&b.key), body).await;
-            assert_eq!(r.status, 404, "{method} {template} as tenant B: {}", r.text);
+            let r = request(&b, &method.to_uppercase(), &path, body).await.expect(404);
             for secret in &secrets {
                 if !sent.contains(secret) {
                     assert!(
@@ -344,8 +307,7 @@ async fn every_documented_endpoint_answers_another_tenants_ids_with_404_and_chan
         "/api/v1/events",
         "/api/v1/events/dead-letters",
     ] {
-        let r = s.call("GET", path, Some(&b.key), None).await;
-        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        let r = b.get(path).await.expect(200);
         for secret in &secrets {
             assert!(!r.text.contains(secret), "{path} leaked {secret}: {}", r.text);
         }

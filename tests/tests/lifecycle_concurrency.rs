@@ -3,9 +3,10 @@
 //! completes is served by the old version.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use plinth_tests::{TestServer, guest_files};
+use plinth_tests::{Call, Guest, TestServer};
 use serde_json::json;
 
 struct Sample {
@@ -16,76 +17,58 @@ struct Sample {
     problem: Option<String>,
 }
 
+/// After a pause, `call` succeeds; returns when it was sent and when it was answered.
+async fn step(call: Call) -> (Instant, Instant) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = Instant::now();
+    call.await.expect(200);
+    (before, Instant::now())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lifecycle_changes_under_fifty_concurrent_requests() {
     let s = TestServer::start().await;
     let acme = s.publisher("acme").await;
-    for crate_name in ["counter-v1", "counter-v2"] {
-        let (m, c) = guest_files(crate_name);
-        assert_eq!(s.publish(&acme.token, acme.pack(&m, &c)).await.status, 201);
+    for guest in ["counter-v1", "counter-v2"] {
+        acme.publish(&s, &Guest::named(guest)).await.expect(201);
     }
     let t = s.tenant("T").await;
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/installations",
-            Some(&t.key),
-            Some(json!({ "plugin": "counter", "version": "1.0.0", "grants": "all" })),
-        )
-        .await;
-    assert_eq!(r.status, 201);
+    t.post(
+        "/api/v1/installations",
+        json!({ "plugin": "counter", "version": "1.0.0", "grants": "all" }),
+    )
+    .await
+    .expect(201);
 
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for _ in 0..50 {
-        let (http, url, key, stop) = (
-            s.http.clone(),
-            format!("{}/api/v1/plugins/counter/version", s.url),
-            t.key.clone(),
-            stop.clone(),
-        );
+        let (client, stop) = (t.api.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
             let mut samples = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                let res = http
-                    .get(&url)
-                    .bearer_auth(&key)
-                    .send()
-                    .await
-                    .expect("request completes");
-                let status = res.status().as_u16();
-                let body: serde_json::Value = res.json().await.unwrap_or_default();
+                let r = client.get("/api/v1/plugins/counter/version").unversioned().await;
                 samples.push(Sample {
                     started,
                     ended: Instant::now(),
-                    status,
-                    version: body["version"].as_str().map(str::to_string),
-                    problem: body["type"].as_str().map(str::to_string),
+                    status: r.status,
+                    version: r.body["version"].as_str().map(str::to_string),
+                    problem: r.body["type"].as_str().map(str::to_string),
                 });
             }
             samples
         }));
     }
-    let step = |path: &'static str, body: Option<serde_json::Value>| {
-        let (s, key) = (&s, t.key.clone());
-        async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let before = Instant::now();
-            let r = s.call("POST", path, Some(&key), body).await;
-            assert_eq!(r.status, 200, "{path}: {}", r.text);
-            (before, Instant::now())
-        }
-    };
-    let (disable_start, disable_done) = step("/api/v1/installations/counter/disable", None).await;
-    let (enable_start, enable_done) = step("/api/v1/installations/counter/enable", None).await;
-    let (upgrade_start, upgrade_done) = step(
+    let (disable_start, disable_done) = step(t.request("POST", "/api/v1/installations/counter/disable")).await;
+    let (enable_start, enable_done) = step(t.request("POST", "/api/v1/installations/counter/enable")).await;
+    let (upgrade_start, upgrade_done) = step(t.post(
         "/api/v1/installations/counter/upgrade",
-        Some(json!({ "version": "2.0.0", "grants": ["audit"] })),
-    )
+        json!({ "version": "2.0.0", "grants": ["audit"] }),
+    ))
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     let mut samples = Vec::new();
     for w in workers {
         samples.extend(w.await.unwrap());

@@ -2,42 +2,65 @@
 //! plugins' endpoints with their body schemas), and valid according to an independent
 //! validator (openapi-spec-validator, from PyPI).
 
-use plinth_tests::{TestServer, guest_files};
-use serde_json::json;
+use plinth_tests::{Guest, TestServer};
+use serde_json::{Value, json};
+
+const DOC: &str = "/api/v1/openapi.json";
+
+/// Whether `doc` documents a path for which `wanted` holds.
+fn has_path(doc: &Value, wanted: impl Fn(&str) -> bool) -> bool {
+    doc["paths"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no `paths` in {doc}"))
+        .keys()
+        .any(|p| wanted(p))
+}
+
+/// `doc` is valid according to openapi-spec-validator, when it is installed (the
+/// test fails without it if `PLINTH_REQUIRE_PYTHON_TOOLS` is set).
+fn assert_valid_openapi(docs: &[(&str, &Value)]) {
+    let has_validator = std::process::Command::new("python3")
+        .args(["-c", "import openapi_spec_validator"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_validator {
+        assert!(
+            std::env::var_os("PLINTH_REQUIRE_PYTHON_TOOLS").is_none(),
+            "pip install openapi-spec-validator"
+        );
+        eprintln!("skipping the independent validation: pip install openapi-spec-validator");
+        return;
+    }
+    for (name, doc) in docs {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), doc.to_string()).unwrap();
+        let out = std::process::Command::new("python3")
+            .args(["-m", "openapi_spec_validator"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
 
 #[tokio::test]
 async fn the_document_is_per_version_per_tenant_and_valid() {
     let s = TestServer::start().await;
     let acme = s.publisher("acme").await;
-    let (manifest, component) = guest_files("counter-v1");
-    assert_eq!(
-        s.publish(&acme.token, acme.pack(&manifest, &component)).await.status,
-        201
-    );
+    acme.publish(&s, &Guest::named("counter-v1")).await.expect(201);
     let t = s.tenant("T").await;
-    s.call(
-        "POST",
-        "/api/v1/installations",
-        Some(&t.key),
-        Some(json!({ "plugin": "counter", "grants": "all" })),
-    )
-    .await;
+    s.install(&t, "counter", json!("all")).await.expect(201);
     let project = json!({ "name": "project", "label": "Project", "fields": [{ "name": "title", "type": "text", "required": true }] });
-    assert_eq!(
-        s.call("POST", "/api/v1/objects", Some(&t.key), Some(project))
-            .await
-            .status,
-        201
-    );
+    t.post("/api/v1/objects", project).await.expect(201);
 
-    let newest = s
-        .call_in("2027-01-15", "GET", "/api/v1/openapi.json", Some(&t.key), None)
-        .await;
-    assert_eq!(newest.status, 200, "{}", newest.text);
-    let doc = &newest.body;
-    assert_eq!(doc["openapi"], "3.1.0");
-    assert_eq!(doc["info"]["version"], "2027-01-15");
-    let paths = doc["paths"].as_object().unwrap();
+    let newest = t.get(DOC).version("2027-01-15").await.expect(200).json();
+    assert_eq!(newest["openapi"], "3.1.0");
+    assert_eq!(newest["info"]["version"], "2027-01-15");
     for p in [
         "/api/v1/records/opportunity",
         "/api/v1/records/project/{id}",
@@ -50,76 +73,30 @@ async fn the_document_is_per_version_per_tenant_and_valid() {
         "/api/v1/installations/{plugin}/timers",
         "/api/v1/installations/{plugin}/timers/{key}",
     ] {
-        assert!(paths.contains_key(p), "{p} missing");
+        assert!(has_path(&newest, |k| k == p), "{p} missing");
     }
-    assert_eq!(
-        doc["components"]["schemas"]["Fields_opportunity"]["properties"]["amount"]["type"],
-        "object"
-    );
+    let property_type = |doc: &Value, field: &str| {
+        doc["components"]["schemas"]["Fields_opportunity"]["properties"][field]["type"].clone()
+    };
+    assert_eq!(property_type(&newest, "amount"), "object");
     // The plugin's declared endpoint, with its JSON Schema and minimum role.
-    let echo = &doc["paths"]["/api/v1/plugins/counter/echo"]["post"];
+    let echo = &newest["paths"]["/api/v1/plugins/counter/echo"]["post"];
     assert_eq!(echo["x-minimum-role"], "admin");
     assert_eq!(
         echo["requestBody"]["content"]["application/json"]["schema"]["required"],
         json!(["name"])
     );
 
-    let old = s
-        .call_in("2026-11-01", "GET", "/api/v1/openapi.json", Some(&t.key), None)
-        .await;
-    assert_eq!(
-        old.body["components"]["schemas"]["Fields_opportunity"]["properties"]["amount"]["type"],
-        "number"
-    );
-    assert_eq!(
-        old.body["components"]["schemas"]["Fields_opportunity"]["properties"]["currency"]["type"],
-        "string"
-    );
+    let old = t.get(DOC).version("2026-11-01").await.expect(200).json();
+    assert_eq!(property_type(&old, "amount"), "number");
+    assert_eq!(property_type(&old, "currency"), "string");
     // Anonymous callers get the standard objects only; other tenants do not see this one's plugin.
-    let anon = s.call("GET", "/api/v1/openapi.json", None, None).await;
-    assert!(
-        !anon.body["paths"]
-            .as_object()
-            .unwrap()
-            .contains_key("/api/v1/records/project")
-    );
+    let anonymous = s.anonymous().get(DOC).await.expect(200).json();
+    assert!(!has_path(&anonymous, |k| k == "/api/v1/records/project"));
     let other = s.tenant("Other").await;
-    let theirs = s.call("GET", "/api/v1/openapi.json", Some(&other.key), None).await;
-    assert!(
-        !theirs.body["paths"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .any(|k| k.starts_with("/api/v1/plugins/counter"))
-    );
+    let theirs = other.get(DOC).await.expect(200).json();
+    assert!(!has_path(&theirs, |k| k.starts_with("/api/v1/plugins/counter")));
 
-    // Independent validation.
-    let has_validator = std::process::Command::new("python3")
-        .args(["-c", "import openapi_spec_validator"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_validator {
-        assert!(
-            std::env::var_os("PLINTH_REQUIRE_PYTHON_TOOLS").is_none(),
-            "pip install openapi-spec-validator"
-        );
-        eprintln!("skipping the independent validation: pip install openapi-spec-validator");
-    } else {
-        for (name, doc) in [("newest", &newest.body), ("old", &old.body)] {
-            let file = tempfile::NamedTempFile::new().unwrap();
-            std::fs::write(file.path(), doc.to_string()).unwrap();
-            let out = std::process::Command::new("python3")
-                .args(["-m", "openapi_spec_validator"])
-                .arg(file.path())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{name}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
+    assert_valid_openapi(&[("newest", &newest), ("old", &old)]);
     s.stop().await;
 }

@@ -4,6 +4,7 @@
 //! webhooks receive HMAC-signed events and alerts, with retries and a delivery log;
 //! every listing is the tenant's own.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
@@ -12,8 +13,10 @@ use mail_parser::MimeHeaders;
 use plinth_core::outbox::webhooks::{WebhookEvent, enqueue_event};
 use plinth_host::server::ServerConfig;
 use plinth_tests::receivers::{SmtpMode, SmtpReceiver, eventually, serve_http};
-use plinth_tests::{TestServer, TestTenant, install_integrations_probe, publish_integrations_probe};
+use plinth_tests::{Client, Guest, TestServer, TestTenant};
 use serde_json::{Value, json};
+
+const PROBE: &str = "integrations-probe";
 
 /// Fast delivery for tests: poll every 50 ms, retry after 100 ms, 200 ms, …
 fn fast_outbox(config: &mut ServerConfig) {
@@ -22,6 +25,20 @@ fn fast_outbox(config: &mut ServerConfig) {
     config.outbox.backoff_max = Duration::from_millis(400);
     config.outbox.max_attempts = 3;
     config.outbox.from = "Plinth Test <plinth@test.example>".into();
+}
+
+/// A server with fast delivery, over SMTP at `smtp` (else to `.eml` files), with the
+/// integrations probe published as written and a tenant Acme to install it in.
+async fn server_with_probe(smtp: Option<&str>) -> (TestServer, TestTenant) {
+    let s = TestServer::start_configured(|c| {
+        fast_outbox(c);
+        c.outbox.smtp_url = smtp.map(|url| plinth_core::outbox::SmtpUrl::parse(url).unwrap());
+    })
+    .await;
+    let publisher = s.publisher("plinth-tests").await;
+    publisher.publish(&s, &Guest::named(PROBE)).await.expect(201);
+    let a = s.tenant("Acme").await;
+    (s, a)
 }
 
 /// The generated attachment bytes the probe sends (see its `FileSpec`).
@@ -34,28 +51,27 @@ fn pattern(size: usize, seed: u8) -> Vec<u8> {
 /// A text attachment with non-ASCII characters and CRLF/LF line ends.
 const CSV: &str = "region,owner,amount\r\nEMEA,Zoë,1200.50\nAPAC,李,99\n";
 
-async fn probe_email(s: &TestServer, t: &TestTenant, body: Value) -> Value {
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/plugins/integrations-probe/email",
-            Some(&t.key),
-            Some(body),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body
+/// Ask the probe to send an email (WIT `email`); its answer (`ok`, `result` or `kind`).
+async fn probe_email(c: &Client, body: Value) -> Value {
+    c.post(&format!("/api/v1/plugins/{PROBE}/email"), body)
+        .await
+        .expect(200)
+        .json()
 }
 
-async fn outbox_item(s: &TestServer, t: &TestTenant, id: &str) -> Value {
-    let r = s.call("GET", &format!("/api/v1/outbox/{id}"), Some(&t.key), None).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body
+async fn outbox_item(c: &Client, id: &str) -> Value {
+    c.get(&format!("/api/v1/outbox/{id}")).await.expect(200).json()
 }
 
-async fn settled(s: &TestServer, t: &TestTenant, id: &str) -> Value {
+/// The tenant's outbox rows matching `query` (`kind=email`, `status=failed`, …).
+async fn outbox(c: &Client, query: &str) -> Vec<Value> {
+    let page = c.get(&format!("/api/v1/outbox?{query}")).await.expect(200).json();
+    page["data"].as_array().cloned().unwrap_or_default()
+}
+
+async fn settled(c: &Client, id: &str) -> Value {
     eventually("the outbox row to settle", || async {
-        let item = outbox_item(s, t, id).await;
+        let item = outbox_item(c, id).await;
         (item["status"] == "sent" || item["status"] == "failed").then_some(item)
     })
     .await
@@ -64,21 +80,13 @@ async fn settled(s: &TestServer, t: &TestTenant, id: &str) -> Value {
 #[tokio::test]
 async fn plugin_email_reaches_smtp_with_attachments_intact() {
     let smtp = SmtpReceiver::start(SmtpMode::Accept).await;
-    let url = format!("smtp://mailer:s3cret@{}", smtp.addr);
-    let s = TestServer::start_configured(|c| {
-        fast_outbox(c);
-        c.outbox.smtp_url = Some(plinth_core::outbox::SmtpUrl::parse(&url).unwrap());
-    })
-    .await;
-    publish_integrations_probe(&s, &["https://api.example.com"]).await;
-    let a = s.tenant("Acme").await;
+    let (s, a) = server_with_probe(Some(&format!("smtp://mailer:s3cret@{}", smtp.addr))).await;
     let b = s.tenant("Globex").await;
-    install_integrations_probe(&s, &a, json!("all")).await;
-    install_integrations_probe(&s, &b, json!(["secrets"])).await;
+    s.install(&a, PROBE, json!("all")).await.expect(201);
+    s.install(&b, PROBE, json!(["secrets"])).await.expect(201);
 
     let big = 3 * 1024 * 1024 + 17;
     let sent = probe_email(
-        &s,
         &a,
         json!({
             "to": ["Ada Lovelace <ada@example.com>"], "cc": ["grace@example.org"],
@@ -93,7 +101,7 @@ async fn plugin_email_reaches_smtp_with_attachments_intact() {
     assert_eq!(sent["ok"], true, "{sent}");
     let id = sent["result"]["id"].as_str().unwrap().to_string();
 
-    let item = settled(&s, &a, &id).await;
+    let item = settled(&a, &id).await;
     assert_eq!(item["status"], "sent", "{item}");
     assert_eq!(item["attempts"], 1);
     assert_eq!(item["source"], "plugin:integrations-probe");
@@ -137,7 +145,6 @@ async fn plugin_email_reaches_smtp_with_attachments_intact() {
 
     // Caps and validation come back as WIT errors.
     let over = probe_email(
-        &s,
         &a,
         json!({"to": ["a@example.com"], "subject": "x", "text": "x", "attachments": [
             {"filename": "a.bin", "content_type": "application/octet-stream", "size": 6 << 20, "seed": 0},
@@ -150,7 +157,6 @@ async fn plugin_email_reaches_smtp_with_attachments_intact() {
         "{over}"
     );
     let bad = probe_email(
-        &s,
         &a,
         json!({"to": ["a@b.c\r\nBcc: x@evil.example"], "subject": "x", "text": "x"}),
     )
@@ -158,53 +164,39 @@ async fn plugin_email_reaches_smtp_with_attachments_intact() {
     assert_eq!(bad["kind"], "invalid", "{bad}");
     assert!(bad["message"].as_str().unwrap().contains("to[0]"), "{bad}");
     // Without the grant: denied, nothing queued.
-    let denied = probe_email(&s, &b, json!({"to": ["a@example.com"], "subject": "x", "text": "x"})).await;
+    let denied = probe_email(&b, json!({"to": ["a@example.com"], "subject": "x", "text": "x"})).await;
     assert_eq!(denied["kind"], "denied", "{denied}");
 
     // The listing: the tenant admin's own rows only; members may not look.
-    let r = s.call("GET", "/api/v1/outbox?kind=email", Some(&a.key), None).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let ids: Vec<&str> = r.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|i| i["id"].as_str())
-        .collect();
+    let listed = outbox(&a, "kind=email").await;
+    let ids: Vec<&str> = listed.iter().filter_map(|i| i["id"].as_str()).collect();
     assert_eq!(ids, [id.as_str()]);
-    assert!(r.body["data"][0].get("payload").is_none(), "no bodies in the listing");
-    let r = s.call("GET", "/api/v1/outbox", Some(&b.key), None).await;
-    assert_eq!(r.body["data"], json!([]), "{}", r.text);
-    let r = s.call("GET", &format!("/api/v1/outbox/{id}"), Some(&b.key), None).await;
-    assert_eq!(r.status, 404);
+    assert!(listed[0].get("payload").is_none(), "no bodies in the listing");
+    assert_eq!(outbox(&b, "").await, Vec::<Value>::new());
+    b.get(&format!("/api/v1/outbox/{id}")).await.expect(404);
     let member = s.user(&a, "Mia", "member").await;
-    let r = s.call("GET", "/api/v1/outbox", Some(&member.key), None).await;
-    assert_eq!(r.status, 403);
-    let r = s.call("GET", "/api/v1/outbox?status=bogus", Some(&a.key), None).await;
-    assert_eq!(r.status, 422);
+    member.get("/api/v1/outbox").await.expect(403);
+    a.get("/api/v1/outbox?status=bogus").await.expect(422);
     s.stop().await;
 }
 
 #[tokio::test]
 async fn without_smtp_emails_become_eml_files_and_audit_alerts_share_the_path() {
-    let s = TestServer::start_configured(fast_outbox).await;
-    publish_integrations_probe(&s, &["https://api.example.com"]).await;
-    let a = s.tenant("Acme").await;
+    let (s, a) = server_with_probe(None).await;
     // An audit policy that emails on a secrets grant: the install below raises it.
     let body = json!({"name": "Secrets", "kind": "capability-grant", "capability": "secrets",
                       "notify": {"emails": ["sec@acme.example"]}});
-    let r = s.call("POST", "/api/v1/audit/policies", Some(&a.key), Some(body)).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    install_integrations_probe(&s, &a, json!("all")).await;
+    a.post("/api/v1/audit/policies", body).await.expect(201);
+    s.install(&a, PROBE, json!("all")).await.expect(201);
 
     let sent = probe_email(
-        &s,
         &a,
         json!({"to": ["ada@example.com"], "subject": "Saved to disk", "text": "hello",
                "attachments": [{"filename": "a.bin", "content_type": "application/octet-stream", "size": 1000, "seed": 3}]}),
     )
     .await;
     let id = sent["result"]["id"].as_str().unwrap().to_string();
-    let item = settled(&s, &a, &id).await;
+    let item = settled(&a, &id).await;
     assert_eq!(item["status"], "sent", "{item}");
     assert_eq!(item["result"], format!("written to outbox/{id}.eml"));
     let eml = std::fs::read(s.data_dir().join("outbox").join(format!("{id}.eml"))).expect("the .eml file");
@@ -218,13 +210,10 @@ async fn without_smtp_emails_become_eml_files_and_audit_alerts_share_the_path() 
         .await
         .expect("evaluate");
     let alert = eventually("the alert email", || async {
-        let r = s.call("GET", "/api/v1/outbox?kind=email", Some(&a.key), None).await;
-        r.body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
+        outbox(&a, "kind=email")
+            .await
+            .into_iter()
             .find(|i| i["source"] == "audit.alert" && i["status"] == "sent")
-            .cloned()
     })
     .await;
     assert_eq!(alert["email"]["to"], json!(["sec@acme.example"]));
@@ -237,28 +226,21 @@ async fn without_smtp_emails_become_eml_files_and_audit_alerts_share_the_path() 
 #[tokio::test]
 async fn failing_smtp_is_retried_with_backoff_then_recorded_as_failed() {
     let smtp = SmtpReceiver::start(SmtpMode::TempFail).await;
-    let url = smtp.url();
-    let s = TestServer::start_configured(|c| {
-        fast_outbox(c);
-        c.outbox.smtp_url = Some(plinth_core::outbox::SmtpUrl::parse(&url).unwrap());
-    })
-    .await;
-    publish_integrations_probe(&s, &["https://api.example.com"]).await;
-    let a = s.tenant("Acme").await;
-    install_integrations_probe(&s, &a, json!("all")).await;
-    let sent = probe_email(&s, &a, json!({"to": ["ada@example.com"], "subject": "x", "text": "x"})).await;
+    let (s, a) = server_with_probe(Some(&smtp.url())).await;
+    s.install(&a, PROBE, json!("all")).await.expect(201);
+    let sent = probe_email(&a, json!({"to": ["ada@example.com"], "subject": "x", "text": "x"})).await;
     let id = sent["result"]["id"].as_str().unwrap().to_string();
 
     // A retry is visible while it waits.
     let pending = eventually("a failed first attempt", || async {
-        let item = outbox_item(&s, &a, &id).await;
+        let item = outbox_item(&a, &id).await;
         (item["attempts"] == 1 && item["status"] == "pending").then_some(item)
     })
     .await;
     assert!(pending["last_error"].as_str().unwrap().contains("451"), "{pending}");
     assert!(pending["next_attempt_at"].is_string());
 
-    let item = settled(&s, &a, &id).await;
+    let item = settled(&a, &id).await;
     assert_eq!(item["status"], "failed", "{item}");
     assert_eq!(item["attempts"], 3);
     assert!(item["finished_at"].is_string());
@@ -266,13 +248,42 @@ async fn failing_smtp_is_retried_with_backoff_then_recorded_as_failed() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(smtp.attempt_count(), 3, "no attempts after the last");
     assert!(smtp.received().is_empty());
-    let r = s.call("GET", "/api/v1/outbox?status=failed", Some(&a.key), None).await;
-    assert_eq!(r.body["data"][0]["id"], id.as_str());
+    assert_eq!(outbox(&a, "status=failed").await[0]["id"], id.as_str());
     s.stop().await;
 }
 
 /// What the webhook receiver saw: headers and raw body of each POST.
 type Seen = std::sync::Arc<std::sync::Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+
+/// A webhook receiver on loopback recording every POST to `/hook` (it answers 500 to
+/// the first `failures` calls, then 204), and a server with fast delivery that may
+/// reach it (the operator allows private addresses).
+async fn server_with_receiver(failures: usize) -> (TestServer, SocketAddr, Seen) {
+    let seen: Seen = Seen::default();
+    let log = seen.clone();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let log = log.clone();
+            async move {
+                let mut l = log.lock().unwrap();
+                l.push((headers, body.to_vec()));
+                if l.len() <= failures {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let addr = serve_http(router).await;
+    let s = TestServer::start_configured(|c| {
+        fast_outbox(c);
+        c.http.addresses.allow_private = true;
+    })
+    .await;
+    (s, addr, seen)
+}
 
 /// Recompute the signature as a receiver would, independently of the host's code.
 fn signature_ok(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
@@ -289,49 +300,25 @@ fn signature_ok(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
 #[tokio::test]
 async fn webhooks_get_signed_events_and_alerts_with_retries_and_a_log() {
     // The receiver fails its first call, then accepts.
-    let seen: Seen = Seen::default();
-    let log = seen.clone();
-    let router = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-            let log = log.clone();
-            async move {
-                let mut l = log.lock().unwrap();
-                l.push((headers, body.to_vec()));
-                if l.len() == 1 {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    StatusCode::NO_CONTENT
-                }
-            }
-        }),
-    );
-    let addr = serve_http(router).await;
-    let s = TestServer::start_configured(|c| {
-        fast_outbox(c);
-        // The receiver is on loopback: the operator allows private addresses.
-        c.http.addresses.allow_private = true;
-    })
-    .await;
+    let (s, addr, seen) = server_with_receiver(1).await;
     let a = s.tenant("Acme").await;
     let b = s.tenant("Globex").await;
 
     let body = json!({"url": format!("http://{addr}/hook"), "events": ["record.account.*"], "alerts": true});
-    let r = s.call("POST", "/api/v1/webhooks", Some(&a.key), Some(body)).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let hook = r.body["id"].as_str().unwrap().to_string();
-    let secret = r.body["secret"].as_str().unwrap().to_string();
+    let created = a.post("/api/v1/webhooks", body).await.expect(201).json();
+    let hook = created["id"].as_str().unwrap().to_string();
+    let secret = created["secret"].as_str().unwrap().to_string();
     assert!(secret.starts_with("whsec_"));
     // The secret is shown once: never by a read, and not stored in clear.
     for path in ["/api/v1/webhooks".to_string(), format!("/api/v1/webhooks/{hook}")] {
-        let r = s.call("GET", &path, Some(&a.key), None).await;
-        assert_eq!(r.status, 200);
+        let r = a.get(&path).await.expect(200);
         assert!(
             !r.text.contains(&secret) && !r.text.contains("\"secret\""),
             "{}",
             r.text
         );
     }
+    // Raw SQL: what the database holds is the point here.
     let stored: Vec<u8> = sqlx::query_scalar("SELECT secret FROM webhooks WHERE id = $1")
         .bind(&hook)
         .fetch_one(s.db().reader())
@@ -340,29 +327,20 @@ async fn webhooks_get_signed_events_and_alerts_with_retries_and_a_log() {
     assert!(!stored.windows(secret.len()).any(|w| w == secret.as_bytes()));
     // Members may not manage webhooks; other tenants do not see them.
     let member = s.user(&a, "Mia", "member").await;
-    assert_eq!(
-        s.call("GET", "/api/v1/webhooks", Some(&member.key), None).await.status,
-        403
-    );
-    assert_eq!(
-        s.call("GET", "/api/v1/webhooks", Some(&b.key), None).await.body["data"],
-        json!([])
-    );
+    member.get("/api/v1/webhooks").await.expect(403);
+    assert_eq!(b.get("/api/v1/webhooks").await.expect(200).json()["data"], json!([]));
     for path in [
         format!("/api/v1/webhooks/{hook}"),
         format!("/api/v1/webhooks/{hook}/deliveries"),
     ] {
-        assert_eq!(s.call("GET", &path, Some(&b.key), None).await.status, 404);
+        b.get(&path).await.expect(404);
     }
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/webhooks",
-            Some(&a.key),
-            Some(json!({"url": "http://x.example/", "events": ["Bad Pattern"]})),
-        )
-        .await;
-    assert_eq!(r.status, 422, "{}", r.text);
+    a.post(
+        "/api/v1/webhooks",
+        json!({"url": "http://x.example/", "events": ["Bad Pattern"]}),
+    )
+    .await
+    .expect(422);
 
     // The events service's entry point: one subscribed event, one not.
     let mut tx = s.db().writer().begin().await.unwrap();
@@ -402,15 +380,12 @@ async fn webhooks_get_signed_events_and_alerts_with_retries_and_a_log() {
     assert_eq!(calls[0].0["plinth-delivery"], calls[1].0["plinth-delivery"]);
 
     let deliveries = eventually("the delivery log", || async {
-        let r = s
-            .call(
-                "GET",
-                &format!("/api/v1/webhooks/{hook}/deliveries"),
-                Some(&a.key),
-                None,
-            )
-            .await;
-        let d = r.body["data"].as_array().cloned().unwrap_or_default();
+        let page = a
+            .get(&format!("/api/v1/webhooks/{hook}/deliveries"))
+            .await
+            .expect(200)
+            .json();
+        let d = page["data"].as_array().cloned().unwrap_or_default();
         (d.len() == 2).then_some(d)
     })
     .await;
@@ -442,22 +417,13 @@ async fn webhooks_get_signed_events_and_alerts_with_retries_and_a_log() {
     assert_eq!(doc["data"]["policy_name"], "Mass delete");
 
     // Disabled webhooks get nothing new.
-    let r = s
-        .call(
-            "PATCH",
-            &format!("/api/v1/webhooks/{hook}"),
-            Some(&a.key),
-            Some(json!({"enabled": false})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    a.patch(&format!("/api/v1/webhooks/{hook}"), json!({"enabled": false}))
+        .await
+        .expect(200);
     let mut tx = s.db().writer().begin().await.unwrap();
     assert_eq!(enqueue_event(&mut tx, &a.id, &event).await.unwrap(), 0);
     tx.commit().await.unwrap();
-    let r = s
-        .call("DELETE", &format!("/api/v1/webhooks/{hook}"), Some(&a.key), None)
-        .await;
-    assert_eq!(r.status, 204);
+    a.delete(&format!("/api/v1/webhooks/{hook}")).await.expect(204);
     s.stop().await;
 }
 
@@ -471,52 +437,30 @@ async fn webhook_urls_on_private_addresses_are_refused_by_default() {
         "http://[::1]/x",
         "ftp://example.com/",
     ] {
-        let r = s
-            .call("POST", "/api/v1/webhooks", Some(&a.key), Some(json!({"url": url})))
-            .await;
-        assert_eq!(r.status, 422, "{url}: {}", r.text);
+        let r = a
+            .post("/api/v1/webhooks", json!({"url": url}))
+            .await
+            .expect_problem(422, "validation");
+        assert_eq!(r.problem_fields(), ["url"], "{url}: {}", r.text);
     }
     s.stop().await;
 }
 
 #[tokio::test]
 async fn a_record_write_reaches_a_subscribed_webhook_through_the_event_log() {
-    let seen: Seen = Seen::default();
-    let log = seen.clone();
-    let router = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-            let log = log.clone();
-            async move {
-                log.lock().unwrap().push((headers, body.to_vec()));
-                StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    let addr = serve_http(router).await;
-    let s = TestServer::start_configured(|c| {
-        fast_outbox(c);
-        c.http.addresses.allow_private = true;
-    })
-    .await;
+    let (s, addr, seen) = server_with_receiver(0).await;
     let a = s.tenant("Acme").await;
     let body = json!({"url": format!("http://{addr}/hook"), "events": ["record.account.*"]});
-    let r = s.call("POST", "/api/v1/webhooks", Some(&a.key), Some(body)).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let secret = r.body["secret"].as_str().unwrap().to_string();
+    let created = a.post("/api/v1/webhooks", body).await.expect(201).json();
+    let secret = created["secret"].as_str().unwrap().to_string();
 
     // A contact (not subscribed) and then an account, through the core REST API.
-    let contact = json!({"fields": {"last_name": "Doe"}});
-    let r = s
-        .call("POST", "/api/v1/records/contact", Some(&a.key), Some(contact))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    a.post("/api/v1/records/contact", json!({"fields": {"last_name": "Doe"}}))
+        .await
+        .expect(201);
     let account = json!({"fields": {"name": "Acme GmbH", "country": "DE"}});
-    let r = s
-        .call("POST", "/api/v1/records/account", Some(&a.key), Some(account))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let id = r.body["id"].as_str().unwrap().to_string();
+    let account = a.post("/api/v1/records/account", account).await.expect(201).json();
+    let id = account["id"].as_str().unwrap().to_string();
 
     eventually("the webhook call", || async {
         (!seen.lock().unwrap().is_empty()).then_some(())

@@ -63,40 +63,37 @@ async fn records_through_a_plugin_are_scoped_audited_and_isolated() {
     assert_eq!(status, 201, "{body}");
     let alpha = body["id"].as_str().unwrap().to_string();
     assert_eq!(body["fields"]["country"], "DE");
-    let r = s
-        .call("GET", &format!("/api/v1/records/account/{alpha}"), Some(&t.key), None)
-        .await;
+    let r = t.get(&format!("/api/v1/records/account/{alpha}")).await.expect(200);
     assert_eq!(r.body["owner_id"], alice.id.as_str());
-    let events: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT action, actor_user, actor_plugin FROM audit_events WHERE tenant_id = $1 AND entity_id = $2 ORDER BY seq",
-    )
-    .bind(&t.id)
-    .bind(&alpha)
-    .fetch_all(s.db().reader())
-    .await
-    .unwrap();
-    let plugin = Some("crm-probe@0.1.0".to_string());
+    let events: Vec<(Value, Value, Value)> = t
+        .audit_events(&[("entity_id", &alpha)])
+        .await
+        .iter()
+        .map(|e| {
+            (
+                e["action"].clone(),
+                e["actor"]["user"].clone(),
+                e["actor"]["plugin"].clone(),
+            )
+        })
+        .collect();
+    let by_the_plugin_for_alice = |action: &str| (json!(action), json!(alice.id), json!("crm-probe@0.1.0"));
     assert_eq!(
         events,
-        vec![
-            ("record.create".to_string(), Some(alice.id.clone()), plugin.clone()),
-            (
-                "plugin.crm-probe.account.created".to_string(),
-                Some(alice.id.clone()),
-                plugin.clone()
-            ),
+        [
+            by_the_plugin_for_alice("record.create"),
+            by_the_plugin_for_alice("plugin.crm-probe.account.created"),
         ]
     );
 
     // Undeclared fields never leave the host, even when the record has them.
-    let r = s
-        .call(
-            "POST",
+    let r = t
+        .post(
             "/api/v1/records/account",
-            Some(&t.key),
-            Some(json!({ "fields": { "name": "Beta", "website": "https://beta.test", "country": "AT" } })),
+            json!({ "fields": { "name": "Beta", "website": "https://beta.test", "country": "AT" } }),
         )
-        .await;
+        .await
+        .expect(201);
     let beta = r.body["id"].as_str().unwrap().to_string();
     let system = probe.as_user(&t.id, None, Role::Member);
     let (_, got) = system.call("GET", &format!("/accounts/{beta}"), None).await;
@@ -182,23 +179,19 @@ async fn plugin_aggregates_match_the_rest_api() {
                                 "close_date": "2027-01-01", "amount": { "value": i * 100, "currency": "EUR" } } })
         })
         .collect();
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/records/opportunity/bulk",
-            Some(&t.key),
-            Some(json!({ "create": items })),
-        )
-        .await;
-    assert_eq!(r.status, 201);
+    t.post("/api/v1/records/opportunity/bulk", json!({ "create": items }))
+        .await
+        .expect(201);
     let probe = Probe::new(&s, &t.id, Some(&t.owner_id), Role::Owner).await;
     let (status, rows) = probe.call("GET", "/pipeline", None).await;
     assert_eq!(status, 200, "{rows}");
     let req = json!({ "group_by": ["stage"], "measures": [{"fn": "count"}, {"fn": "sum", "field": "amount"}] });
-    let rest = s
-        .call("POST", "/api/v1/records/opportunity/aggregate", Some(&t.key), Some(req))
-        .await;
-    assert_eq!(rows, rest.body["rows"]);
+    let rest = t
+        .post("/api/v1/records/opportunity/aggregate", req)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(rows, rest["rows"]);
     assert_eq!(rows.as_array().unwrap().len(), 3);
     s.stop().await;
 }

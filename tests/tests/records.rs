@@ -4,9 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use plinth_tests::{Reply, TestServer, TestTenant};
+use plinth_tests::TestServer;
 use serde_json::{Value, json};
 
+const OPPORTUNITIES: &str = "/api/v1/records/opportunity";
+const AGGREGATE: &str = "/api/v1/records/opportunity/aggregate";
+
+/// A create body for an opportunity (`amount` in EUR, or none).
 fn opp(name: &str, stage: &str, amount: Option<f64>, close: &str) -> Value {
     let mut fields = json!({ "name": name, "stage": stage, "close_date": close });
     if let Some(a) = amount {
@@ -15,117 +19,80 @@ fn opp(name: &str, stage: &str, amount: Option<f64>, close: &str) -> Value {
     json!({ "fields": fields })
 }
 
-async fn create(s: &TestServer, key: &str, object: &str, body: Value) -> Reply {
-    s.call("POST", &format!("/api/v1/records/{object}"), Some(key), Some(body))
-        .await
+/// A create body for an account named `name`.
+fn account(name: &str) -> Value {
+    json!({ "fields": { "name": name } })
 }
 
-async fn audit_count(s: &TestServer, tenant: &str, action: &str, id: &str) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE tenant_id = $1 AND action = $2 AND entity_id = $3")
-        .bind(tenant)
-        .bind(action)
-        .bind(id)
-        .fetch_one(s.db().reader())
-        .await
+/// The ids of a list of records.
+fn ids(records: &Value) -> Vec<String> {
+    records
+        .as_array()
         .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test]
 async fn crud_with_etags_soft_delete_restore_and_audit() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
-    let r = create(
-        &s,
-        &t.key,
-        "opportunity",
-        opp("Big deal", "proposal", Some(125_000.5), "2027-03-31"),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    let r = t
+        .post(
+            OPPORTUNITIES,
+            opp("Big deal", "proposal", Some(125_000.5), "2027-03-31"),
+        )
+        .await
+        .expect(201);
     assert_eq!(r.header("etag"), Some("\"1\""));
     let id = r.body["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        r.header("location"),
-        Some(format!("/api/v1/records/opportunity/{id}").as_str())
-    );
+    let path = format!("{OPPORTUNITIES}/{id}");
+    assert_eq!(r.header("location"), Some(path.as_str()));
     assert_eq!(
         r.body["fields"]["amount"],
         json!({ "value": 125000.5, "currency": "EUR" })
     );
     assert_eq!(r.body["owner_id"], t.owner_id.as_str());
 
-    let path = format!("/api/v1/records/opportunity/{id}");
-    let got = s.call("GET", &path, Some(&t.key), None).await;
-    assert_eq!(
-        (got.status, got.body["fields"]["name"].as_str()),
-        (200, Some("Big deal"))
-    );
+    let got = t.get(&path).await.expect(200).json();
+    assert_eq!(got["fields"]["name"], "Big deal");
 
     // PATCH with the right If-Match wins, a stale one gets 412 with the current version.
-    let patch = |ver: &'static str, stage: &'static str| {
-        let (s, key, path) = (&s, t.key.clone(), path.clone());
-        async move {
-            let req = s
-                .http
-                .patch(format!("{}{path}", s.url))
-                .bearer_auth(key)
-                .header("If-Match", ver)
-                .json(&json!({ "fields": { "stage": stage, "probability": null } }));
-            Reply::from(req.send().await.unwrap()).await
-        }
+    let patch = |stage: &str| {
+        t.patch(&path, json!({ "fields": { "stage": stage, "probability": null } }))
+            .if_match(1)
     };
-    let ok = patch("\"1\"", "negotiation").await;
-    assert_eq!((ok.status, ok.header("etag")), (200, Some("\"2\"")), "{}", ok.text);
-    let stale = patch("\"1\"", "closed_won").await;
-    assert_eq!(stale.status, 412);
+    let ok = patch("negotiation").await.expect(200);
+    assert_eq!(ok.header("etag"), Some("\"2\""));
+    let stale = patch("closed_won").await.expect_problem(412, "precondition-failed");
     assert_eq!(stale.body["current_version"], 2);
 
-    let del = s.call("DELETE", &path, Some(&t.key), None).await;
-    assert_eq!((del.status, del.body["version"].as_i64()), (200, Some(3)));
-    assert!(del.body["deleted_at"].is_string());
-    assert_eq!(s.call("GET", &path, Some(&t.key), None).await.status, 404);
-    let bin = s
-        .call("GET", "/api/v1/records/opportunity?deleted=only", Some(&t.key), None)
-        .await;
-    assert_eq!(bin.body["data"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        s.call("GET", &format!("{path}?include_deleted=true"), Some(&t.key), None)
-            .await
-            .status,
-        200
-    );
-    let restored = s.call("POST", &format!("{path}/restore"), Some(&t.key), None).await;
-    assert_eq!(
-        (restored.status, restored.body["deleted_at"].clone()),
-        (200, Value::Null)
-    );
-    assert_eq!(
-        s.call("POST", &format!("{path}/restore"), Some(&t.key), None)
-            .await
-            .status,
-        400
-    );
+    let del = t.delete(&path).await.expect(200).json();
+    assert_eq!(del["version"], 3);
+    assert!(del["deleted_at"].is_string());
+    t.get(&path).await.expect_problem(404, "not-found");
+    let bin = t.get(&format!("{OPPORTUNITIES}?deleted=only")).await.expect(200).json();
+    assert_eq!(bin["data"].as_array().unwrap().len(), 1);
+    t.get(&format!("{path}?include_deleted=true")).await.expect(200);
+    let restore = format!("{path}/restore");
+    let restored = t.request("POST", &restore).await.expect(200).json();
+    assert_eq!(restored["deleted_at"], Value::Null);
+    t.request("POST", &restore).await.expect(400);
 
     // Exactly one audit event per mutation, with before and after.
     for action in ["record.create", "record.update", "record.delete", "record.restore"] {
-        assert_eq!(audit_count(&s, &t.id, action, &id).await, 1, "{action}");
+        let events = t.audit_events(&[("action", action), ("entity_id", &id)]).await;
+        assert_eq!(events.len(), 1, "{action}: {events:?}");
     }
-    let (before, after, changed): (String, String, String) = sqlx::query_as(
-        "SELECT before_state, after_state, changed_fields FROM audit_events WHERE tenant_id = $1 AND action = 'record.update'",
-    )
-    .bind(&t.id)
-    .fetch_one(s.db().reader())
-    .await
-    .unwrap();
-    let (before, after): (Value, Value) = (
-        serde_json::from_str(&before).unwrap(),
-        serde_json::from_str(&after).unwrap(),
-    );
+    let updates = t.audit_events(&[("action", "record.update")]).await;
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    let update = &updates[0];
     assert_eq!(
-        (before["stage"].as_str(), after["stage"].as_str()),
+        (update["before"]["stage"].as_str(), update["after"]["stage"].as_str()),
         (Some("proposal"), Some("negotiation"))
     );
-    assert_eq!(changed, r#"["stage"]"#);
+    assert_eq!(update["changed_fields"], json!(["stage"]));
     s.stop().await;
 }
 
@@ -133,22 +100,15 @@ async fn crud_with_etags_soft_delete_restore_and_audit() {
 async fn validation_reports_every_field_problem() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
-    let r = create(
-        &s,
-        &t.key,
-        "opportunity",
-        json!({ "fields": { "stage": "won", "close_date": "31.03.2027", "amount": 5, "stgae": 1,
-                            "account_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV" } }),
-    )
-    .await;
-    assert_eq!(r.status, 422, "{}", r.text);
-    assert_eq!(r.body["type"], "https://plinth.dev/problems/validation");
-    let fields: Vec<&str> = r.body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let r = t
+        .post(
+            OPPORTUNITIES,
+            json!({ "fields": { "stage": "won", "close_date": "31.03.2027", "amount": 5, "stgae": 1,
+                                "account_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV" } }),
+        )
+        .await
+        .expect_problem(422, "validation");
+    let fields = r.problem_fields();
     for f in [
         "fields.stage",
         "fields.close_date",
@@ -156,44 +116,36 @@ async fn validation_reports_every_field_problem() {
         "fields.stgae",
         "fields.name",
     ] {
-        assert!(fields.contains(&f), "{f} missing from {fields:?}");
+        assert!(fields.iter().any(|x| x == f), "{f} missing from {fields:?}");
     }
     // References are checked once the syntax is right.
-    let r = create(
-        &s,
-        &t.key,
-        "opportunity",
-        json!({ "fields": { "name": "x", "stage": "proposal", "close_date": "2027-01-01",
-                            "account_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV" } }),
-    )
-    .await;
-    assert_eq!(r.status, 422);
+    let r = t
+        .post(
+            OPPORTUNITIES,
+            json!({ "fields": { "name": "x", "stage": "proposal", "close_date": "2027-01-01",
+                                "account_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV" } }),
+        )
+        .await
+        .expect_problem(422, "validation");
     assert_eq!(r.body["errors"][0]["field"], "fields.account_id");
     // Unknown top-level members, malformed JSON, unknown objects.
-    let r = create(
-        &s,
-        &t.key,
-        "account",
-        json!({ "fields": { "name": "A" }, "colour": "red" }),
-    )
-    .await;
-    assert_eq!(r.status, 400);
-    assert!(r.body["detail"].as_str().unwrap().contains("colour"), "{}", r.text);
-    let raw = s
-        .http
-        .post(format!("{}/api/v1/records/account", s.url))
-        .bearer_auth(&t.key)
-        .header("content-type", "application/json")
-        .body("{\"fields\": {\"name\": }")
-        .send()
+    let r = t
+        .post(
+            "/api/v1/records/account",
+            json!({ "fields": { "name": "A" }, "colour": "red" }),
+        )
         .await
-        .unwrap();
-    let raw = Reply::from(raw).await;
-    assert_eq!((raw.status, raw.body["line"].as_u64()), (400, Some(1)), "{}", raw.text);
-    assert_eq!(
-        create(&s, &t.key, "spaceship", json!({ "fields": {} })).await.status,
-        404
-    );
+        .expect(400);
+    assert!(r.body["detail"].as_str().unwrap().contains("colour"), "{}", r.text);
+    let raw = t
+        .request("POST", "/api/v1/records/account")
+        .bytes("application/json", b"{\"fields\": {\"name\": }".to_vec())
+        .await
+        .expect_problem(400, "malformed-json");
+    assert_eq!(raw.body["line"].as_u64(), Some(1), "{}", raw.text);
+    t.post("/api/v1/records/spaceship", json!({ "fields": {} }))
+        .await
+        .expect_problem(404, "not-found");
     s.stop().await;
 }
 
@@ -202,68 +154,52 @@ async fn listing_filters_sorts_and_pages_stably() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
     let stages = ["prospecting", "proposal", "negotiation", "closed_won"];
-    let mut items = Vec::new();
-    for i in 0..120 {
-        let amount = if i % 10 == 0 {
-            None
-        } else {
-            Some((i % 37) as f64 * 1000.0)
-        };
-        items.push(opp(
-            &format!("Deal {i:03}"),
-            stages[i % 4],
-            amount,
-            &format!("2027-{:02}-15", i % 12 + 1),
-        ));
-    }
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/records/opportunity/bulk",
-            Some(&t.key),
-            Some(json!({ "create": items })),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    let items: Vec<Value> = (0..120)
+        .map(|i| {
+            let amount = (i % 10 != 0).then_some((i % 37) as f64 * 1000.0);
+            opp(
+                &format!("Deal {i:03}"),
+                stages[i % 4],
+                amount,
+                &format!("2027-{:02}-15", i % 12 + 1),
+            )
+        })
+        .collect();
+    let r = t
+        .post(&format!("{OPPORTUNITIES}/bulk"), json!({ "create": items }))
+        .await
+        .expect(201);
     let all: Vec<Value> = r.body["records"].as_array().unwrap().clone();
     assert_eq!(all.len(), 120);
 
     // Filters.
-    let count = |q: &'static str| {
-        let (s, key) = (&s, t.key.clone());
-        async move {
-            let r = s
-                .call(
-                    "GET",
-                    &format!("/api/v1/records/opportunity?limit=500&{q}"),
-                    Some(&key),
-                    None,
-                )
-                .await;
-            assert_eq!(r.status, 200, "{q}: {}", r.text);
-            r.body["data"].as_array().unwrap().len()
-        }
+    let count = |q: &str| {
+        let list = t.get(&format!("{OPPORTUNITIES}?limit=500&{q}"));
+        async move { list.await.expect(200).json()["data"].as_array().unwrap().len() }
     };
-    assert_eq!(count("filter[stage]=proposal").await, 30);
-    assert_eq!(count("filter[stage][in]=proposal,closed_won").await, 60);
-    assert_eq!(count("filter[amount][is_null]=true").await, 12);
-    assert_eq!(
-        count("filter[amount][gte]=30000").await,
-        all.iter()
-            .filter(|r| r["fields"]["amount"]["value"].as_f64().is_some_and(|a| a >= 30000.0))
-            .count()
-    );
-    assert_eq!(count("filter[name][contains]=deal 11").await, 10);
     let early_not_prospecting = all
         .iter()
         .filter(|r| r["fields"]["close_date"].as_str().unwrap() < "2027-04-01" && r["fields"]["stage"] != "prospecting")
         .count();
     assert!(early_not_prospecting > 0);
-    assert_eq!(
-        count("filter[close_date][lt]=2027-04-01&filter[stage][ne]=prospecting").await,
-        early_not_prospecting
-    );
-    assert_eq!(count("filter[amount.currency]=EUR").await, 108);
+    let big = all
+        .iter()
+        .filter(|r| r["fields"]["amount"]["value"].as_f64().is_some_and(|a| a >= 30000.0))
+        .count();
+    for (q, expected) in [
+        ("filter[stage]=proposal", 30),
+        ("filter[stage][in]=proposal,closed_won", 60),
+        ("filter[amount][is_null]=true", 12),
+        ("filter[amount][gte]=30000", big),
+        ("filter[name][contains]=deal 11", 10),
+        (
+            "filter[close_date][lt]=2027-04-01&filter[stage][ne]=prospecting",
+            early_not_prospecting,
+        ),
+        ("filter[amount.currency]=EUR", 108),
+    ] {
+        assert_eq!(count(q).await, expected, "{q}");
+    }
 
     // Bad listing parameters are client errors that say what is wrong.
     for (q, needle) in [
@@ -275,10 +211,7 @@ async fn listing_filters_sorts_and_pages_stably() {
         ("cursor=garbage", "cursor"),
         ("page=2", "unknown query parameter"),
     ] {
-        let r = s
-            .call("GET", &format!("/api/v1/records/opportunity?{q}"), Some(&t.key), None)
-            .await;
-        assert_eq!(r.status, 400, "{q}");
+        let r = t.get(&format!("{OPPORTUNITIES}?{q}")).await.expect(400);
         assert!(r.text.contains(needle), "{q}: {}", r.text);
     }
 
@@ -300,22 +233,25 @@ async fn listing_filters_sorts_and_pages_stably() {
         (None, None) => a.1.cmp(&b.1),
     });
     let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
+    let mut cursor = String::new();
     loop {
-        let q = match &cursor {
-            Some(c) => format!("/api/v1/records/opportunity?sort=-amount&limit=25&fields=name,amount&cursor={c}"),
-            None => "/api/v1/records/opportunity?sort=-amount&limit=25&fields=name,amount".to_string(),
-        };
-        let page = s.call("GET", &q, Some(&t.key), None).await;
-        assert_eq!(page.status, 200, "{}", page.text);
-        for r in page.body["data"].as_array().unwrap() {
+        let page = t
+            .get(&format!(
+                "{OPPORTUNITIES}?sort=-amount&limit=25&fields=name,amount{cursor}"
+            ))
+            .await
+            .expect(200)
+            .json();
+        for r in page["data"].as_array().unwrap() {
             assert!(r["fields"].get("stage").is_none(), "field selection ignored");
-            seen.push(r["id"].as_str().unwrap().to_string());
         }
+        seen.extend(ids(&page["data"]));
         // A concurrent insert with no amount sorts last: the walk must still end.
-        create(&s, &t.key, "opportunity", opp("Late", "proposal", None, "2027-01-01")).await;
-        match page.body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
+        t.post(OPPORTUNITIES, opp("Late", "proposal", None, "2027-01-01"))
+            .await
+            .expect(201);
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
             None => break,
         }
     }
@@ -332,73 +268,39 @@ async fn listing_filters_sorts_and_pages_stably() {
 async fn bulk_is_all_or_nothing_with_indexed_errors_and_capped() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
-    let mut items: Vec<Value> = (0..10)
-        .map(|i| json!({ "fields": { "name": format!("A{i}") } }))
-        .collect();
-    items[7] = json!({ "fields": { "name": "" } });
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/records/account/bulk",
-            Some(&t.key),
-            Some(json!({ "create": items })),
-        )
-        .await;
-    assert_eq!(r.status, 422);
+    let bulk = "/api/v1/records/account/bulk";
+    let accounts =
+        |prefix: &str, n: usize| -> Vec<Value> { (0..n).map(|i| account(&format!("{prefix}{i}"))).collect() };
+    let mut items = accounts("A", 10);
+    items[7] = account("");
+    let r = t
+        .post(bulk, json!({ "create": items }))
+        .await
+        .expect_problem(422, "validation");
     assert_eq!(r.body["errors"][0]["field"], "records[7].fields.name");
-    let r = s.call("GET", "/api/v1/records/account", Some(&t.key), None).await;
-    assert_eq!(r.body["data"].as_array().unwrap().len(), 0, "nothing was created");
+    let r = t.get("/api/v1/records/account").await.expect(200).json();
+    assert_eq!(r["data"].as_array().unwrap().len(), 0, "nothing was created");
 
-    let thousand: Vec<Value> = (0..1000)
-        .map(|i| json!({ "fields": { "name": format!("A{i}") } }))
-        .collect();
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/records/account/bulk",
-            Some(&t.key),
-            Some(json!({ "create": thousand })),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let ids: Vec<String> = r.body["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect();
-    let too_many: Vec<Value> = (0..1001)
-        .map(|i| json!({ "fields": { "name": format!("B{i}") } }))
-        .collect();
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/records/account/bulk",
-            Some(&t.key),
-            Some(json!({ "create": too_many })),
-        )
-        .await;
-    assert_eq!(r.status, 400);
+    let r = t
+        .post(bulk, json!({ "create": accounts("A", 1000) }))
+        .await
+        .expect(201)
+        .json();
+    let created = ids(&r["records"]);
+    t.post(bulk, json!({ "create": accounts("B", 1001) })).await.expect(400);
 
-    let updates: Vec<Value> = ids[..3]
+    let updates: Vec<Value> = created[..3]
         .iter()
         .map(|id| json!({ "id": id, "version": 1, "fields": { "city": "Berlin" } }))
         .collect();
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/records/account/bulk",
-            Some(&t.key),
-            Some(json!({ "update": updates })),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    let r = t.post(bulk, json!({ "update": updates })).await.expect(200).json();
+    let updated = r["records"].as_array().unwrap();
+    assert_eq!(updated.len(), 3, "{r}");
     assert!(
-        r.body["records"]
-            .as_array()
-            .unwrap()
+        updated
             .iter()
-            .all(|r| r["version"] == 2 && r["fields"]["city"] == "Berlin")
+            .all(|r| r["version"] == 2 && r["fields"]["city"] == "Berlin"),
+        "{r}"
     );
     s.stop().await;
 }
@@ -409,52 +311,47 @@ async fn aggregates_match_a_brute_force_computation() {
     let t = s.tenant("Acme").await;
     let u2 = s.user(&t, "Second", "member").await;
     let stages = ["proposal", "negotiation", "closed_won"];
-    let mut items = Vec::new();
-    for i in 0..90 {
-        let mut body = opp(
-            &format!("D{i}"),
-            stages[i % 3],
-            Some(f64::from(i as u32) * 10.5),
-            &format!("2027-{:02}-01", i % 6 + 1),
-        );
-        if i % 2 == 1 {
-            body["owner_id"] = json!(u2.id);
-        }
-        items.push(body);
-    }
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/records/opportunity/bulk",
-            Some(&t.key),
-            Some(json!({ "create": items.clone() })),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    let owner_of = |i: usize| if i % 2 == 1 { &u2.id } else { &t.owner_id };
+    let items: Vec<Value> = (0..90)
+        .map(|i| {
+            let mut body = opp(
+                &format!("D{i}"),
+                stages[i % 3],
+                Some(f64::from(i as u32) * 10.5),
+                &format!("2027-{:02}-01", i % 6 + 1),
+            );
+            if i % 2 == 1 {
+                body["owner_id"] = json!(u2.id);
+            }
+            body
+        })
+        .collect();
+    t.post(&format!("{OPPORTUNITIES}/bulk"), json!({ "create": items.clone() }))
+        .await
+        .expect(201);
     let req = json!({
         "group_by": ["stage", "owner_id"],
         "measures": [{"fn": "count"}, {"fn": "sum", "field": "amount"}, {"fn": "max", "field": "amount", "as": "biggest"}],
         "filters": [{"field": "close_date", "op": "lt", "value": "2027-06-01"}]
     });
-    let agg = s
-        .call("POST", "/api/v1/records/opportunity/aggregate", Some(&t.key), Some(req))
-        .await;
-    assert_eq!(agg.status, 200, "{}", agg.text);
+    let agg = t.post(AGGREGATE, req).await.expect(200).json();
     let mut brute: BTreeMap<(String, String), (i64, f64, f64)> = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
         if item["fields"]["close_date"].as_str().unwrap() >= "2027-06-01" {
             continue;
         }
-        let owner = if i % 2 == 1 { u2.id.clone() } else { t.owner_id.clone() };
         let e = brute
-            .entry((item["fields"]["stage"].as_str().unwrap().to_string(), owner))
+            .entry((
+                item["fields"]["stage"].as_str().unwrap().to_string(),
+                owner_of(i).clone(),
+            ))
             .or_default();
         let amount = item["fields"]["amount"]["value"].as_f64().unwrap();
         e.0 += 1;
         e.1 += amount;
         e.2 = e.2.max(amount);
     }
-    let rows = agg.body["rows"].as_array().unwrap();
+    let rows = agg["rows"].as_array().unwrap();
     assert_eq!(rows.len(), brute.len());
     for row in rows {
         let key = (
@@ -468,11 +365,9 @@ async fn aggregates_match_a_brute_force_computation() {
     }
     // Time buckets.
     let req = json!({ "group_by": ["close_date:quarter"], "measures": [{"fn": "count"}] });
-    let agg = s
-        .call("POST", "/api/v1/records/opportunity/aggregate", Some(&t.key), Some(req))
-        .await;
-    let rows = agg.body["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 2, "{}", agg.text);
+    let agg = t.post(AGGREGATE, req).await.expect(200).json();
+    let rows = agg["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{agg}");
     assert_eq!(
         (rows[0]["close_date:quarter"].as_str(), rows[0]["count"].as_i64()),
         (Some("2027-Q1"), Some(45))
@@ -489,18 +384,12 @@ async fn aggregates_match_a_brute_force_computation() {
             {"fn": "count"}
         ]
     });
-    let agg = s
-        .call("POST", "/api/v1/records/opportunity/aggregate", Some(&t.key), Some(req))
-        .await;
-    assert_eq!(agg.status, 200, "{}", agg.text);
-    let rows = agg.body["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 2, "{}", agg.text);
+    let agg = t.post(AGGREGATE, req).await.expect(200).json();
+    let rows = agg["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{agg}");
     for row in rows {
         let owner = row["owner_id"].as_str().unwrap();
-        let mine = items.iter().enumerate().filter(|(i, _)| {
-            let o = if i % 2 == 1 { &u2.id } else { &t.owner_id };
-            o == owner
-        });
+        let mine = items.iter().enumerate().filter(|(i, _)| owner_of(*i) == owner);
         let (mut won_early, mut open, mut all) = (None::<f64>, 0, 0);
         for (_, item) in mine {
             let f = &item["fields"];
@@ -526,23 +415,13 @@ async fn aggregates_match_a_brute_force_computation() {
     }
     // A bad field inside a measure's `where` is named by its path.
     let bad = json!({ "measures": [{"fn": "count", "where": [{"field": "nope", "op": "eq", "value": 1}]}] });
-    let r = s
-        .call("POST", "/api/v1/records/opportunity/aggregate", Some(&t.key), Some(bad))
-        .await;
-    assert_eq!(r.status, 422, "{}", r.text);
+    let r = t.post(AGGREGATE, bad).await.expect_problem(422, "validation");
     assert!(r.text.contains("measures[0].where[0]"), "{}", r.text);
 
     // Invalid aggregates are 422 with every problem.
     let bad = json!({ "group_by": ["stage:month", "nope"], "measures": [{"fn": "sum", "field": "stage"}] });
-    let r = s
-        .call("POST", "/api/v1/records/opportunity/aggregate", Some(&t.key), Some(bad))
-        .await;
-    assert_eq!(
-        (r.status, r.body["errors"].as_array().map(Vec::len)),
-        (422, Some(3)),
-        "{}",
-        r.text
-    );
+    let r = t.post(AGGREGATE, bad).await.expect_problem(422, "validation");
+    assert_eq!(r.body["errors"].as_array().map(Vec::len), Some(3), "{}", r.text);
     s.stop().await;
 }
 
@@ -550,23 +429,19 @@ async fn aggregates_match_a_brute_force_computation() {
 async fn twenty_concurrent_if_match_updates_have_one_winner() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
-    let r = create(&s, &t.key, "account", json!({ "fields": { "name": "Contested" } })).await;
-    let path = format!("{}/api/v1/records/account/{}", s.url, r.body["id"].as_str().unwrap());
-    let mut tasks = Vec::new();
-    for i in 0..20 {
-        let (http, path, key) = (s.http.clone(), path.clone(), t.key.clone());
-        tasks.push(tokio::spawn(async move {
-            let res = http
-                .patch(&path)
-                .bearer_auth(key)
-                .header("If-Match", "\"1\"")
-                .json(&json!({ "fields": { "city": format!("City {i}") } }))
-                .send()
-                .await
-                .unwrap();
-            res.status().as_u16()
-        }));
-    }
+    let r = t
+        .post("/api/v1/records/account", account("Contested"))
+        .await
+        .expect(201);
+    let path = format!("/api/v1/records/account/{}", r.body["id"].as_str().unwrap());
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let update = t
+                .patch(&path, json!({ "fields": { "city": format!("City {i}") } }))
+                .if_match(1);
+            tokio::spawn(async move { update.await.status })
+        })
+        .collect();
     let mut statuses = Vec::new();
     for task in tasks {
         statuses.push(task.await.unwrap());
@@ -583,31 +458,25 @@ async fn roles_limit_writes() {
     let reader = s.user(&t, "Reader", "read-only").await;
     let member = s.user(&t, "Member", "member").await;
     let other = s.user(&t, "Other", "member").await;
-    let r = create(&s, &reader.key, "account", json!({ "fields": { "name": "Nope" } })).await;
-    assert_eq!(r.status, 403);
+    let accounts = "/api/v1/records/account";
+    reader
+        .post(accounts, account("Nope"))
+        .await
+        .expect_problem(403, "forbidden");
     // A member may not hand records to someone else; a manager may.
-    let r = create(
-        &s,
-        &member.key,
-        "account",
-        json!({ "fields": { "name": "Mine" }, "owner_id": other.id }),
-    )
-    .await;
-    assert_eq!(r.status, 403);
-    let r = create(&s, &member.key, "account", json!({ "fields": { "name": "Mine" } })).await;
-    let path = format!("/api/v1/records/account/{}", r.body["id"].as_str().unwrap());
+    member
+        .post(accounts, json!({ "fields": { "name": "Mine" }, "owner_id": other.id }))
+        .await
+        .expect_problem(403, "forbidden");
+    let r = member.post(accounts, account("Mine")).await.expect(201);
+    let path = format!("{accounts}/{}", r.body["id"].as_str().unwrap());
     // Another member cannot see it (404, not 403); the owner role sees all.
-    assert_eq!(s.call("GET", &path, Some(&other.key), None).await.status, 404);
-    let r = s
-        .call(
-            "PATCH",
-            &path,
-            Some(&other.key),
-            Some(json!({ "fields": { "city": "X" } })),
-        )
-        .await;
-    assert_eq!(r.status, 404);
-    assert_eq!(s.call("GET", &path, Some(&t.key), None).await.status, 200);
+    other.get(&path).await.expect_problem(404, "not-found");
+    other
+        .patch(&path, json!({ "fields": { "city": "X" } }))
+        .await
+        .expect_problem(404, "not-found");
+    t.get(&path).await.expect(200);
     s.stop().await;
 }
 
@@ -621,19 +490,15 @@ async fn custom_objects_are_described_and_usable() {
         {"name": "phase", "type": "enum", "values": ["plan", "build", "run"]},
         {"name": "account_id", "type": "reference", "reference": "account"}
     ]});
-    let r = s.call("POST", "/api/v1/objects", Some(&t.key), Some(def)).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/objects",
-            Some(&t.key),
-            Some(json!({ "name": "account", "label": "x", "fields": [] })),
-        )
-        .await;
-    assert_eq!(r.status, 422);
-    let objects = s.call("GET", "/api/v1/objects", Some(&t.key), None).await;
-    let names: Vec<&str> = objects.body["data"]
+    t.post("/api/v1/objects", def).await.expect(201);
+    t.post(
+        "/api/v1/objects",
+        json!({ "name": "account", "label": "x", "fields": [] }),
+    )
+    .await
+    .expect(422);
+    let objects = t.get("/api/v1/objects").await.expect(200).json();
+    let names: Vec<&str> = objects["data"]
         .as_array()
         .unwrap()
         .iter()
@@ -643,8 +508,8 @@ async fn custom_objects_are_described_and_usable() {
         names,
         ["account", "contact", "lead", "opportunity", "activity", "project"]
     );
-    let opp_schema = s.call("GET", "/api/v1/objects/opportunity", Some(&t.key), None).await;
-    let stage = opp_schema.body["fields"]
+    let opp_schema = t.get("/api/v1/objects/opportunity").await.expect(200).json();
+    let stage = opp_schema["fields"]
         .as_array()
         .unwrap()
         .iter()
@@ -655,36 +520,27 @@ async fn custom_objects_are_described_and_usable() {
         (Some("enum"), Some(true))
     );
 
-    let r = create(
-        &s,
-        &t.key,
-        "project",
+    t.post(
+        "/api/v1/records/project",
         json!({ "fields": { "title": "Rollout", "phase": "plan" } }),
     )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let r = create(
-        &s,
-        &t.key,
-        "project",
-        json!({ "fields": { "title": "x".repeat(81), "phase": "done" } }),
-    )
-    .await;
+    .await
+    .expect(201);
+    let r = t
+        .post(
+            "/api/v1/records/project",
+            json!({ "fields": { "title": "x".repeat(81), "phase": "done" } }),
+        )
+        .await
+        .expect_problem(422, "validation");
     assert_eq!(r.body["errors"].as_array().map(Vec::len), Some(2), "{}", r.text);
     // An object with records cannot be deleted; other tenants do not see it.
-    assert_eq!(
-        s.call("DELETE", "/api/v1/objects/project", Some(&t.key), None)
-            .await
-            .status,
-        409
-    );
-    let other: TestTenant = s.tenant("Other").await;
-    assert_eq!(
-        s.call("GET", "/api/v1/objects/project", Some(&other.key), None)
-            .await
-            .status,
-        404
-    );
+    t.delete("/api/v1/objects/project").await.expect(409);
+    let other = s.tenant("Other").await;
+    other
+        .get("/api/v1/objects/project")
+        .await
+        .expect_problem(404, "not-found");
     s.stop().await;
 }
 
@@ -693,73 +549,46 @@ async fn history_and_as_of_reconstruction_respect_visibility() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
     let other = s.user(&t, "Other", "member").await;
-    let r = create(
-        &s,
-        &t.key,
-        "account",
-        json!({ "fields": { "name": "Before", "city": "Bonn" } }),
-    )
-    .await;
+    let r = t
+        .post(
+            "/api/v1/records/account",
+            json!({ "fields": { "name": "Before", "city": "Bonn" } }),
+        )
+        .await
+        .expect(201);
     let path = format!("/api/v1/records/account/{}", r.body["id"].as_str().unwrap());
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let between = plinth_core::store::time::now();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let r = s
-        .call(
-            "PATCH",
-            &path,
-            Some(&t.key),
-            Some(json!({ "fields": { "name": "After", "city": null } })),
-        )
-        .await;
-    assert_eq!(r.status, 200);
+    t.patch(&path, json!({ "fields": { "name": "After", "city": null } }))
+        .await
+        .expect(200);
 
-    let then = s
-        .call("GET", &format!("{path}?as_of={between}"), Some(&t.key), None)
-        .await;
-    assert_eq!(then.status, 200, "{}", then.text);
-    assert_eq!(then.body["fields"], json!({ "name": "Before", "city": "Bonn" }));
-    assert_eq!(then.body["owner_id"], t.owner_id.as_str());
-    let now = s
-        .call(
-            "GET",
-            &format!("{path}?as_of={}", plinth_core::store::time::now()),
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!(now.body["fields"], json!({ "name": "After" }));
-    let before_creation = s
-        .call("GET", &format!("{path}?as_of=2000-01-01T00:00:00Z"), Some(&t.key), None)
-        .await;
-    assert_eq!(before_creation.status, 404);
-    assert_eq!(
-        s.call("GET", &format!("{path}?as_of=yesterday"), Some(&t.key), None)
-            .await
-            .status,
-        400
-    );
+    let then = t.get(&format!("{path}?as_of={between}")).await.expect(200).json();
+    assert_eq!(then["fields"], json!({ "name": "Before", "city": "Bonn" }));
+    assert_eq!(then["owner_id"], t.owner_id.as_str());
+    let now = t
+        .get(&format!("{path}?as_of={}", plinth_core::store::time::now()))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(now["fields"], json!({ "name": "After" }));
+    t.get(&format!("{path}?as_of=2000-01-01T00:00:00Z"))
+        .await
+        .expect_problem(404, "not-found");
+    t.get(&format!("{path}?as_of=yesterday")).await.expect(400);
 
-    let history = s.call("GET", &format!("{path}/history"), Some(&t.key), None).await;
-    let actions: Vec<&str> = history.body["data"]
+    let history = t.get(&format!("{path}/history")).await.expect(200).json();
+    let actions: Vec<&str> = history["data"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["record.create", "record.update"], "{}", history.text);
+    assert_eq!(actions, ["record.create", "record.update"], "{history}");
     // Someone who cannot see the record sees neither its history nor its past.
-    assert_eq!(
-        s.call("GET", &format!("{path}/history"), Some(&other.key), None)
-            .await
-            .status,
-        404
-    );
-    assert_eq!(
-        s.call("GET", &format!("{path}?as_of={between}"), Some(&other.key), None)
-            .await
-            .status,
-        404
-    );
+    for seen_by_other in [format!("{path}/history"), format!("{path}?as_of={between}")] {
+        other.get(&seen_by_other).await.expect_problem(404, "not-found");
+    }
     s.stop().await;
 }

@@ -13,7 +13,7 @@ use plinth_core::records::Who;
 use plinth_core::records::query::{Filter, Op};
 use plinth_core::records::rollup::{self, RollupQuery};
 use plinth_core::store::audit::Actor;
-use plinth_tests::{TestServer, TestTenant, TestUser, guest_files};
+use plinth_tests::{Guest, TestServer, TestTenant, TestUser};
 use serde_json::{Value, json};
 
 const STAGES: [&str; 6] = [
@@ -27,20 +27,32 @@ const STAGES: [&str; 6] = [
 const MONTHS: [&str; 4] = ["2026-10", "2026-11", "2026-12", "2027-01"];
 const PLUGIN: &str = "crm-probe";
 
-/// The crm-probe guest, declaring two roll-ups over opportunities.
-fn manifest(version: &str, extra: &str) -> String {
-    let (text, _) = guest_files(PLUGIN);
-    let text = text
-        .replace("version = \"0.1.0\"", &format!("version = \"{version}\""))
-        .replace(
-            "fields = [\"stage\", \"amount\"]",
-            "fields = [\"stage\", \"amount\", \"probability\", \"close_date\"]",
-        );
-    format!(
-        "{text}\n[[rollups]]\nname = \"pipeline\"\nobject = \"opportunity\"\n\
-         dimensions = [\"stage\", \"probability\", \"close_date:month\"]\nsums = [\"amount\"]\n\n\
-         [[rollups]]\nname = \"count\"\nobject = \"opportunity\"\n{extra}"
-    )
+/// The crm-probe guest reading the opportunity fields the roll-ups need, declaring two
+/// roll-ups over opportunities: `pipeline`, by stage, probability and close month,
+/// summing `sums`; and `count`, without dimensions.
+fn crm_probe(sums: &[&str]) -> Guest {
+    Guest::named(PLUGIN)
+        .set(
+            "capabilities.records.opportunity.fields",
+            json!(["stage", "amount", "probability", "close_date"]),
+        )
+        .push(
+            "rollups",
+            json!({
+                "name": "pipeline",
+                "object": "opportunity",
+                "dimensions": ["stage", "probability", "close_date:month"],
+                "sums": sums,
+            }),
+        )
+        .push("rollups", json!({ "name": "count", "object": "opportunity" }))
+}
+
+/// Publish [`crm_probe`] (summing amounts) and install it in `t` with every grant.
+async fn install_crm_probe(s: &TestServer, t: &TestTenant) {
+    let publisher = s.publisher("plinth-tests").await;
+    publisher.publish(s, &crm_probe(&["amount"])).await.expect(201);
+    s.install(t, PLUGIN, json!("all")).await.expect(201);
 }
 
 /// A deterministic pseudo-random sequence (so a failure reproduces).
@@ -154,7 +166,8 @@ impl World {
         }
     }
 
-    /// Rows of the tenant in `table` (of `group` only, when given).
+    /// Rows of the tenant in `table` (of `group` only, when given): the kept totals and
+    /// deltas are storage, which no API shows.
     async fn count(&self, table: &str, group: Option<&str>) -> i64 {
         let of_group = if group.is_some() { " AND group_id = $2" } else { "" };
         let sql = format!("SELECT COUNT(*) FROM {table} WHERE tenant_id = $1{of_group}");
@@ -167,16 +180,10 @@ impl World {
 
     /// Move group `g` under `to` (`None`: to the root level) through the REST API.
     async fn move_to(&mut self, g: &str, to: Option<String>) {
-        let r = self
-            .s
-            .call(
-                "PATCH",
-                &format!("/api/v1/groups/{g}"),
-                Some(&self.t.key),
-                Some(json!({ "parent_id": to })),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text);
+        self.t
+            .patch(&format!("/api/v1/groups/{g}"), json!({ "parent_id": to }))
+            .await
+            .expect(200);
         self.model.parent.insert(g.to_string(), to);
     }
 
@@ -191,17 +198,16 @@ impl World {
 
     async fn create_group(&mut self, parent: Option<String>) -> String {
         let n = self.model.parent.len();
-        let r = self
-            .s
-            .call(
-                "POST",
+        let group = self
+            .t
+            .post(
                 "/api/v1/groups",
-                Some(&self.t.key),
-                Some(json!({ "name": format!("G{n}"), "parent_id": parent })),
+                json!({ "name": format!("G{n}"), "parent_id": parent }),
             )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        let id = r.body["id"].as_str().unwrap().to_string();
+            .await
+            .expect(201)
+            .json();
+        let id = group["id"].as_str().unwrap().to_string();
         self.model.parent.insert(id.clone(), parent);
         id
     }
@@ -237,22 +243,17 @@ impl World {
         if let Some(a) = o.amount {
             fields["amount"] = json!({ "value": a, "currency": "EUR" });
         }
-        let key = if owner_is_outsider {
-            self.outsider.key.clone()
+        let creator = if owner_is_outsider {
+            &self.outsider.api
         } else {
-            self.t.key.clone()
+            &self.t.api
         };
-        let r = self
-            .s
-            .call(
-                "POST",
-                "/api/v1/records/opportunity",
-                Some(&key),
-                Some(json!({ "fields": fields })),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        let id = r.body["id"].as_str().unwrap().to_string();
+        let created = creator
+            .post("/api/v1/records/opportunity", json!({ "fields": fields }))
+            .await
+            .expect(201)
+            .json();
+        let id = created["id"].as_str().unwrap().to_string();
         self.model.opps.insert(id, o);
     }
 
@@ -283,11 +284,7 @@ impl World {
     /// Store `o` (already changed as `fields` says) for opportunity `id`.
     async fn patch_opp(&mut self, id: &str, o: Opp, fields: Value) {
         let path = format!("/api/v1/records/opportunity/{id}");
-        let r = self
-            .s
-            .call("PATCH", &path, Some(&self.t.key), Some(json!({ "fields": fields })))
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text);
+        self.t.patch(&path, json!({ "fields": fields })).await.expect(200);
         self.model.opps.insert(id.to_string(), o);
     }
 
@@ -312,35 +309,23 @@ impl World {
     async fn toggle_deleted(&mut self, id: &str) {
         let path = format!("/api/v1/records/opportunity/{id}");
         let deleted = self.model.opps[id].deleted;
-        let r = if deleted {
-            self.s
-                .call("POST", &format!("{path}/restore"), Some(&self.t.key), None)
-                .await
+        if deleted {
+            self.t.request("POST", &format!("{path}/restore")).await.expect(200);
         } else {
-            self.s.call("DELETE", &path, Some(&self.t.key), None).await
-        };
-        assert!(r.status == 200 || r.status == 204, "{}", r.text);
+            self.t.delete(&path).await.expect(200);
+        }
         self.model.opps.get_mut(id).unwrap().deleted = !deleted;
     }
 
     async fn share(&mut self, id: &str, group: &str) {
         let shared = self.model.shares.get(id).is_some_and(|s| s.contains(group));
         let path = format!("/api/v1/records/opportunity/{id}/shares");
-        let r = if shared {
-            self.s
-                .call("DELETE", &format!("{path}/{group}"), Some(&self.t.key), None)
-                .await
+        if shared {
+            self.t.delete(&format!("{path}/{group}")).await.expect(204);
         } else {
-            self.s
-                .call(
-                    "POST",
-                    &path,
-                    Some(&self.t.key),
-                    Some(json!({ "group_id": group, "access": "read" })),
-                )
-                .await
-        };
-        assert!([200, 201, 204].contains(&r.status), "{}", r.text);
+            let share = json!({ "group_id": group, "access": "read" });
+            self.t.post(&path, share).await.expect(201);
+        }
         let set = self.model.shares.entry(id.to_string()).or_default();
         if shared {
             set.remove(group);
@@ -424,11 +409,7 @@ impl World {
             return;
         }
         let g = leaves[self.rng.next(leaves.len())].clone();
-        let r = self
-            .s
-            .call("DELETE", &format!("/api/v1/groups/{g}"), Some(&self.t.key), None)
-            .await;
-        assert_eq!(r.status, 204, "{}", r.text);
+        self.t.delete(&format!("/api/v1/groups/{g}")).await.expect(204);
         self.model.parent.remove(&g);
         self.model.members.remove(&g);
         self.deleted_groups += 1;
@@ -564,13 +545,6 @@ impl World {
     }
 }
 
-async fn publish(s: &TestServer, manifest: &str) {
-    let publisher = s.publisher("plinth-tests").await;
-    let (_, component) = guest_files(PLUGIN);
-    let r = s.publish(&publisher.token, publisher.pack(manifest, &component)).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-}
-
 #[tokio::test]
 async fn kept_totals_equal_a_brute_force_through_every_kind_of_change() {
     // Moves' deltas are folded by hand, so the checks see them pending and folded.
@@ -585,15 +559,12 @@ async fn kept_totals_equal_a_brute_force_through_every_kind_of_change() {
     let a11 = w.create_group(Some(a1.clone())).await;
     w.create_group(Some(b.clone())).await;
     w.create_group(None).await;
-    let r =
-        w.s.call(
-            "POST",
-            &format!("/api/v1/groups/{a1}/members"),
-            Some(&w.t.key),
-            Some(json!({ "user_id": w.member.id })),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    w.t.post(
+        &format!("/api/v1/groups/{a1}/members"),
+        json!({ "user_id": w.member.id }),
+    )
+    .await
+    .expect(201);
     w.model
         .members
         .entry(a1.clone())
@@ -613,12 +584,8 @@ async fn kept_totals_equal_a_brute_force_through_every_kind_of_change() {
     w.share(&ids[2], &root).await;
     w.toggle_deleted(&ids[3]).await;
 
-    publish(&w.s, &manifest("0.1.0", "")).await;
-    let r = w.s.install(&w.t, PLUGIN, json!("all")).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let r =
-        w.s.call("GET", &format!("/api/v1/installations/{PLUGIN}"), Some(&w.t.key), None)
-            .await;
+    install_crm_probe(&w.s, &w.t).await;
+    let r = w.t.get(&format!("/api/v1/installations/{PLUGIN}")).await.expect(200);
     let kept: Vec<(&str, &Value)> = r.body["rollups"]
         .as_array()
         .unwrap()
@@ -655,15 +622,7 @@ async fn kept_totals_equal_a_brute_force_through_every_kind_of_change() {
     assert!(w.batches > 0, "the random steps made no share batch");
 
     // Uninstall drops the totals; installing again rebuilds them from the data.
-    let r =
-        w.s.call(
-            "DELETE",
-            &format!("/api/v1/installations/{PLUGIN}"),
-            Some(&w.t.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
+    w.t.delete(&format!("/api/v1/installations/{PLUGIN}")).await.expect(204);
     let left = w.count("rollup_totals", None).await;
     assert_eq!(left, 0, "uninstall drops the totals");
     let err = rollup::query(
@@ -677,8 +636,7 @@ async fn kept_totals_equal_a_brute_force_through_every_kind_of_change() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("no roll-up `pipeline`"), "{err}");
-    let r = w.s.install(&w.t, PLUGIN, json!("all")).await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    w.s.install(&w.t, PLUGIN, json!("all")).await.expect(201);
     w.check("after re-installing").await;
 }
 
@@ -686,12 +644,13 @@ async fn kept_totals_equal_a_brute_force_through_every_kind_of_change() {
 async fn queries_filter_and_group_by_dimensions_with_clear_problems() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
-    publish(&s, &manifest("0.1.0", "")).await;
-    assert_eq!(s.install(&t, PLUGIN, json!("all")).await.status, 201);
-    let r = s
-        .call("POST", "/api/v1/groups", Some(&t.key), Some(json!({ "name": "Root" })))
-        .await;
-    let root = r.body["id"].as_str().unwrap().to_string();
+    install_crm_probe(&s, &t).await;
+    let root = t
+        .post("/api/v1/groups", json!({ "name": "Root" }))
+        .await
+        .expect(201)
+        .json();
+    let root = root["id"].as_str().unwrap().to_string();
     for (stage, amount, close) in [
         ("proposal", 100.0, "2026-10-05"),
         ("proposal", 50.0, "2026-11-30"),
@@ -699,19 +658,14 @@ async fn queries_filter_and_group_by_dimensions_with_clear_problems() {
     ] {
         let body = json!({ "fields": { "name": "D", "stage": stage, "close_date": close,
             "amount": { "value": amount, "currency": "EUR" } } });
-        let r = s
-            .call("POST", "/api/v1/records/opportunity", Some(&t.key), Some(body))
-            .await;
-        let id = r.body["id"].as_str().unwrap().to_string();
-        let r = s
-            .call(
-                "POST",
-                &format!("/api/v1/records/opportunity/{id}/shares"),
-                Some(&t.key),
-                Some(json!({ "group_id": root, "access": "read" })),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
+        let opp = t.post("/api/v1/records/opportunity", body).await.expect(201).json();
+        let id = opp["id"].as_str().unwrap();
+        t.post(
+            &format!("/api/v1/records/opportunity/{id}/shares"),
+            json!({ "group_id": root, "access": "read" }),
+        )
+        .await
+        .expect(201);
     }
     let who = Who {
         tenant: t.id.clone(),
@@ -719,14 +673,16 @@ async fn queries_filter_and_group_by_dimensions_with_clear_problems() {
         role: Role::Owner,
         actor: Actor::default(),
     };
-    let q = RollupQuery {
-        group_by: vec!["stage".into()],
+    // Grouped by one dimension, filtered by another.
+    let query = |group_by: &str, field: &str, op: Op, value: Value| RollupQuery {
+        group_by: vec![group_by.into()],
         filters: vec![Filter {
-            field: "close_date:month".into(),
-            op: Op::Gte,
-            value: json!("2026-11"),
+            field: field.into(),
+            op,
+            value,
         }],
     };
+    let q = query("stage", "close_date:month", Op::Gte, json!("2026-11"));
     let r = rollup::query(s.db(), &who, PLUGIN, "pipeline", &root, &q)
         .await
         .unwrap();
@@ -739,14 +695,7 @@ async fn queries_filter_and_group_by_dimensions_with_clear_problems() {
         ])
     );
 
-    let bad = RollupQuery {
-        group_by: vec!["region".into()],
-        filters: vec![Filter {
-            field: "probability".into(),
-            op: Op::Lt,
-            value: json!("high"),
-        }],
-    };
+    let bad = query("region", "probability", Op::Lt, json!("high"));
     let err = rollup::query(s.db(), &who, PLUGIN, "pipeline", &root, &bad)
         .await
         .unwrap_err();
@@ -772,12 +721,9 @@ async fn queries_filter_and_group_by_dimensions_with_clear_problems() {
 async fn rollups_that_do_not_fit_the_schema_are_refused_at_publish_or_install() {
     let s = TestServer::start().await;
     let publisher = s.publisher("plinth-tests").await;
-    let (_, component) = guest_files(PLUGIN);
     // Standard objects are the same everywhere: `stage` is declared (the manifest is
     // valid) but it is not a number to sum, which publishing already knows.
-    let text = manifest("0.1.0", "").replace("sums = [\"amount\"]", "sums = [\"stage\"]");
-    let r = s.publish(&publisher.token, publisher.pack(&text, &component)).await;
-    assert_eq!(r.status, 422, "{}", r.text);
+    let r = publisher.publish(&s, &crm_probe(&["stage"])).await.expect(422);
     assert!(
         r.text.contains("rollups[0].sums[0]") && r.text.contains("numeric"),
         "{}",
@@ -785,30 +731,26 @@ async fn rollups_that_do_not_fit_the_schema_are_refused_at_publish_or_install() 
     );
 
     // A custom object's schema is the tenant's: checked when installing there.
-    let text = format!(
-        "{}\n[capabilities.records.project]\naccess = \"read\"\nfields = [\"title\", \"phase\"]\n\n\
-         [[rollups]]\nname = \"projects\"\nobject = \"project\"\ndimensions = [\"phase:month\"]\nsums = [\"title\"]\n",
-        manifest("0.1.0", "")
-    );
-    let r = s.publish(&publisher.token, publisher.pack(&text, &component)).await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    let projects = crm_probe(&["amount"])
+        .set(
+            "capabilities.records.project",
+            json!({ "access": "read", "fields": ["title", "phase"] }),
+        )
+        .push(
+            "rollups",
+            json!({ "name": "projects", "object": "project", "dimensions": ["phase:month"], "sums": ["title"] }),
+        );
+    publisher.publish(&s, &projects).await.expect(201);
     let t = s.tenant("Acme").await;
     let def = json!({ "name": "project", "label": "Project", "fields": [
         {"name": "title", "type": "text", "required": true},
         {"name": "phase", "type": "enum", "values": ["plan", "build", "run"]}
     ]});
-    assert_eq!(
-        s.call("POST", "/api/v1/objects", Some(&t.key), Some(def)).await.status,
-        201
-    );
-    let r = s.install(&t, PLUGIN, json!("all")).await;
-    assert_eq!(r.status, 422, "{}", r.text);
-    assert_eq!(
-        r.body["type"].as_str().map(|t| t.ends_with("rollups-invalid")),
-        Some(true),
-        "{}",
-        r.text
-    );
+    t.post("/api/v1/objects", def).await.expect(201);
+    let r = s
+        .install(&t, PLUGIN, json!("all"))
+        .await
+        .expect_problem(422, "rollups-invalid");
     assert!(
         r.text.contains("rollups[2].dimensions[0]") && r.text.contains("not a date"),
         "{}",
@@ -819,10 +761,8 @@ async fn rollups_that_do_not_fit_the_schema_are_refused_at_publish_or_install() 
         "{}",
         r.text
     );
-    let r = s
-        .call("GET", &format!("/api/v1/installations/{PLUGIN}"), Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 404, "nothing was installed: {}", r.text);
+    // Nothing was installed.
+    t.get(&format!("/api/v1/installations/{PLUGIN}")).await.expect(404);
 }
 
 #[tokio::test]
@@ -842,9 +782,7 @@ async fn the_server_folds_the_deltas_of_moves_in_the_background() {
     for id in w.model.opps.keys().cloned().collect::<Vec<_>>() {
         w.share(&id, &leaf).await;
     }
-    publish(&w.s, &manifest("0.1.0", "")).await;
-    let r = w.s.install(&w.t, PLUGIN, json!("all")).await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    install_crm_probe(&w.s, &w.t).await;
 
     // The leaf with its records moves to the end of the chain and back, twice.
     for to in [chain[5].clone(), root.clone(), chain[3].clone()] {
@@ -885,9 +823,7 @@ async fn a_zero_count_is_kept_while_a_group_has_deltas_pending() {
     w.set_opp(&first, "proposal", 50.0, "2026-11-10", 1000.0).await;
     w.set_opp(&second, "proposal", 50.0, "2026-11-20", 2500.25).await;
     w.share(&first, &a).await;
-    publish(&w.s, &manifest("0.1.0", "")).await;
-    let r = w.s.install(&w.t, PLUGIN, json!("all")).await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    install_crm_probe(&w.s, &w.t).await;
 
     // `a` moves under `b`: b gains a's totals (the first opportunity) as a delta.
     w.move_to(&a, Some(b.clone())).await;

@@ -1,81 +1,135 @@
 //! The territories plugin end to end: installed from the marketplace on a real server,
 //! driven through its REST endpoints, and checked through the *core* REST records API
-//! (what each user sees), not through the plugin.
+//! (what each user sees), not through the plugin: traversal, rules and assignment (by
+//! runs and by events), roll-ups against a brute force, realignments previewed, applied,
+//! interrupted, rolled back and paged, upgrades from an older stored state, and records
+//! that change accounts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use plinth_tests::{TestServer, TestTenant, TestUser};
+use plinth_tests::{Call, Client, Guest, TestPublisher, TestServer, TestTenant, TestUser};
 use serde_json::{Value, json};
 
 const P: &str = "/api/v1/plugins/territories";
 
+/// A tenant (its owner's client) on a server with the first-party catalog.
 struct Ctx {
     s: TestServer,
     t: TestTenant,
 }
 
 impl Ctx {
-    /// A server with the first-party catalog, tenant `name`, and territories installed
-    /// with every grant; also the installation response.
-    async fn installed(name: &str) -> (Ctx, Value) {
+    /// A server with the first-party catalog and tenant `name`, without territories.
+    async fn new(name: &str) -> Ctx {
         let s = TestServer::start_with_first_party().await;
         let t = s.tenant(name).await;
-        let r = s.install(&t, "territories", json!("all")).await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        (Ctx { s, t }, r.body)
+        Ctx { s, t }
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let r = self
-            .s
-            .call(method, &format!("{P}{path}"), Some(&self.t.key), body)
-            .await;
-        (r.status, r.body)
+    /// [`Ctx::new`] with territories installed with every grant; also the
+    /// installation's answer.
+    async fn installed(name: &str) -> (Ctx, Value) {
+        let c = Ctx::new(name).await;
+        let installed = c.install().await;
+        (c, installed)
     }
 
-    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (status, b) = self.call(method, path, body.clone()).await;
-        assert!((200..300).contains(&status), "{method} {path} {body:?}: {status} {b}");
-        b
+    /// Install territories with every grant; the installation's answer.
+    async fn install(&self) -> Value {
+        self.s
+            .install(&self.t, "territories", json!("all"))
+            .await
+            .expect(201)
+            .json()
+    }
+
+    /// A request to the plugin's endpoint `path`, as the owner, without a body.
+    fn plugin(&self, method: &str, path: &str) -> Call {
+        self.t.request(method, &format!("{P}{path}"))
+    }
+
+    /// `GET` the plugin's `path` as the owner.
+    fn get(&self, path: &str) -> Call {
+        self.plugin("GET", path)
+    }
+
+    /// What `GET` of the plugin's `path` answers the owner, which must be 200.
+    async fn read(&self, path: &str) -> Value {
+        self.get(path).await.expect(200).json()
+    }
+
+    /// `POST` to the plugin's `path` as the owner (add a body with `.json(…)`).
+    fn post(&self, path: &str) -> Call {
+        self.plugin("POST", path)
+    }
+
+    /// `PUT` `body` to the plugin's `path` as the owner.
+    fn put(&self, path: &str, body: Value) -> Call {
+        self.plugin("PUT", path).json(body)
     }
 
     async fn territory(&self, name: &str, kind: &str, parent: Option<&str>) -> String {
         let b = self
-            .ok(
-                "POST",
-                "/territories",
-                Some(json!({"name": name, "type": kind, "parent_id": parent})),
-            )
-            .await;
+            .post("/territories")
+            .json(json!({"name": name, "type": kind, "parent_id": parent}))
+            .await
+            .expect(201)
+            .json();
         b["id"].as_str().unwrap().to_string()
     }
 
     async fn rules(&self, id: &str, rules: Value) {
-        self.ok(
-            "PUT",
-            &format!("/territories/{id}/rules"),
-            Some(json!({ "rules": rules })),
+        self.put(&format!("/territories/{id}/rules"), json!({ "rules": rules }))
+            .await
+            .expect(200);
+    }
+
+    /// Make `user` a member of territory `id` with `role`.
+    async fn member(&self, id: &str, user: &TestUser, role: &str) {
+        self.put(
+            &format!("/territories/{id}/members/{}", user.id),
+            json!({ "role": role }),
         )
-        .await;
+        .await
+        .expect(200);
+    }
+
+    /// Propose a realignment; the proposal with its diff.
+    async fn propose(&self, proposal: Value) -> Value {
+        let prop = self.post("/realignments").json(proposal).await.expect(201).json();
+        assert_eq!(prop["status"], "proposed", "{prop}");
+        prop
+    }
+
+    /// `apply`, `discard` or `rollback` realignment `rid`.
+    fn realignment(&self, rid: &str, action: &str) -> Call {
+        self.post(&format!("/realignments/{rid}/{action}"))
+    }
+
+    /// The path of names from the root to territory `id`.
+    async fn path(&self, id: &str) -> Value {
+        self.read(&format!("/territories/{id}/path")).await["path"].clone()
     }
 
     async fn create(&self, object: &str, fields: Value) -> String {
         let r = self
-            .s
-            .call(
-                "POST",
-                &format!("/api/v1/records/{object}"),
-                Some(&self.t.key),
-                Some(json!({ "fields": fields })),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        r.body["id"].as_str().unwrap().to_string()
+            .t
+            .post(&format!("/api/v1/records/{object}"), json!({ "fields": fields }))
+            .await
+            .expect(201)
+            .json();
+        r["id"].as_str().unwrap().to_string()
     }
 
-    /// Record ids of `object` that `key` sees through the core REST API.
-    async fn visible(&self, key: &str, object: &str, filter: &str) -> BTreeSet<String> {
+    /// Create an account in `country` and `city`; its id.
+    async fn account(&self, name: &str, country: &str, city: &str) -> String {
+        self.create("account", json!({"name": name, "country": country, "city": city}))
+            .await
+    }
+
+    /// Record ids of `object` that `who` sees through the core REST API.
+    async fn visible(&self, who: &Client, object: &str, filter: &str) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -83,12 +137,11 @@ impl Ctx {
             if let Some(c) = &cursor {
                 path.push_str(&format!("&cursor={c}"));
             }
-            let r = self.s.call("GET", &path, Some(key), None).await;
-            assert_eq!(r.status, 200, "{}", r.text);
-            for rec in r.body["data"].as_array().unwrap() {
+            let page = who.get(&path).await.expect(200).json();
+            for rec in page["data"].as_array().unwrap() {
                 out.insert(rec["id"].as_str().unwrap().to_string());
             }
-            match r.body["next_cursor"].as_str() {
+            match page["next_cursor"].as_str() {
                 Some(c) => cursor = Some(c.to_string()),
                 None => return out,
             }
@@ -96,16 +149,10 @@ impl Ctx {
     }
 
     async fn update(&self, object: &str, id: &str, fields: Value) {
-        let r = self
-            .s
-            .call(
-                "PATCH",
-                &format!("/api/v1/records/{object}/{id}"),
-                Some(&self.t.key),
-                Some(json!({ "fields": fields })),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text);
+        self.t
+            .patch(&format!("/api/v1/records/{object}/{id}"), json!({ "fields": fields }))
+            .await
+            .expect(200);
     }
 
     /// Wait until the plugin has handled every event in the tenant's log (the core
@@ -113,11 +160,7 @@ impl Ctx {
     async fn caught_up(&self) {
         let started = Instant::now();
         loop {
-            let r = self
-                .s
-                .call("GET", "/api/v1/events/subscriptions", Some(&self.t.key), None)
-                .await;
-            assert_eq!(r.status, 200, "{}", r.text);
+            let r = self.t.get("/api/v1/events/subscriptions").await.expect(200);
             let sub = r.body["data"]
                 .as_array()
                 .and_then(|subs| subs.iter().find(|x| x["plugin"] == "territories").cloned())
@@ -132,44 +175,112 @@ impl Ctx {
     }
 
     async fn territories_of(&self, account: &str) -> Value {
-        self.ok("GET", &format!("/accounts/{account}/territories"), None).await["territories"].clone()
+        self.read(&format!("/accounts/{account}/territories")).await["territories"].clone()
     }
 
     async fn run_assignment(&self) -> Value {
-        let mut run = self.ok("POST", "/assignment/run", Some(json!({"batch_size": 3}))).await;
+        let mut run = self
+            .post("/assignment/run")
+            .json(json!({"batch_size": 3}))
+            .await
+            .expect(201)
+            .json();
         let mut steps = 1;
         while run["status"] == "running" {
             assert!(run["processed"].as_u64().unwrap() < run["total"].as_u64().unwrap());
-            let progress = self
-                .ok(
-                    "GET",
-                    &format!("/assignment/runs/{}", run["id"].as_str().unwrap()),
-                    None,
-                )
-                .await;
+            let id = run["id"].as_str().unwrap().to_string();
+            let progress = self.read(&format!("/assignment/runs/{id}")).await;
             assert_eq!(progress, run, "progress is stored and readable");
             run = self
-                .ok(
-                    "POST",
-                    &format!("/assignment/runs/{}/continue", run["id"].as_str().unwrap()),
-                    None,
-                )
-                .await;
+                .post(&format!("/assignment/runs/{id}/continue"))
+                .await
+                .expect(200)
+                .json();
             steps += 1;
         }
         assert_eq!(run["processed"], run["total"]);
         assert!(steps > 1, "batches of 3 need several steps");
         run
     }
+
+    /// The tenant's audit events with `action`.
+    async fn audit_events(&self, action: &str) -> Vec<Value> {
+        self.t.audit_events(&[("action", action)]).await
+    }
+
+    /// The plugin's stored document `key` in `collection`, if there is one. (Its
+    /// documents are its own storage, which only SQL sees, like the rest of these.)
+    async fn document(&self, collection: &str, key: &str) -> Option<Value> {
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT value FROM plugin_documents WHERE tenant_id = $1 AND plugin_id = 'territories' \
+             AND collection = $2 AND doc_key = $3",
+        )
+        .bind(&self.t.id)
+        .bind(collection)
+        .bind(key)
+        .fetch_optional(self.s.db().reader())
+        .await
+        .unwrap();
+        text.map(|t| serde_json::from_str(&t).unwrap())
+    }
+
+    /// Delete the plugin's document `key` in `collection` behind its back.
+    async fn remove_document(&self, collection: &str, key: &str) {
+        self.s
+            .sql(
+                "DELETE FROM plugin_documents WHERE tenant_id = $1 AND plugin_id = 'territories' \
+                 AND collection = $2 AND doc_key = $3",
+                &[&self.t.id, collection, key],
+            )
+            .await;
+    }
+
+    /// Change a document the plugin stored, behind its back (the tests use it to put
+    /// state in place that only a crash or an older version leaves).
+    async fn edit_document(&self, collection: &str, key: &str, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+        let mut doc = self
+            .document(collection, key)
+            .await
+            .unwrap_or_else(|| panic!("no document {collection}/{key}"));
+        edit(doc.as_object_mut().unwrap());
+        self.s
+            .sql(
+                "UPDATE plugin_documents SET value = $4 WHERE tenant_id = $1 AND plugin_id = 'territories' \
+                 AND collection = $2 AND doc_key = $3",
+                &[&self.t.id, collection, key, &doc.to_string()],
+            )
+            .await;
+    }
+
+    /// Overwrite top-level members of stored realignment `rid`: how the tests make it
+    /// look as an apply leaves it when it dies part-way.
+    async fn patch_realignment(&self, rid: &str, patch: Value) {
+        self.edit_document("realignments", rid, |doc| {
+            for (k, v) in patch.as_object().unwrap() {
+                doc.insert(k.clone(), v.clone());
+            }
+        })
+        .await;
+    }
+}
+
+/// The names of the territories in a listing's `data`.
+fn names(listing: &Value) -> Vec<&str> {
+    listing["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no data in {listing}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect()
 }
 
 /// Per user id: (name, every account, opportunity and contact id they see).
 async fn snapshot(c: &Ctx, users: &BTreeMap<&str, TestUser>) -> BTreeMap<String, (String, BTreeSet<String>)> {
     let mut out = BTreeMap::new();
     for (u, user) in users {
-        let mut seen = c.visible(&user.key, "account", "").await;
-        seen.extend(c.visible(&user.key, "opportunity", "").await);
-        seen.extend(c.visible(&user.key, "contact", "").await);
+        let mut seen = c.visible(user, "account", "").await;
+        seen.extend(c.visible(user, "opportunity", "").await);
+        seen.extend(c.visible(user, "contact", "").await);
         out.insert(user.id.clone(), (u.to_string(), seen));
     }
     out
@@ -233,40 +344,6 @@ fn norm(v: &Value) -> Value {
         Value::Number(n) => json!(n.as_f64().unwrap()),
         other => other.clone(),
     }
-}
-
-/// Change a document the plugin stored, behind its back (the tests use it to put
-/// state in place that only a crash or an older version leaves).
-async fn edit_document(c: &Ctx, collection: &str, key: &str, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) {
-    let doc: String = sqlx::query_scalar(
-        "SELECT value FROM plugin_documents WHERE tenant_id = $1 AND plugin_id = 'territories' \
-         AND collection = $2 AND doc_key = $3",
-    )
-    .bind(&c.t.id)
-    .bind(collection)
-    .bind(key)
-    .fetch_one(c.s.db().reader())
-    .await
-    .unwrap();
-    let mut doc: Value = serde_json::from_str(&doc).unwrap();
-    edit(doc.as_object_mut().unwrap());
-    c.s.sql(
-        "UPDATE plugin_documents SET value = $4 WHERE tenant_id = $1 AND plugin_id = 'territories' \
-         AND collection = $2 AND doc_key = $3",
-        &[&c.t.id, collection, key, &doc.to_string()],
-    )
-    .await;
-}
-
-/// Overwrite top-level members of stored realignment `rid`: how the tests make it look
-/// as an apply leaves it when it dies part-way.
-async fn patch_realignment(c: &Ctx, rid: &str, patch: Value) {
-    edit_document(c, "realignments", rid, |doc| {
-        for (k, v) in patch.as_object().unwrap() {
-            doc.insert(k.clone(), v.clone());
-        }
-    })
-    .await;
 }
 
 fn unix_now() -> u64 {
@@ -340,46 +417,27 @@ async fn territories_end_to_end() {
         ("strategic", "member"),
         ("france", "member"),
     ] {
-        c.ok(
-            "PUT",
-            &format!("/territories/{}/members/{}", tid[u], users[u].id),
-            Some(json!({ "role": role })),
-        )
-        .await;
+        c.member(tid[u], &users[u], role).await;
     }
 
     // Traversal.
-    let b = c.ok("GET", &format!("/territories/{mitte}/path"), None).await;
+    let b = c.read(&format!("/territories/{mitte}/path")).await;
     assert_eq!(b["path"], "/Global/EMEA/DACH/Germany/Berlin/Mitte");
     assert_eq!(b["ids"], json!([global, emea, dach, germany, berlin, mitte]));
-    let b = c.ok("GET", &format!("/territories/{mitte}/ancestors"), None).await;
-    let names: Vec<&str> = b["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["Global", "EMEA", "DACH", "Germany", "Berlin"]);
-    let b = c.ok("GET", &format!("/territories/{global}/children"), None).await;
+    let b = c.read(&format!("/territories/{mitte}/ancestors")).await;
+    assert_eq!(names(&b), ["Global", "EMEA", "DACH", "Germany", "Berlin"]);
+    let b = c.read(&format!("/territories/{global}/children")).await;
     assert_eq!(b["data"].as_array().unwrap().len(), 3);
-    let b = c
-        .ok("GET", &format!("/territories/{global}/descendants?max_depth=2"), None)
-        .await;
-    let names: BTreeSet<&str> = b["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let b = c.read(&format!("/territories/{global}/descendants?max_depth=2")).await;
     assert_eq!(
-        names,
+        BTreeSet::from_iter(names(&b)),
         BTreeSet::from(["EMEA", "Americas", "Strategic", "DACH", "France"])
     );
     // Paginated: 8 descendants in pages of 3.
     let mut all = Vec::new();
     let mut path = format!("/territories/{global}/descendants?limit=3");
     loop {
-        let b = c.ok("GET", &path, None).await;
+        let b = c.read(&path).await;
         all.extend(
             b["data"]
                 .as_array()
@@ -393,10 +451,10 @@ async fn territories_end_to_end() {
         }
     }
     assert_eq!(all.len(), 8);
-    let b = c.ok("GET", &format!("/territories/{dach}/siblings"), None).await;
+    let b = c.read(&format!("/territories/{dach}/siblings")).await;
     assert_eq!(b["data"][0]["name"], "France");
     assert_eq!(b["data"].as_array().unwrap().len(), 1);
-    let b = c.ok("GET", &format!("/territories/{emea}/subtree"), None).await;
+    let b = c.read(&format!("/territories/{emea}/subtree")).await;
     assert_eq!(b["tree"]["name"], "EMEA");
     assert_eq!(b["tree"]["children"][0]["name"], "DACH");
     assert_eq!(
@@ -405,64 +463,49 @@ async fn territories_end_to_end() {
     );
     assert_eq!(b["tree"]["children"][1]["name"], "France");
 
-    // Bad input: clear problems.
-    let (st, _) = c.call("GET", "/territories/nope", None).await;
-    assert_eq!(st, 404);
-    let (st, b) = c.call("POST", "/territories", Some(json!({"name": "  "}))).await;
-    assert_eq!(st, 400, "{b}");
-    assert!(b["detail"].as_str().unwrap().contains("empty"), "{b}");
-    let (st, _) = c
-        .call("POST", "/territories", Some(json!({"name": "x".repeat(201)})))
-        .await;
-    assert_eq!(st, 400);
-    let (st, _) = c.call("POST", "/territories", Some(json!({"name": "A/B"}))).await;
-    assert_eq!(st, 400);
-    let (st, _) = c
-        .call("POST", "/territories", Some(json!({"name": "X", "parent_id": "nope"})))
-        .await;
-    assert_eq!(st, 404);
-    let (st, b) = c
-        .call(
+    // Bad input: clear problems (the status, and what the detail names where given).
+    let rules = format!("/territories/{dach}/rules");
+    let move_dach = format!("/territories/{dach}/move");
+    for (method, path, body, status, detail) in [
+        ("GET", "/territories/nope", Value::Null, 404, ""),
+        ("POST", "/territories", json!({"name": "  "}), 400, "empty"),
+        ("POST", "/territories", json!({"name": "x".repeat(201)}), 400, ""),
+        ("POST", "/territories", json!({"name": "A/B"}), 400, ""),
+        (
+            "POST",
+            "/territories",
+            json!({"name": "X", "parent_id": "nope"}),
+            404,
+            "",
+        ),
+        (
             "PUT",
-            &format!("/territories/{dach}/rules"),
-            Some(json!({"rules": [{"criteria": [{"op": "range", "field": "country", "min": 1}]}]})),
-        )
-        .await;
-    assert_eq!(st, 400, "{b}");
-    assert!(b["detail"].as_str().unwrap().contains("numeric"), "{b}");
-    let (st, _) = c
-        .call(
+            &rules,
+            json!({"rules": [{"criteria": [{"op": "range", "field": "country", "min": 1}]}]}),
+            400,
+            "numeric",
+        ),
+        (
             "PUT",
-            &format!("/territories/{dach}/rules"),
-            Some(json!({"rules": [{"criteria": [{"op": "equals", "field": "nope", "value": "x"}]}]})),
-        )
-        .await;
-    assert_eq!(st, 400);
-    let (st, b) = c
-        .call(
-            "POST",
-            &format!("/territories/{dach}/move"),
-            Some(json!({"parent_id": mitte})),
-        )
-        .await;
-    assert_eq!(st, 409, "{b}");
-    assert!(b["detail"].as_str().unwrap().contains("own descendant"), "{b}");
-    let (st, _) = c
-        .call(
-            "POST",
-            &format!("/territories/{dach}/move"),
-            Some(json!({"parent_id": dach})),
-        )
-        .await;
-    assert_eq!(st, 409);
-    let (st, _) = c
-        .call(
-            "POST",
-            &format!("/territories/{dach}/move"),
-            Some(json!({"parent_id": "nope"})),
-        )
-        .await;
-    assert_eq!(st, 404);
+            &rules,
+            json!({"rules": [{"criteria": [{"op": "equals", "field": "nope", "value": "x"}]}]}),
+            400,
+            "",
+        ),
+        ("POST", &move_dach, json!({"parent_id": mitte}), 409, "own descendant"),
+        ("POST", &move_dach, json!({"parent_id": dach}), 409, ""),
+        ("POST", &move_dach, json!({"parent_id": "nope"}), 404, ""),
+    ] {
+        let call = c.plugin(method, path);
+        let call = if body.is_null() { call } else { call.json(body) };
+        let r = call.await.expect(status);
+        if !detail.is_empty() {
+            let said = r.body["detail"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no detail: {}", r.text));
+            assert!(said.contains(detail), "{method} {path}: {}", r.text);
+        }
+    }
 
     // Accounts, opportunities, contacts (created by the tenant owner) before any rule
     // exists: their events are handled and assign nothing.
@@ -528,28 +571,21 @@ async fn territories_end_to_end() {
     }
 
     // Rules.
+    let equals = |field: &str, value: &str| json!([{"criteria": [{"op": "equals", "field": field, "value": value}]}]);
     c.rules(&emea, json!([{"criteria": [{"op": "in", "field": "country", "values": ["DE", "AT", "CH", "FR"]}], "apply_to_children": true}])).await;
     c.rules(
         &dach,
         json!([{"criteria": [{"op": "in", "field": "country", "values": ["DE", "AT", "CH"]}]}]),
     )
     .await;
-    c.rules(
-        &germany,
-        json!([{"criteria": [{"op": "equals", "field": "country", "value": "DE"}]}]),
-    )
-    .await;
+    c.rules(&germany, equals("country", "DE")).await;
     c.rules(
         &berlin,
         json!([{"criteria": [{"op": "prefix", "field": "city", "value": "Berl"}]}]),
     )
     .await;
     c.rules(&mitte, json!([{"criteria": [{"op": "equals", "field": "city", "value": "Berlin"}, {"op": "range", "field": "annual_revenue", "min": 10_000_000}]}])).await;
-    c.rules(
-        &france,
-        json!([{"criteria": [{"op": "equals", "field": "country", "value": "FR"}]}]),
-    )
-    .await;
+    c.rules(&france, equals("country", "FR")).await;
     c.rules(
         &americas,
         json!([{"criteria": [{"op": "in", "field": "country", "values": ["US", "CA", "DE"]}], "priority": 5}]),
@@ -580,9 +616,8 @@ async fn territories_end_to_end() {
         v.sort();
         v
     };
-    for a in acc.keys() {
-        let b = c.ok("GET", &format!("/accounts/{}/territories", acc[a]), None).await;
-        assert_eq!(b["territories"], json!(expect_terr(a)), "{a}");
+    for (a, id) in &acc {
+        assert_eq!(c.territories_of(id).await, json!(expect_terr(a)), "{a}");
     }
 
     // Who sees what, through the core records API.
@@ -606,22 +641,18 @@ async fn territories_end_to_end() {
             .collect()
     };
     for (u, want) in &expected_accounts {
+        assert_eq!(&c.visible(&users[u], "account", "").await, want, "accounts seen by {u}");
         assert_eq!(
-            &c.visible(&users[u].key, "account", "").await,
-            want,
-            "accounts seen by {u}"
-        );
-        assert_eq!(
-            c.visible(&users[u].key, "opportunity", "").await,
+            c.visible(&users[u], "opportunity", "").await,
             opps_of(want),
             "opportunities seen by {u}"
         );
     }
     assert_eq!(
-        c.visible(&users["mitte"].key, "contact", "").await,
+        c.visible(&users["mitte"], "contact", "").await,
         BTreeSet::from([contact.clone()])
     );
-    assert!(c.visible(&users["americas"].key, "contact", "").await.is_empty());
+    assert!(c.visible(&users["americas"], "contact", "").await.is_empty());
 
     // Assignment through events, now that rules exist. A new account is assigned when
     // created; its opportunity follows it; a contact follows its account_id from an
@@ -648,24 +679,24 @@ async fn territories_end_to_end() {
     assert_eq!(c.territories_of(&a9).await, json!([france]));
     let mut france_sees = expected_accounts["france"].clone();
     france_sees.insert(a9.clone());
-    assert_eq!(c.visible(&users["france"].key, "account", "").await, france_sees);
+    assert_eq!(c.visible(&users["france"], "account", "").await, france_sees);
     let mut france_opps = opps_of(&expected_accounts["france"]);
     france_opps.insert(o9.clone());
-    assert_eq!(c.visible(&users["france"].key, "opportunity", "").await, france_opps);
-    assert!(c.visible(&users["emea"].key, "opportunity", "").await.contains(&o9));
-    assert!(!c.visible(&users["dach"].key, "account", "").await.contains(&a9));
-    for u in users.keys() {
-        assert!(!c.visible(&users[u].key, "contact", "").await.contains(&c2), "{u}");
+    assert_eq!(c.visible(&users["france"], "opportunity", "").await, france_opps);
+    assert!(c.visible(&users["emea"], "opportunity", "").await.contains(&o9));
+    assert!(!c.visible(&users["dach"], "account", "").await.contains(&a9));
+    for (u, user) in &users {
+        assert!(!c.visible(user, "contact", "").await.contains(&c2), "{u}");
     }
     c.update("contact", &c2, json!({"account_id": a9})).await;
     c.caught_up().await;
-    assert!(c.visible(&users["france"].key, "contact", "").await.contains(&c2));
-    assert!(c.visible(&users["emea"].key, "contact", "").await.contains(&c2));
+    assert!(c.visible(&users["france"], "contact", "").await.contains(&c2));
+    assert!(c.visible(&users["emea"], "contact", "").await.contains(&c2));
     c.update("contact", &c2, json!({"account_id": acc["a4"]})).await;
     c.caught_up().await;
-    assert!(!c.visible(&users["france"].key, "contact", "").await.contains(&c2));
-    assert!(c.visible(&users["dach"].key, "contact", "").await.contains(&c2));
-    assert!(c.visible(&users["emea"].key, "contact", "").await.contains(&c2));
+    assert!(!c.visible(&users["france"], "contact", "").await.contains(&c2));
+    assert!(c.visible(&users["dach"], "contact", "").await.contains(&c2));
+    assert!(c.visible(&users["emea"], "contact", "").await.contains(&c2));
     // A change to a field no rule looks at leaves the assignment alone.
     c.update("account", &a9, json!({"name": "a9 renamed"})).await;
     c.caught_up().await;
@@ -674,11 +705,11 @@ async fn territories_end_to_end() {
     c.caught_up().await;
     assert_eq!(c.territories_of(&a9).await, json!([]));
     assert_eq!(
-        c.visible(&users["france"].key, "account", "").await,
+        c.visible(&users["france"], "account", "").await,
         expected_accounts["france"]
     );
     assert_eq!(
-        c.visible(&users["france"].key, "opportunity", "").await,
+        c.visible(&users["france"], "opportunity", "").await,
         opps_of(&expected_accounts["france"])
     );
     // Events left exactly what a run computes: a run over all accounts changes nothing.
@@ -691,31 +722,26 @@ async fn territories_end_to_end() {
     // Assignment reads only the territories with rules (and their ancestors) once the
     // plugin knows its `ruled` flags are complete; as after an interrupted upgrade
     // from 0.2, without that marker it loads the whole tree, and decides the same.
-    let marker = "FROM plugin_documents WHERE tenant_id = $1 AND plugin_id = 'territories' \
-                  AND collection = 'meta' AND doc_key = 'ruled-index'";
-    let markers: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {marker}"))
-        .bind(&c.t.id)
-        .fetch_one(c.s.db().reader())
-        .await
-        .unwrap();
-    assert_eq!(markers, 1, "on-install marked the `ruled` flags complete");
-    c.s.sql(&format!("DELETE {marker}"), &[&c.t.id]).await;
-    c.update("account", &a9, json!({"country": "FR"})).await;
-    c.caught_up().await;
-    assert_eq!(c.territories_of(&a9).await, json!([france]));
-    c.update("account", &a9, json!({"country": "JP"})).await;
-    c.caught_up().await;
-    assert_eq!(c.territories_of(&a9).await, json!([]));
+    assert!(
+        c.document("meta", "ruled-index").await.is_some(),
+        "on-install marked the `ruled` flags complete"
+    );
+    c.remove_document("meta", "ruled-index").await;
+    for (country, assigned) in [("FR", json!([france])), ("JP", json!([]))] {
+        c.update("account", &a9, json!({"country": country})).await;
+        c.caught_up().await;
+        assert_eq!(c.territories_of(&a9).await, assigned, "{country}");
+    }
     let run = c.run_assignment().await;
     assert_eq!(run["changed"].as_u64(), Some(0), "{run}");
 
     // The host filter roll-ups stand on, through the REST API too.
     let f = format!("&filter[shared_within]={dach}");
-    assert_eq!(c.visible(&c.t.key, "account", &f).await, expected_accounts["dach"]);
+    assert_eq!(c.visible(&c.t, "account", &f).await, expected_accounts["dach"]);
 
     // Roll-ups equal a brute-force computation over the same data.
     for u in ["global", "emea", "dach", "berlin", "mitte", "strategic"] {
-        let b = c.ok("GET", &format!("/territories/{}/rollup", tid[u]), None).await;
+        let b = c.read(&format!("/territories/{}/rollup", tid[u])).await;
         assert_eq!(b["period"], json!({"from": from, "to": to}));
         assert_eq!(
             norm(&b["metrics"]),
@@ -728,69 +754,45 @@ async fn territories_end_to_end() {
     // none of DACH's records, so the same roll-up computed over what they may see is
     // empty — never the kept totals.
     for (u, sees) in [("dach", "dach"), ("global", "dach"), ("france", "")] {
-        let r =
-            c.s.call(
-                "GET",
-                &format!("{P}/territories/{dach}/rollup"),
-                Some(&users[u].key),
-                None,
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text);
+        let b = users[u]
+            .get(&format!("{P}/territories/{dach}/rollup"))
+            .await
+            .expect(200)
+            .json();
         let visible = expected_accounts.get(sees).cloned().unwrap_or_default();
         assert_eq!(
-            norm(&r.body["metrics"]),
+            norm(&b["metrics"]),
             norm(&brute(&visible, &opps, &from, &to)),
             "DACH's roll-up as {u} sees it"
         );
     }
     let b = c
-        .ok(
-            "GET",
-            &format!("/territories/{dach}/rollup?from={}&to={to}", before),
-            None,
-        )
+        .read(&format!("/territories/{dach}/rollup?from={before}&to={to}"))
         .await;
     assert_eq!(b["metrics"]["closed_won_count"], 4, "{b}");
-    let (st, _) = c
-        .call("GET", &format!("/territories/{dach}/rollup?from=2027-13"), None)
-        .await;
-    assert_eq!(st, 400);
+    c.get(&format!("/territories/{dach}/rollup?from=2027-13"))
+        .await
+        .expect(400);
 
     // Move a subtree (Berlin with Mitte) under Americas: access follows.
-    c.ok(
-        "POST",
-        &format!("/territories/{berlin}/move"),
-        Some(json!({"parent_id": americas})),
-    )
-    .await;
-    let b = c.ok("GET", &format!("/territories/{mitte}/path"), None).await;
-    assert_eq!(b["path"], "/Global/Americas/Berlin/Mitte");
-    assert_eq!(
-        c.visible(&users["americas"].key, "account", "").await,
-        sees(&["a1", "a2", "a6"])
-    );
-    assert_eq!(
-        c.visible(&users["dach"].key, "account", "").await,
-        sees(&["a3", "a4", "a8"])
-    );
-    assert_eq!(
-        c.visible(&users["emea"].key, "account", "").await,
-        sees(&["a3", "a4", "a5", "a8"])
-    );
-    assert_eq!(
-        c.visible(&users["global"].key, "account", "").await,
-        expected_accounts["global"]
-    );
-    c.ok(
-        "POST",
-        &format!("/territories/{berlin}/move"),
-        Some(json!({"parent_id": germany})),
-    )
-    .await;
+    let move_berlin = |to: &str| {
+        c.post(&format!("/territories/{berlin}/move"))
+            .json(json!({"parent_id": to}))
+    };
+    move_berlin(&americas).await.expect(200);
+    assert_eq!(c.path(&mitte).await, "/Global/Americas/Berlin/Mitte");
+    for (u, want) in [
+        ("americas", sees(&["a1", "a2", "a6"])),
+        ("dach", sees(&["a3", "a4", "a8"])),
+        ("emea", sees(&["a3", "a4", "a5", "a8"])),
+        ("global", expected_accounts["global"].clone()),
+    ] {
+        assert_eq!(c.visible(&users[u], "account", "").await, want, "after the move, {u}");
+    }
+    move_berlin(&germany).await.expect(200);
     for (u, want) in &expected_accounts {
         assert_eq!(
-            &c.visible(&users[u].key, "account", "").await,
+            &c.visible(&users[u], "account", "").await,
             want,
             "after moving back, {u}"
         );
@@ -798,14 +800,8 @@ async fn territories_end_to_end() {
 
     // Realignment 1: move Berlin under France. Preview, then apply, then roll back.
     let before_access = snapshot(&c, &users).await;
-    let prop = c
-        .ok(
-            "POST",
-            "/realignments",
-            Some(json!({"kind": "move", "territory_id": berlin, "parent_id": france})),
-        )
-        .await;
-    assert_eq!(prop["status"], "proposed");
+    let berlin_to_france = json!({"kind": "move", "territory_id": berlin, "parent_id": france});
+    let prop = c.propose(berlin_to_france.clone()).await;
     // Berlin no longer sits below Germany, so for a2 (DE, Berlin: matches Germany and
     // Berlin, now both at depth 4) neither is the more specific: equal priority and
     // depth, the smaller id (Germany, created first) wins. a1 stays in Mitte (deeper).
@@ -819,7 +815,7 @@ async fn territories_end_to_end() {
     // Nothing changed yet.
     assert_eq!(snapshot(&c, &users).await, before_access);
     let rollups_preview = prop["diff"]["rollups"].clone();
-    c.ok("POST", &format!("/realignments/{rid}/apply"), None).await;
+    c.realignment(&rid, "apply").await.expect(200);
     let after_access = snapshot(&c, &users).await;
     // Preview's access diff is exactly what happened.
     let mut diffs = BTreeMap::new();
@@ -847,56 +843,40 @@ async fn territories_end_to_end() {
     // Previewed roll-ups are what the roll-up endpoint now says.
     assert!(!rollups_preview.as_array().unwrap().is_empty());
     for r in rollups_preview.as_array().unwrap() {
-        let now = c
-            .ok(
-                "GET",
-                &format!("/territories/{}/rollup", r["territory_id"].as_str().unwrap()),
-                None,
-            )
-            .await;
+        let territory = r["territory_id"].as_str().unwrap();
+        let now = c.read(&format!("/territories/{territory}/rollup")).await;
         assert_eq!(norm(&now["metrics"]), norm(&r["after"]), "{r}");
         assert_ne!(r["before"], r["after"]);
     }
     // Applied once only; rollback restores access exactly.
-    let (st, _) = c.call("POST", &format!("/realignments/{rid}/apply"), None).await;
-    assert_eq!(st, 409);
-    c.ok("POST", &format!("/realignments/{rid}/rollback"), None).await;
+    c.realignment(&rid, "apply").await.expect(409);
+    c.realignment(&rid, "rollback").await.expect(200);
     assert_eq!(snapshot(&c, &users).await, before_access);
-    let b = c.ok("GET", &format!("/territories/{mitte}/path"), None).await;
-    assert_eq!(b["path"], "/Global/EMEA/DACH/Germany/Berlin/Mitte");
+    assert_eq!(c.path(&mitte).await, "/Global/EMEA/DACH/Germany/Berlin/Mitte");
 
     // An apply that died part-way: journalled as `applying` (what apply writes before
     // changing anything), then only the structural step done — Berlin moved by hand
     // (a plain move re-parents without re-assigning). Applying again finishes it;
     // discarding instead undoes it. Both end exactly where a clean run would.
     for finish in [true, false] {
-        let prop = c
-            .ok(
-                "POST",
-                "/realignments",
-                Some(json!({"kind": "move", "territory_id": berlin, "parent_id": france})),
-            )
-            .await;
+        let prop = c.propose(berlin_to_france.clone()).await;
         let rid = prop["id"].as_str().unwrap().to_string();
         // Journalled a moment ago and not interrupted: another call may still be at
         // it, so neither finishing nor undoing it is allowed yet.
-        patch_realignment(
-            &c,
+        c.patch_realignment(
             &rid,
             json!({"status": "applying", "started_at": unix_now(),
                    "undo": {"kind": "move", "territory_id": berlin, "parent_id": germany}}),
         )
         .await;
-        c.ok(
-            "POST",
-            &format!("/territories/{berlin}/move"),
-            Some(json!({"parent_id": france})),
-        )
-        .await;
+        move_berlin(&france).await.expect(200);
         for action in ["apply", "discard"] {
-            let (st, b) = c.call("POST", &format!("/realignments/{rid}/{action}"), None).await;
-            assert_eq!(st, 409, "{action}: {b}");
-            assert!(b["detail"].as_str().unwrap_or("").contains("being applied"), "{b}");
+            let r = c.realignment(&rid, action).await.expect(409);
+            assert!(
+                r.body["detail"].as_str().unwrap_or("").contains("being applied"),
+                "{action}: {}",
+                r.text
+            );
         }
         // It is dead once no call can still be running (a timeout leaves no word), or
         // once it said why it stopped.
@@ -905,123 +885,77 @@ async fn territories_end_to_end() {
         } else {
             json!({"interrupted": "killed"})
         };
-        patch_realignment(&c, &rid, dead).await;
-        let b = c.ok("GET", &format!("/realignments/{rid}"), None).await;
+        c.patch_realignment(&rid, dead).await;
+        let b = c.read(&format!("/realignments/{rid}")).await;
         assert_eq!(b["status"], "applying", "{b}");
         assert_eq!(b["interrupted"].as_str(), (!finish).then_some("killed"), "{b}");
         if finish {
-            let b = c.ok("POST", &format!("/realignments/{rid}/apply"), None).await;
+            let b = c.realignment(&rid, "apply").await.expect(200).json();
             assert_eq!(b["status"], "applied");
             assert_eq!(snapshot(&c, &users).await, after_access);
             assert_eq!(c.territories_of(&acc["a2"]).await, json!([germany]));
-            c.ok("POST", &format!("/realignments/{rid}/rollback"), None).await;
+            c.realignment(&rid, "rollback").await.expect(200);
         } else {
-            let b = c.ok("POST", &format!("/realignments/{rid}/discard"), None).await;
+            let b = c.realignment(&rid, "discard").await.expect(200).json();
             assert_eq!(b["status"], "discarded");
         }
         assert_eq!(snapshot(&c, &users).await, before_access, "finish: {finish}");
         assert_eq!(c.territories_of(&acc["a2"]).await, json!([berlin]));
-        let b = c.ok("GET", &format!("/territories/{mitte}/path"), None).await;
-        assert_eq!(b["path"], "/Global/EMEA/DACH/Germany/Berlin/Mitte");
+        assert_eq!(c.path(&mitte).await, "/Global/EMEA/DACH/Germany/Berlin/Mitte");
     }
 
     // Realignment 2: raise the Strategic threshold; a5 (60M) leaves it.
-    let prop = c
-        .ok(
-            "POST",
-            "/realignments",
-            Some(json!({"kind": "rules", "territory_id": strategic,
-                        "rules": [{"criteria": [{"op": "range", "field": "annual_revenue", "min": 65_000_000}], "mode": "keep-all"}]})),
-        )
-        .await;
+    let raise = json!({"kind": "rules", "territory_id": strategic,
+                       "rules": [{"criteria": [{"op": "range", "field": "annual_revenue", "min": 65_000_000}], "mode": "keep-all"}]});
+    let prop = c.propose(raise.clone()).await;
     let moves = prop["diff"]["account_moves"].as_array().unwrap();
     assert_eq!(moves.len(), 1, "{prop}");
     assert_eq!(moves[0]["account_id"], acc["a5"]);
     assert_eq!(moves[0]["to"], json!([{"id": france, "name": "France"}]));
     let rid2 = prop["id"].as_str().unwrap().to_string();
     // A stale preview is refused: discard this one, preview again after a change.
-    c.ok(
-        "PUT",
-        &format!("/territories/{mitte}/members/{}", users["mitte"].id),
-        Some(json!({"role": "member"})),
-    )
-    .await;
-    let (st, b) = c.call("POST", &format!("/realignments/{rid2}/apply"), None).await;
-    assert_eq!(st, 409, "{b}");
-    c.ok("POST", &format!("/realignments/{rid2}/discard"), None).await;
-    let prop = c
-        .ok(
-            "POST",
-            "/realignments",
-            Some(json!({"kind": "rules", "territory_id": strategic,
-                        "rules": [{"criteria": [{"op": "range", "field": "annual_revenue", "min": 65_000_000}], "mode": "keep-all"}]})),
-        )
-        .await;
+    c.member(&mitte, &users["mitte"], "member").await;
+    c.realignment(&rid2, "apply").await.expect(409);
+    c.realignment(&rid2, "discard").await.expect(200);
+    let prop = c.propose(raise).await;
     let rid3 = prop["id"].as_str().unwrap().to_string();
     let before_access = snapshot(&c, &users).await;
-    c.ok("POST", &format!("/realignments/{rid3}/apply"), None).await;
-    assert_eq!(c.visible(&users["strategic"].key, "account", "").await, sees(&["a8"]));
-    let b = c.ok("GET", &format!("/accounts/{}/territories", acc["a5"]), None).await;
-    assert_eq!(b["territories"], json!([france]));
-    c.ok("POST", &format!("/realignments/{rid3}/rollback"), None).await;
+    c.realignment(&rid3, "apply").await.expect(200);
+    assert_eq!(c.visible(&users["strategic"], "account", "").await, sees(&["a8"]));
+    assert_eq!(c.territories_of(&acc["a5"]).await, json!([france]));
+    c.realignment(&rid3, "rollback").await.expect(200);
     assert_eq!(snapshot(&c, &users).await, before_access);
-    let b = c.ok("GET", &format!("/territories/{strategic}/rules"), None).await;
+    let b = c.read(&format!("/territories/{strategic}/rules")).await;
     assert_eq!(b["rules"][0]["criteria"][0]["min"], 50_000_000.0);
 
     // Applied realignments are in the audit ledger.
-    let r =
-        c.s.call("GET", "/api/v1/audit/events?limit=200", Some(&c.t.key), None)
-            .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let actions: Vec<&str> = r.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
-    assert!(
-        actions.iter().any(|a| a.ends_with("realignment.applied")),
-        "{actions:?}"
-    );
-    assert!(
-        actions.iter().any(|a| a.ends_with("realignment.rolled_back")),
-        "{actions:?}"
-    );
+    for action in ["realignment.applied", "realignment.rolled_back"] {
+        let events = c.audit_events(&format!("plugin.territories.{action}")).await;
+        assert!(!events.is_empty(), "no {action} audited");
+    }
 
     // Disable: endpoints answer the disabled problem; enable: as before.
-    let roots = c.ok("GET", "/territories", None).await;
-    let r =
-        c.s.call(
-            "POST",
-            "/api/v1/installations/territories/disable",
-            Some(&c.t.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let (st, b) = c.call("GET", "/territories", None).await;
-    assert_eq!(
-        (st, b["type"].as_str()),
-        (404, Some("https://plinth.dev/problems/plugin-disabled"))
-    );
-    let r =
-        c.s.call("POST", "/api/v1/installations/territories/enable", Some(&c.t.key), None)
-            .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(c.ok("GET", "/territories", None).await, roots);
-    let b = c.ok("GET", &format!("/territories/{dach}/rollup"), None).await;
+    let roots = c.read("/territories").await;
+    c.t.request("POST", "/api/v1/installations/territories/disable")
+        .await
+        .expect(200);
+    let r = c.get("/territories").await.expect_problem(404, "plugin-disabled");
+    assert_eq!(r.body["type"], "https://plinth.dev/problems/plugin-disabled");
+    c.t.request("POST", "/api/v1/installations/territories/enable")
+        .await
+        .expect(200);
+    assert_eq!(c.read("/territories").await, roots);
+    let b = c.read(&format!("/territories/{dach}/rollup")).await;
     assert_eq!(
         norm(&b["metrics"]),
         norm(&brute(&expected_accounts["dach"], &opps, &from, &to))
     );
 
     // Archive: refused with active children; a leaf's accounts are unassigned.
-    let (st, _) = c.call("POST", &format!("/territories/{berlin}/archive"), None).await;
-    assert_eq!(st, 409);
-    c.ok("POST", &format!("/territories/{mitte}/archive"), None).await;
-    assert!(c.visible(&users["mitte"].key, "account", "").await.is_empty());
-    let b = c.ok("GET", &format!("/accounts/{}/territories", acc["a1"]), None).await;
-    assert_eq!(b["territories"], json!([]));
+    c.post(&format!("/territories/{berlin}/archive")).await.expect(409);
+    c.post(&format!("/territories/{mitte}/archive")).await.expect(200);
+    assert!(c.visible(&users["mitte"], "account", "").await.is_empty());
+    assert_eq!(c.territories_of(&acc["a1"]).await, json!([]));
 }
 
 /// Upgrading from a version whose territory documents have no `ruled` flag (0.2) must
@@ -1047,90 +981,66 @@ async fn upgrading_indexes_the_rules_an_older_version_stored() {
     )
     .await;
 
-    // The stored state of 0.2: no `ruled` on any territory, no marker.
-    let docs = "FROM plugin_documents WHERE tenant_id = $1 AND plugin_id = 'territories'";
-    let keys: Vec<String> = sqlx::query_scalar(&format!("SELECT doc_key {docs} AND collection = 'territories'"))
-        .bind(&c.t.id)
-        .fetch_all(c.s.db().reader())
-        .await
-        .unwrap();
-    assert_eq!(keys.len(), 4);
-    for key in keys {
-        edit_document(&c, "territories", &key, |t| {
+    // The stored state of 0.2: no `ruled` on any territory, no marker. (The plugin's
+    // documents, read and written with SQL behind its back.)
+    let territories = "SELECT doc_key, value FROM plugin_documents WHERE tenant_id = $1 \
+                       AND plugin_id = 'territories' AND collection = 'territories'";
+    let stored = || async {
+        sqlx::query_as::<_, (String, String)>(territories)
+            .bind(&c.t.id)
+            .fetch_all(c.s.db().reader())
+            .await
+            .unwrap()
+    };
+    let before = stored().await;
+    assert_eq!(before.len(), 4);
+    for (key, _) in before {
+        c.edit_document("territories", &key, |t| {
             t.remove("ruled");
         })
         .await;
     }
-    c.s.sql(
-        &format!("DELETE {docs} AND collection = 'meta' AND doc_key = 'ruled-index'"),
-        &[&c.t.id],
-    )
-    .await;
+    c.remove_document("meta", "ruled-index").await;
 
-    // A newer build of the plugin, published by the first-party publisher.
-    let (manifest, component) = plinth_tests::bundled("territories");
-    let current = manifest.plugin.version.to_string();
-    let mut next = manifest.plugin.version.clone();
+    // A newer build of the plugin, signed with the first-party key and uploaded with a
+    // token of the first-party publisher.
+    let current = Guest::bundled("territories");
+    let mut next = current.manifest().plugin.version.clone();
     next.patch += 1;
     let next = next.to_string();
-    let text = plinth_host::bundled::find("territories").unwrap().manifest;
-    let line = format!("version = \"{current}\"");
-    assert_eq!(text.matches(&line).count(), 1, "one version line in the manifest");
-    let text = text.replace(&line, &format!("version = \"{next}\""));
-    let key =
-        plinth_core::package::SecretKey::read(&c.s.data_dir().join(plinth_host::bundled::bootstrap::KEY_FILE)).unwrap();
-    let package = plinth_core::package::Package::sign(text.into_bytes(), component, &key)
-        .unwrap()
-        .encode();
-    let op = c.s.operator_token().await;
-    let r =
-        c.s.call("POST", "/api/v1/operator/publishers/plinth/tokens", Some(&op), None)
-            .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let r = c.s.publish(r.body["token"].as_str().unwrap(), package).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let r =
-        c.s.call(
-            "POST",
-            "/api/v1/installations/territories/upgrade",
-            Some(&c.t.key),
-            Some(json!({"version": next})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    let token =
+        c.s.operator()
+            .await
+            .request("POST", "/api/v1/operator/publishers/plinth/tokens")
+            .await
+            .expect(201)
+            .json();
+    let plinth = TestPublisher {
+        id: "plinth".into(),
+        key: plinth_core::package::SecretKey::read(&c.s.data_dir().join(plinth_host::bundled::bootstrap::KEY_FILE))
+            .unwrap(),
+        token: token["token"].as_str().unwrap().to_string(),
+    };
+    plinth
+        .publish(&c.s, &current.set("plugin.version", next.as_str()))
+        .await
+        .expect(201);
+    c.t.post("/api/v1/installations/territories/upgrade", json!({"version": next}))
+        .await
+        .expect(200);
 
     // on-install set every flag from the rules, then wrote the marker.
-    let rows: Vec<(String, String)> =
-        sqlx::query_as(&format!("SELECT doc_key, value {docs} AND collection = 'territories'"))
-            .bind(&c.t.id)
-            .fetch_all(c.s.db().reader())
-            .await
-            .unwrap();
-    for (key, value) in rows {
+    for (key, value) in stored().await {
         let v: Value = serde_json::from_str(&value).unwrap();
         // Absent means false (what 0.2 documents without rules keep).
         let ruled = key == germany || key == berlin;
         assert_eq!(v["ruled"].as_bool().unwrap_or(false), ruled, "{key}: {v}");
     }
-    let markers: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) {docs} AND collection = 'meta' AND doc_key = 'ruled-index'"
-    ))
-    .bind(&c.t.id)
-    .fetch_one(c.s.db().reader())
-    .await
-    .unwrap();
-    assert_eq!(markers, 1);
+    assert!(c.document("meta", "ruled-index").await.is_some(), "the marker is back");
 
     // And assignment, now reading only ruled territories, finds both rules.
-    let a = c
-        .create(
-            "account",
-            json!({"name": "Spree GmbH", "country": "DE", "city": "Berlin"}),
-        )
-        .await;
-    let b = c
-        .create("account", json!({"name": "Isar AG", "country": "DE", "city": "Munich"}))
-        .await;
+    let a = c.account("Spree GmbH", "DE", "Berlin").await;
+    let b = c.account("Isar AG", "DE", "Munich").await;
     c.caught_up().await;
     assert_eq!(c.territories_of(&a).await, json!([berlin]));
     assert_eq!(c.territories_of(&b).await, json!([germany]));
@@ -1150,38 +1060,23 @@ async fn a_large_realignment_pages_its_diff_and_account_moves() {
     let north = c.territory("North", "region", Some(&world)).await;
     let south = c.territory("South", "region", Some(&world)).await;
     for (t, u) in [(&north, &north_member), (&south, &south_member)] {
-        c.ok(
-            "PUT",
-            &format!("/territories/{t}/members/{}", u.id),
-            Some(json!({"role": "member"})),
-        )
-        .await;
+        c.member(t, u, "member").await;
     }
     let de = json!([{"criteria": [{"op": "equals", "field": "country", "value": "DE"}]}]);
     c.rules(&north, de).await;
     let items: Vec<Value> = (0..N)
         .map(|i| json!({"fields": {"name": format!("acc{i:03}"), "country": "DE"}}))
         .collect();
-    let r =
-        c.s.call(
-            "POST",
-            "/api/v1/records/account/bulk",
-            Some(&c.t.key),
-            Some(json!({ "create": items })),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    c.t.post("/api/v1/records/account/bulk", json!({ "create": items }))
+        .await
+        .expect(201);
     c.caught_up().await;
-    let all = c.visible(&north_member.key, "account", "").await;
+    let all = c.visible(&north_member, "account", "").await;
     assert_eq!(all.len(), N);
 
     // Moving North under South: South's member would gain every account.
     let prop = c
-        .ok(
-            "POST",
-            "/realignments",
-            Some(json!({"kind": "move", "territory_id": north, "parent_id": south})),
-        )
+        .propose(json!({"kind": "move", "territory_id": north, "parent_id": south}))
         .await;
     let rid = prop["id"].as_str().unwrap().to_string();
     let access = prop["diff"]["access"].as_array().unwrap();
@@ -1198,10 +1093,9 @@ async fn a_large_realignment_pages_its_diff_and_account_moves() {
         (Some(N as u64), Some(1), Some(50)),
         "{entry}"
     );
-    let list = format!("access/{}/gained", south_member.id);
-    let page = c
-        .ok("GET", &format!("/realignments/{rid}/diff?list={list}&page=0"), None)
-        .await;
+    let diff = |query: String| c.get(&format!("/realignments/{rid}/diff?{query}"));
+    let list = format!("list=access/{}/gained", south_member.id);
+    let page = diff(format!("{list}&page=0")).await.expect(200).json();
     assert_eq!(
         (page["pages"].as_u64(), page["total"].as_u64()),
         (Some(1), Some(N as u64))
@@ -1213,32 +1107,20 @@ async fn a_large_realignment_pages_its_diff_and_account_moves() {
         .map(|i| i["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(paged, all, "the pages hold every account gained");
-    let (st, _) = c
-        .call("GET", &format!("/realignments/{rid}/diff?list={list}&page=1"), None)
-        .await;
-    assert_eq!(st, 404);
-    let (st, b) = c
-        .call("GET", &format!("/realignments/{rid}/diff?list=everything"), None)
-        .await;
-    assert_eq!(st, 400, "{b}");
+    diff(format!("{list}&page=1")).await.expect(404);
+    diff("list=everything".into()).await.expect(400);
     // A short list is one page, served from the document itself.
-    let moves = c
-        .ok("GET", &format!("/realignments/{rid}/diff?list=account_moves"), None)
-        .await;
+    let moves = diff("list=account_moves".into()).await.expect(200).json();
     assert_eq!(
         (moves["pages"].as_u64(), moves["total"].as_u64()),
         (Some(1), Some(0)),
         "{moves}"
     );
-    c.ok("POST", &format!("/realignments/{rid}/discard"), None).await;
+    c.realignment(&rid, "discard").await.expect(200);
 
     // Dropping North's rules unassigns all 230: more moves than a document keeps.
     let prop = c
-        .ok(
-            "POST",
-            "/realignments",
-            Some(json!({"kind": "rules", "territory_id": north, "rules": []})),
-        )
+        .propose(json!({"kind": "rules", "territory_id": north, "rules": []}))
         .await;
     let rid = prop["id"].as_str().unwrap().to_string();
     assert_eq!(
@@ -1248,34 +1130,24 @@ async fn a_large_realignment_pages_its_diff_and_account_moves() {
         ),
         (Some(N as u64), Some(1)),
     );
-    let stored: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM plugin_documents WHERE tenant_id = $1 AND plugin_id = 'territories' \
-         AND collection = 'realignment-pages' AND doc_key = $2",
-    )
-    .bind(&c.t.id)
-    .bind(format!("{rid}/changes/0"))
-    .fetch_one(c.s.db().reader())
-    .await
-    .unwrap();
-    assert_eq!(stored, 1, "the account moves are stored apart");
-    c.ok("POST", &format!("/realignments/{rid}/apply"), None).await;
-    assert!(c.visible(&north_member.key, "account", "").await.is_empty());
+    assert!(
+        c.document("realignment-pages", &format!("{rid}/changes/0"))
+            .await
+            .is_some(),
+        "the account moves are stored apart"
+    );
+    c.realignment(&rid, "apply").await.expect(200);
+    assert!(c.visible(&north_member, "account", "").await.is_empty());
     let any = all.iter().next().unwrap();
     assert_eq!(c.territories_of(any).await, json!([]));
-    c.ok("POST", &format!("/realignments/{rid}/rollback"), None).await;
-    assert_eq!(c.visible(&north_member.key, "account", "").await, all);
+    c.realignment(&rid, "rollback").await.expect(200);
+    assert_eq!(c.visible(&north_member, "account", "").await, all);
     assert_eq!(c.territories_of(any).await, json!([north]));
     // Each call audits its hundreds of share changes with one chain append, in
     // statements of 50 rows: the chain still verifies, one event per change.
-    let removed: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE tenant_id = $1 AND action = 'record_share.remove'")
-            .bind(&c.t.id)
-            .fetch_one(c.s.db().reader())
-            .await
-            .unwrap();
-    assert!(removed >= N as i64, "{removed} share removals audited");
-    let v = c.s.call("GET", "/api/v1/audit/verify", Some(&c.t.key), None).await;
-    assert_eq!(v.status, 200, "{}", v.text);
+    let removed = c.audit_events("record_share.remove").await.len();
+    assert!(removed >= N, "{removed} share removals audited");
+    let v = c.t.get("/api/v1/audit/verify").await.expect(200);
     assert_eq!(v.body["ok"], true, "{}", v.text);
     c.s.stop().await;
 }
@@ -1286,26 +1158,12 @@ async fn a_large_realignment_pages_its_diff_and_account_moves() {
 /// account's territories go (before the host sent `previous`, they stayed: a leak).
 #[tokio::test]
 async fn a_record_made_before_the_install_leaves_its_old_territories_when_it_moves() {
-    let s = TestServer::start_with_first_party().await;
-    let t = s.tenant("Before").await;
-    let c = Ctx { s, t };
-    let berlin_acc = c
-        .create(
-            "account",
-            json!({"name": "Berlin GmbH", "country": "DE", "city": "Berlin"}),
-        )
-        .await;
-    let paris_acc = c
-        .create("account", json!({"name": "Paris SA", "country": "FR", "city": "Paris"}))
-        .await;
+    let c = Ctx::new("Before").await;
+    let berlin_acc = c.account("Berlin GmbH", "DE", "Berlin").await;
+    let paris_acc = c.account("Paris SA", "FR", "Paris").await;
     // Two more, so the run takes more than one batch of three.
-    c.create(
-        "account",
-        json!({"name": "München AG", "country": "DE", "city": "München"}),
-    )
-    .await;
-    c.create("account", json!({"name": "Tokyo KK", "country": "JP", "city": "Tokyo"}))
-        .await;
+    c.account("München AG", "DE", "München").await;
+    c.account("Tokyo KK", "JP", "Tokyo").await;
     let opp = c
         .create(
             "opportunity",
@@ -1316,8 +1174,7 @@ async fn a_record_made_before_the_install_leaves_its_old_territories_when_it_mov
     let contact = c
         .create("contact", json!({"last_name": "Umzug", "account_id": berlin_acc}))
         .await;
-    let r = c.s.install(&c.t, "territories", json!("all")).await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    c.install().await;
 
     let global = c.territory("Global", "global", None).await;
     let germany = c.territory("Germany", "country", Some(&global)).await;
@@ -1332,39 +1189,27 @@ async fn a_record_made_before_the_install_leaves_its_old_territories_when_it_mov
     let de = c.s.user(&c.t, "de", "member").await;
     let fr = c.s.user(&c.t, "fr", "member").await;
     for (territory, user) in [(&germany, &de), (&france, &fr)] {
-        c.ok(
-            "PUT",
-            &format!("/territories/{territory}/members/{}", user.id),
-            Some(json!({ "role": "member" })),
-        )
-        .await;
+        c.member(territory, user, "member").await;
     }
     let run = c.run_assignment().await;
     assert_eq!(run["total"], 4, "{run}");
     c.caught_up().await;
-    for object in ["opportunity", "contact"] {
-        let id = if object == "contact" { &contact } else { &opp };
-        assert!(c.visible(&de.key, object, "").await.contains(id), "{object}");
-        assert!(!c.visible(&fr.key, object, "").await.contains(id), "{object}");
+    for (object, id) in [("opportunity", &opp), ("contact", &contact)] {
+        assert!(c.visible(&de, object, "").await.contains(id), "{object}");
+        assert!(!c.visible(&fr, object, "").await.contains(id), "{object}");
     }
 
     c.update("opportunity", &opp, json!({"account_id": paris_acc})).await;
     c.update("contact", &contact, json!({"account_id": paris_acc})).await;
     c.caught_up().await;
     for (object, id) in [("opportunity", &opp), ("contact", &contact)] {
-        assert!(
-            !c.visible(&de.key, object, "").await.contains(id),
-            "{object} left Germany"
-        );
-        assert!(
-            c.visible(&fr.key, object, "").await.contains(id),
-            "{object} came to France"
-        );
+        assert!(!c.visible(&de, object, "").await.contains(id), "{object} left Germany");
+        assert!(c.visible(&fr, object, "").await.contains(id), "{object} came to France");
     }
     // Moving back (the handler now knows the account) converges the same way.
     c.update("opportunity", &opp, json!({"account_id": berlin_acc})).await;
     c.caught_up().await;
-    assert!(c.visible(&de.key, "opportunity", "").await.contains(&opp));
-    assert!(!c.visible(&fr.key, "opportunity", "").await.contains(&opp));
+    assert!(c.visible(&de, "opportunity", "").await.contains(&opp));
+    assert!(!c.visible(&fr, "opportunity", "").await.contains(&opp));
     c.s.stop().await;
 }

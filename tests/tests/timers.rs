@@ -8,84 +8,73 @@
 use std::time::{Duration, Instant};
 
 use plinth_core::timers::Clock;
-use plinth_tests::{TestServer, TestTenant, database_kind, guest_files};
+use plinth_tests::{Client, Guest, TestServer, TestTenant, database_kind};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
+/// The probe's own endpoints.
 const PROBE: &str = "/api/v1/plugins/timer-probe";
+/// The tenant admin's view of the probe's timers.
+const TIMERS: &str = "/api/v1/installations/timer-probe/timers";
+/// Where the manual clock of most tests starts.
+const NOON: OffsetDateTime = datetime!(2026-11-24 12:00:00 UTC);
 
 /// Publish the probe and install it in a new tenant with `grants`.
 async fn install_probe(s: &TestServer, grants: Value) -> TestTenant {
     let publisher = s.publisher("plinth-tests").await;
-    let (manifest, component) = guest_files("timer-probe");
-    let r = s.publish(&publisher.token, publisher.pack(&manifest, &component)).await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    publisher.publish(s, &Guest::named("timer-probe")).await.expect(201);
     let t = s.tenant("Timers").await;
-    install(s, &t, grants).await;
+    s.install(&t, "timer-probe", grants).await.expect(201);
     t
 }
 
-async fn install(s: &TestServer, t: &TestTenant, grants: Value) {
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/installations",
-            Some(&t.key),
-            Some(json!({ "plugin": "timer-probe", "grants": grants })),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+/// A server whose timers go by a manual clock set to `at`, with the probe installed
+/// (all grants) in a tenant.
+async fn driven_probe(at: OffsetDateTime) -> (TestServer, TestTenant) {
+    let s = TestServer::start_with_clock(Clock::manual(at)).await;
+    let t = install_probe(&s, json!("all")).await;
+    (s, t)
 }
 
-async fn probe(s: &TestServer, t: &TestTenant, method: &str, path: &str, body: Option<Value>) -> Value {
-    let r = s.call(method, &format!("{PROBE}{path}"), Some(&t.key), body).await;
-    assert_eq!(r.status, 200, "{method} {path}: {}", r.text);
-    r.body
+/// Schedule a one-shot timer `millis` from now.
+async fn after(c: &Client, key: &str, millis: u64, payload: &str) {
+    let body = json!({ "key": key, "millis": millis, "payload": payload });
+    c.post(&format!("{PROBE}/after"), body).await.expect(200);
 }
 
-async fn after(s: &TestServer, t: &TestTenant, key: &str, millis: u64, payload: &str) {
-    probe(
-        s,
-        t,
-        "POST",
-        "/after",
-        Some(json!({ "key": key, "millis": millis, "payload": payload })),
-    )
-    .await;
-}
-
-async fn cron(s: &TestServer, t: &TestTenant, key: &str, expression: &str, zone: &str) -> String {
+/// Schedule a cron timer; its first fire time.
+async fn cron(c: &Client, key: &str, expression: &str, zone: &str) -> String {
     let body = json!({ "key": key, "expression": expression, "time_zone": zone, "payload": key });
-    let r = probe(s, t, "POST", "/cron", Some(body)).await;
+    let r = c.post(&format!("{PROBE}/cron"), body).await.expect(200).json();
     r["next_fire"].as_str().expect("next_fire").to_string()
 }
 
 /// Fires recorded by the probe: key → {count, payloads, user, roles}.
-async fn fires(s: &TestServer, t: &TestTenant) -> Value {
-    probe(s, t, "GET", "/fires", None).await
+async fn fires(c: &Client) -> Value {
+    c.get(&format!("{PROBE}/fires")).await.expect(200).json()
 }
 
-async fn count(s: &TestServer, t: &TestTenant, key: &str) -> u64 {
-    fires(s, t).await[key]["count"].as_u64().unwrap_or(0)
+/// How often each of `keys` fired (0: never).
+async fn counts<const N: usize>(c: &Client, keys: [&str; N]) -> [u64; N] {
+    let f = fires(c).await;
+    keys.map(|key| f[key]["count"].as_u64().unwrap_or(0))
 }
 
 /// The plugin's own view of its pending timers.
-async fn pending(s: &TestServer, t: &TestTenant) -> Vec<Value> {
-    probe(s, t, "GET", "/timers", None)
-        .await
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+async fn pending(c: &Client) -> Vec<Value> {
+    let timers = c.get(&format!("{PROBE}/timers")).await.expect(200).json();
+    timers.as_array().cloned().unwrap_or_default()
+}
+
+/// The plugin cancels its timer `key`; whether there was one.
+async fn cancel(c: &Client, key: &str) -> Value {
+    c.delete(&format!("{PROBE}/timers/{key}")).await.expect(200).json()["cancelled"].clone()
 }
 
 /// The tenant admin's view.
-async fn admin_timers(s: &TestServer, t: &TestTenant) -> Value {
-    let r = s
-        .call("GET", "/api/v1/installations/timer-probe/timers", Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body
+async fn admin_timers(c: &Client) -> Value {
+    c.get(TIMERS).await.expect(200).json()
 }
 
 async fn advance(s: &TestServer, by: Duration) {
@@ -93,19 +82,15 @@ async fn advance(s: &TestServer, by: Duration) {
     s.timers_caught_up().await;
 }
 
-fn manual(at: OffsetDateTime) -> Clock {
-    Clock::manual(at)
-}
-
 #[tokio::test]
 async fn a_timer_due_in_200ms_fires_once() {
     let s = TestServer::start().await;
     let t = install_probe(&s, json!("all")).await;
     let set = Instant::now();
-    after(&s, &t, "soon", 200, "hello").await;
+    after(&t, "soon", 200, "hello").await;
     let deadline = set + Duration::from_secs(10);
     let fired_after = loop {
-        let f = fires(&s, &t).await;
+        let f = fires(&t).await;
         if f["soon"]["count"].as_u64() == Some(1) {
             break set.elapsed();
         }
@@ -119,7 +104,7 @@ async fn a_timer_due_in_200ms_fires_once() {
     // Another full pass later it has still fired once, and the one-shot timer is gone.
     tokio::time::sleep(Duration::from_millis(100)).await;
     s.timers_caught_up().await;
-    let f = fires(&s, &t).await;
+    let f = fires(&t).await;
     assert_eq!(f["soon"]["count"], 1, "{f}");
     assert_eq!(f["soon"]["payloads"], json!(["hello"]));
     // The caller is the tenant's system identity: no user, no roles.
@@ -127,35 +112,31 @@ async fn a_timer_due_in_200ms_fires_once() {
         (f["soon"]["user"].clone(), f["soon"]["roles"].clone()),
         (Value::Null, json!([]))
     );
-    assert!(pending(&s, &t).await.is_empty());
-    assert_eq!(admin_timers(&s, &t).await["data"], json!([]));
+    assert!(pending(&t).await.is_empty());
+    assert_eq!(admin_timers(&t).await["data"], json!([]));
     s.stop().await;
 }
 
 #[tokio::test]
 async fn timers_due_while_stopped_fire_once_after_restart() {
-    let s = TestServer::start_with_clock(manual(datetime!(2026-11-24 12:00:00 UTC))).await;
-    let t = install_probe(&s, json!("all")).await;
-    after(&s, &t, "once", 60_000, "while-down").await;
+    let (s, t) = driven_probe(NOON).await;
+    after(&t, "once", 60_000, "while-down").await;
     assert_eq!(
-        cron(&s, &t, "every5", "*/5 * * * *", "UTC").await,
+        cron(&t, "every5", "*/5 * * * *", "UTC").await,
         "2026-11-24T12:05:00.000Z"
     );
     s.timers_caught_up().await;
-    assert_eq!(fires(&s, &t).await, json!({}), "nothing is due yet");
+    assert_eq!(fires(&t).await, json!({}), "nothing is due yet");
 
     // Down for 52 minutes: the one-shot timer came due, the cron missed 10 times.
     let stopped = s.stop_keeping_data().await;
     let s = stopped.start().await;
+    // The restarted server listens elsewhere: the same key, on its address.
+    let t = s.client(&t.key);
     s.clock().advance(Duration::from_secs(52 * 60));
     s.timers_caught_up().await;
-    let f = fires(&s, &t).await;
-    assert_eq!(
-        (f["once"]["count"].clone(), f["every5"]["count"].clone()),
-        (json!(1), json!(1)),
-        "{f}"
-    );
-    let timers = pending(&s, &t).await;
+    assert_eq!(counts(&t, ["once", "every5"]).await, [1, 1]);
+    let timers = pending(&t).await;
     assert_eq!(timers.len(), 1, "{timers:?}");
     assert_eq!(
         timers[0]["next_fire"], "2026-11-24T12:55:00.000Z",
@@ -165,30 +146,24 @@ async fn timers_due_while_stopped_fire_once_after_restart() {
     // And it carries on: 12:55 fires once more, nothing else does.
     advance(&s, Duration::from_secs(3 * 60)).await;
     s.timers_caught_up().await;
-    let f = fires(&s, &t).await;
-    assert_eq!(
-        (f["once"]["count"].clone(), f["every5"]["count"].clone()),
-        (json!(1), json!(2)),
-        "{f}"
-    );
+    assert_eq!(counts(&t, ["once", "every5"]).await, [1, 2]);
     s.stop().await;
 }
 
 #[tokio::test]
 async fn cron_fires_on_schedule_with_a_driven_clock() {
-    let s = TestServer::start_with_clock(manual(datetime!(2026-11-24 12:00:00 UTC))).await;
-    let t = install_probe(&s, json!("all")).await;
-    cron(&s, &t, "every5", "*/5 * * * *", "UTC").await;
+    let (s, t) = driven_probe(NOON).await;
+    cron(&t, "every5", "*/5 * * * *", "UTC").await;
     let mut fired_at = Vec::new();
     for minute in 1..=60 {
         advance(&s, Duration::from_secs(60)).await;
-        if count(&s, &t, "every5").await > fired_at.len() as u64 {
+        if counts(&t, ["every5"]).await[0] > fired_at.len() as u64 {
             fired_at.push(minute);
         }
     }
     assert_eq!(fired_at, (1..=12).map(|i| i * 5).collect::<Vec<_>>());
-    assert_eq!(count(&s, &t, "every5").await, 12);
-    let listed = admin_timers(&s, &t).await;
+    assert_eq!(counts(&t, ["every5"]).await, [12]);
+    let listed = admin_timers(&t).await;
     assert_eq!(listed["data"][0]["fires"], 12, "{listed}");
     assert_eq!(listed["data"][0]["next_fire"], "2026-11-24T13:05:00.000Z");
     assert_eq!(listed["data"][0]["kind"], "cron");
@@ -198,14 +173,13 @@ async fn cron_fires_on_schedule_with_a_driven_clock() {
 #[tokio::test]
 async fn cron_in_a_time_zone_follows_daylight_saving() {
     // Europe/Berlin springs forward on 2026-03-29: 02:00 local becomes 03:00.
-    let s = TestServer::start_with_clock(manual(datetime!(2026-03-27 23:00:00 UTC))).await;
-    let t = install_probe(&s, json!("all")).await;
-    let first = cron(&s, &t, "nightly", "30 2 * * *", "Europe/Berlin").await;
+    let (s, t) = driven_probe(datetime!(2026-03-27 23:00:00 UTC)).await;
+    let first = cron(&t, "nightly", "30 2 * * *", "Europe/Berlin").await;
     assert_eq!(first, "2026-03-28T01:30:00.000Z");
     let mut fired_at = Vec::new();
     for _ in 0..(3 * 24 * 4) {
         advance(&s, Duration::from_secs(15 * 60)).await;
-        if count(&s, &t, "nightly").await > fired_at.len() as u64 {
+        if counts(&t, ["nightly"]).await[0] > fired_at.len() as u64 {
             fired_at.push(plinth_core::store::time::format(s.clock().now()));
         }
     }
@@ -222,23 +196,21 @@ async fn cron_in_a_time_zone_follows_daylight_saving() {
 
 #[tokio::test]
 async fn setting_a_key_again_replaces_the_timer() {
-    let s = TestServer::start_with_clock(manual(datetime!(2026-11-24 12:00:00 UTC))).await;
-    let t = install_probe(&s, json!("all")).await;
-    cron(&s, &t, "k", "* * * * *", "UTC").await;
-    after(&s, &t, "k", 60_000, "first").await;
-    after(&s, &t, "k", 120_000, "second").await;
-    let timers = pending(&s, &t).await;
+    let (s, t) = driven_probe(NOON).await;
+    cron(&t, "k", "* * * * *", "UTC").await;
+    after(&t, "k", 60_000, "first").await;
+    after(&t, "k", 120_000, "second").await;
     assert_eq!(
-        timers,
+        pending(&t).await,
         [
             json!({ "key": "k", "next_fire": "2026-11-24T12:02:00.000Z", "cron": null, "time_zone": null, "payload": "second" })
         ]
     );
     advance(&s, Duration::from_secs(90)).await;
-    assert_eq!(fires(&s, &t).await, json!({}), "the replaced timers do not fire");
+    assert_eq!(fires(&t).await, json!({}), "the replaced timers do not fire");
     advance(&s, Duration::from_secs(60)).await;
     advance(&s, Duration::from_secs(600)).await;
-    let f = fires(&s, &t).await;
+    let f = fires(&t).await;
     assert_eq!(
         (f["k"]["count"].clone(), f["k"]["payloads"].clone()),
         (json!(1), json!(["second"]))
@@ -248,17 +220,13 @@ async fn setting_a_key_again_replaces_the_timer() {
 
 #[tokio::test]
 async fn cancel_removes_a_pending_timer() {
-    let s = TestServer::start_with_clock(manual(datetime!(2026-11-24 12:00:00 UTC))).await;
-    let t = install_probe(&s, json!("all")).await;
-    after(&s, &t, "doomed", 1_000, "x").await;
-    after(&s, &t, "kept", 1_000, "y").await;
-    assert_eq!(probe(&s, &t, "DELETE", "/timers/doomed", None).await["cancelled"], true);
-    assert_eq!(
-        probe(&s, &t, "DELETE", "/timers/doomed", None).await["cancelled"],
-        false
-    );
+    let (s, t) = driven_probe(NOON).await;
+    after(&t, "doomed", 1_000, "x").await;
+    after(&t, "kept", 1_000, "y").await;
+    assert_eq!(cancel(&t, "doomed").await, true);
+    assert_eq!(cancel(&t, "doomed").await, false);
     advance(&s, Duration::from_secs(5)).await;
-    let f = fires(&s, &t).await;
+    let f = fires(&t).await;
     assert_eq!(
         (f["doomed"].clone(), f["kept"]["count"].clone()),
         (Value::Null, json!(1)),
@@ -269,18 +237,16 @@ async fn cancel_removes_a_pending_timer() {
 
 #[tokio::test]
 async fn disabled_plugins_timers_are_held_and_fire_once_on_enable() {
-    let s = TestServer::start_with_clock(manual(datetime!(2026-11-24 12:00:00 UTC))).await;
-    let t = install_probe(&s, json!("all")).await;
-    after(&s, &t, "once", 60_000, "held").await;
-    cron(&s, &t, "every5", "*/5 * * * *", "UTC").await;
-    let r = s
-        .call("POST", "/api/v1/installations/timer-probe/disable", Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    let (s, t) = driven_probe(NOON).await;
+    after(&t, "once", 60_000, "held").await;
+    cron(&t, "every5", "*/5 * * * *", "UTC").await;
+    t.request("POST", "/api/v1/installations/timer-probe/disable")
+        .await
+        .expect(200);
 
     advance(&s, Duration::from_secs(30 * 60)).await;
     advance(&s, Duration::from_secs(60)).await;
-    let listed = admin_timers(&s, &t).await;
+    let listed = admin_timers(&t).await;
     assert_eq!(listed["installation_state"], "disabled");
     let states: Vec<&str> = (listed["data"].as_array().expect("data").iter())
         .map(|t| t["state"].as_str().unwrap_or(""))
@@ -291,19 +257,13 @@ async fn disabled_plugins_timers_are_held_and_fire_once_on_enable() {
         "not lost either"
     );
 
-    let r = s
-        .call("POST", "/api/v1/installations/timer-probe/enable", Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    t.request("POST", "/api/v1/installations/timer-probe/enable")
+        .await
+        .expect(200);
     s.timers_caught_up().await;
     s.timers_caught_up().await;
-    let f = fires(&s, &t).await;
-    assert_eq!(
-        (f["once"]["count"].clone(), f["every5"]["count"].clone()),
-        (json!(1), json!(1)),
-        "{f}"
-    );
-    let timers = pending(&s, &t).await;
+    assert_eq!(counts(&t, ["once", "every5"]).await, [1, 1]);
+    let timers = pending(&t).await;
     assert_eq!(timers.len(), 1);
     assert_eq!(timers[0]["next_fire"], "2026-11-24T12:35:00.000Z");
     s.stop().await;
@@ -311,34 +271,29 @@ async fn disabled_plugins_timers_are_held_and_fire_once_on_enable() {
 
 #[tokio::test]
 async fn uninstall_drops_the_plugins_timers() {
-    let s = TestServer::start_with_clock(manual(datetime!(2026-11-24 12:00:00 UTC))).await;
-    let t = install_probe(&s, json!("all")).await;
-    after(&s, &t, "a", 60_000, "a").await;
-    cron(&s, &t, "b", "0 * * * *", "UTC").await;
-    let r = s
-        .call("DELETE", "/api/v1/installations/timer-probe", Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
-    install(&s, &t, json!("all")).await;
-    assert!(pending(&s, &t).await.is_empty(), "a re-install starts without timers");
+    let (s, t) = driven_probe(NOON).await;
+    after(&t, "a", 60_000, "a").await;
+    cron(&t, "b", "0 * * * *", "UTC").await;
+    t.delete("/api/v1/installations/timer-probe").await.expect(204);
+    s.install(&t, "timer-probe", json!("all")).await.expect(201);
+    assert!(pending(&t).await.is_empty(), "a re-install starts without timers");
     advance(&s, Duration::from_secs(2 * 3600)).await;
-    assert_eq!(fires(&s, &t).await, json!({}));
+    assert_eq!(fires(&t).await, json!({}));
     s.stop().await;
 }
 
 #[tokio::test]
 async fn failures_are_recorded_and_not_retried() {
-    let s = TestServer::start_with_clock(manual(datetime!(2026-11-24 12:00:00 UTC))).await;
-    let t = install_probe(&s, json!("all")).await;
-    after(&s, &t, "bad", 1_000, "fail").await;
+    let (s, t) = driven_probe(NOON).await;
+    after(&t, "bad", 1_000, "fail").await;
     // A fire may schedule its own key again: the new timer survives the fire.
-    after(&s, &t, "again", 1_000, "again:60000").await;
+    after(&t, "again", 1_000, "again:60000").await;
     advance(&s, Duration::from_secs(2)).await;
     advance(&s, Duration::from_secs(600)).await;
-    let f = fires(&s, &t).await;
+    let f = fires(&t).await;
     assert_eq!(f["bad"]["count"], 1, "not retried: {f}");
     assert_eq!(f["again"]["payloads"], json!(["again:60000", "again-done"]), "{f}");
-    let listed = admin_timers(&s, &t).await;
+    let listed = admin_timers(&t).await;
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
     let bad = &listed["data"][0];
     assert_eq!(
@@ -354,7 +309,7 @@ async fn failures_are_recorded_and_not_retried() {
         "{bad}"
     );
     assert!(
-        pending(&s, &t).await.is_empty(),
+        pending(&t).await.is_empty(),
         "a failed one-shot timer is no longer pending"
     );
     s.stop().await;
@@ -362,8 +317,7 @@ async fn failures_are_recorded_and_not_retried() {
 
 #[tokio::test]
 async fn invalid_timers_and_limits_are_refused() {
-    let s = TestServer::start_with_clock(manual(datetime!(2026-11-24 12:00:00 UTC))).await;
-    let t = install_probe(&s, json!("all")).await;
+    let (s, t) = driven_probe(NOON).await;
     let cases = [
         (
             "/cron",
@@ -394,12 +348,9 @@ async fn invalid_timers_and_limits_are_refused() {
         ),
     ];
     for (path, body, status) in cases {
-        let r = s
-            .call("POST", &format!("{PROBE}{path}"), Some(&t.key), Some(body.clone()))
-            .await;
-        assert_eq!(r.status, status, "{path} {body}: {}", r.text);
+        t.post(&format!("{PROBE}{path}"), body).await.expect(status);
     }
-    assert!(pending(&s, &t).await.is_empty());
+    assert!(pending(&t).await.is_empty());
     s.stop().await;
 }
 
@@ -421,8 +372,12 @@ async fn a_plugin_without_the_schedule_grant_is_denied() {
         ("GET", "/timers", None),
         ("DELETE", "/timers/k", None),
     ] {
-        let r = s.call(method, &format!("{PROBE}{path}"), Some(&t.key), body).await;
-        assert_eq!(r.status, 403, "{method} {path}: {}", r.text);
+        let call = t.request(method, &format!("{PROBE}{path}"));
+        let call = match body {
+            Some(body) => call.json(body),
+            None => call,
+        };
+        let r = call.await.expect(403);
         assert!(r.text.contains("schedule"), "{}", r.text);
     }
     s.stop().await;
@@ -432,13 +387,8 @@ async fn a_plugin_without_the_schedule_grant_is_denied() {
 async fn a_component_importing_schedule_must_declare_it() {
     let s = TestServer::start().await;
     let publisher = s.publisher("plinth-tests").await;
-    let (manifest, component) = guest_files("timer-probe");
-    let undeclared = manifest.replace("schedule = true\n", "");
-    assert_ne!(undeclared, manifest);
-    let r = s
-        .publish(&publisher.token, publisher.pack(&undeclared, &component))
-        .await;
-    assert_eq!(r.status, 422, "{}", r.text);
+    let undeclared = Guest::named("timer-probe").remove("capabilities.schedule");
+    let r = publisher.publish(&s, &undeclared).await.expect(422);
     assert!(r.text.contains("plinth:plugin/schedule"), "{}", r.text);
     s.stop().await;
 }
@@ -457,19 +407,21 @@ async fn hundred_timers_fire_exactly_once_across_hosts() {
         eprintln!("SQLite: a single host fires the 100 timers (several hosts need PostgreSQL)");
         None
     };
+    // The tenant's owner on host b as well, when there is one.
+    let on_b = b.as_ref().map(|b| b.client(&t.key));
     let due = OffsetDateTime::now_utc() + Duration::from_millis(1500);
     let due = plinth_core::store::time::format(due);
     for i in 0..100 {
-        let host = match (&b, i % 2) {
-            (Some(b), 1) => b,
-            _ => &a,
+        let host: &Client = match (&on_b, i % 2) {
+            (Some(on_b), 1) => on_b,
+            _ => &t,
         };
         let body = json!({ "key": format!("t{i:03}"), "time": due, "payload": format!("p{i}") });
-        probe(host, &t, "POST", "/at", Some(body)).await;
+        host.post(&format!("{PROBE}/at"), body).await.expect(200);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let f = fires(&a, &t).await;
+        let f = fires(&t).await;
         let total: u64 = f
             .as_object()
             .map_or(0, |m| m.values().filter_map(|v| v["count"].as_u64()).sum());
@@ -483,7 +435,7 @@ async fn hundred_timers_fire_exactly_once_across_hosts() {
     if let Some(b) = &b {
         b.timers_caught_up().await;
     }
-    let f = fires(&a, &t).await;
+    let f = fires(&t).await;
     let counts = f.as_object().expect("fires");
     assert_eq!(counts.len(), 100, "{f}");
     for i in 0..100 {
@@ -509,7 +461,7 @@ async fn hundred_timers_fire_exactly_once_across_hosts() {
     let by_b = b.as_ref().map_or(0, fired_by);
     eprintln!("fired by host a: {by_a}, by host b: {by_b}");
     assert_eq!(by_a + by_b, 100);
-    assert!(pending(&a, &t).await.is_empty());
+    assert!(pending(&t).await.is_empty());
     if let Some(b) = b {
         b.stop().await;
     }
@@ -518,62 +470,56 @@ async fn hundred_timers_fire_exactly_once_across_hosts() {
 
 #[tokio::test]
 async fn tenants_are_isolated_and_admins_can_list_and_cancel() {
-    let s = TestServer::start_with_clock(manual(datetime!(2026-11-24 12:00:00 UTC))).await;
-    let a = install_probe(&s, json!("all")).await;
+    let (s, a) = driven_probe(NOON).await;
     let b = s.tenant("Other").await;
-    install(&s, &b, json!("all")).await;
+    s.install(&b, "timer-probe", json!("all")).await.expect(201);
     // The same key in two tenants names two timers.
-    after(&s, &a, "shared", 60_000, "a").await;
-    after(&s, &b, "shared", 120_000, "b").await;
-    let (mine, theirs) = (pending(&s, &a).await, pending(&s, &b).await);
+    after(&a, "shared", 60_000, "a").await;
+    after(&b, "shared", 120_000, "b").await;
+    let (mine, theirs) = (pending(&a).await, pending(&b).await);
     assert_eq!((mine.len(), theirs.len()), (1, 1));
     assert_eq!(
         (mine[0]["payload"].as_str(), theirs[0]["payload"].as_str()),
         (Some("a"), Some("b"))
     );
-    let listed = admin_timers(&s, &b).await;
+    let listed = admin_timers(&b).await;
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
     assert_eq!(listed["data"][0]["payload"], "b");
 
     // A tenant without the plugin sees nothing, and cannot cancel anything.
     let c = s.tenant("Third").await;
-    let timers = "/api/v1/installations/timer-probe/timers";
-    let r = s.call("GET", timers, Some(&c.key), None).await;
-    assert_eq!(r.status, 404, "{}", r.text);
-    let content_type = r.headers.get("content-type").and_then(|v| v.to_str().ok());
-    assert_eq!(content_type, Some("application/problem+json"), "{}", r.text);
-    let r = s.call("DELETE", &format!("{timers}/shared"), Some(&c.key), None).await;
-    assert_eq!(r.status, 404, "{}", r.text);
+    let shared = format!("{TIMERS}/shared");
+    c.get(TIMERS).await.expect_problem(404, "not-found");
+    c.delete(&shared).await.expect(404);
 
     // Listing and cancelling are for admins.
     let member = s.user(&a, "Mia Member", "member").await;
-    let r = s.call("GET", timers, Some(&member.key), None).await;
-    assert_eq!(r.status, 403, "{}", r.text);
-    let r = s
-        .call("DELETE", &format!("{timers}/shared"), Some(&member.key), None)
-        .await;
-    assert_eq!(r.status, 403, "{}", r.text);
+    member.get(TIMERS).await.expect(403);
+    member.delete(&shared).await.expect(403);
 
     // B's admin cancels B's timer; A's is untouched. Cancelling again is a 404.
-    let r = s.call("DELETE", &format!("{timers}/shared"), Some(&b.key), None).await;
-    assert_eq!(r.status, 204, "{}", r.text);
-    let r = s.call("DELETE", &format!("{timers}/shared"), Some(&b.key), None).await;
-    assert_eq!(r.status, 404, "{}", r.text);
-    assert!(pending(&s, &b).await.is_empty());
-    assert_eq!(pending(&s, &a).await.len(), 1);
-    let audit = s
-        .call("GET", "/api/v1/audit/events?order=desc&limit=5", Some(&b.key), None)
-        .await;
-    let last = &audit.body["data"][0];
+    b.delete(&shared).await.expect(204);
+    b.delete(&shared).await.expect(404);
+    assert!(pending(&b).await.is_empty());
+    assert_eq!(pending(&a).await.len(), 1);
+    let cancels = b.audit_events(&[("action", "plugin_timer.cancel")]).await;
+    let cancelled: Vec<(&str, &str)> = cancels
+        .iter()
+        .map(|e| {
+            (
+                e["entity_id"].as_str().unwrap_or("?"),
+                e["actor"]["user"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(cancelled, [("timer-probe/shared", b.owner_id.as_str())], "{cancels:?}");
     assert_eq!(
-        (last["action"].as_str(), last["entity_id"].as_str()),
-        (Some("plugin_timer.cancel"), Some("timer-probe/shared")),
-        "{}",
-        audit.text
+        a.audit_events(&[("action", "plugin_timer.cancel")]).await,
+        Vec::<Value>::new()
     );
 
     advance(&s, Duration::from_secs(180)).await;
-    let (fa, fb) = (fires(&s, &a).await, fires(&s, &b).await);
+    let (fa, fb) = (fires(&a).await, fires(&b).await);
     assert_eq!(fa["shared"]["payloads"], json!(["a"]), "{fa}");
     assert_eq!(fb, json!({}), "the cancelled timer does not fire");
     s.stop().await;

@@ -8,121 +8,37 @@ use super::*;
 async fn compliance_report_lists_activity_access_changes_and_grants() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
-    let admin = user("admin1");
-    append(
+    append_all(
         &s,
         &t.id,
-        &admin,
-        "user.update",
-        ("user", "u2"),
-        Some(json!({"role": "member", "name": "A"})),
-        Some(json!({"role": "admin", "name": "A"})),
+        &user("admin1"),
+        json!([
+            ["user.update", "user", "u2", {"role": "member", "name": "A"}, {"role": "admin", "name": "A"}],
+            ["user.update", "user", "u3", {"name": "B"}, {"name": "C"}],
+            ["api_key.revoke", "api_key", "k1", {"revoked_at": null}, {"revoked_at": "now"}],
+            ["group_member.add", "group_member", "g1:u2", null, {"group_id": "g1", "user_id": "u2"}],
+            ["record_share.remove", "record_share", "r1:g1", {"record_id": "r1"}, null],
+            ["group.move", "group", "g2", {"parent_id": "g1"}, {"parent_id": "g3"}],
+            ["group.update", "group", "g2", {"name": "A"}, {"name": "B"}],
+            ["plugin.install", "plugin", "pivot", null,
+                {"version": "1.0.0", "grants": ["storage", "records:opportunity:read"]}],
+            ["plugin.grant", "plugin", "pivot",
+                {"grants": ["storage", "records:opportunity:read"]},
+                {"grants": ["storage", "http:https://x.example"]}],
+            ["plugin.enable", "plugin", "pivot", null, {"enabled": true}],
+        ]),
     )
     .await;
-    append(
-        &s,
-        &t.id,
-        &admin,
-        "user.update",
-        ("user", "u3"),
-        Some(json!({"name": "B"})),
-        Some(json!({"name": "C"})),
-    )
-    .await;
-    append(
-        &s,
-        &t.id,
-        &admin,
-        "api_key.revoke",
-        ("api_key", "k1"),
-        Some(json!({"revoked_at": null})),
-        Some(json!({"revoked_at": "now"})),
-    )
-    .await;
-    append(
-        &s,
-        &t.id,
-        &admin,
-        "group_member.add",
-        ("group_member", "g1:u2"),
-        None,
-        Some(json!({"group_id": "g1", "user_id": "u2"})),
-    )
-    .await;
-    append(
-        &s,
-        &t.id,
-        &admin,
-        "record_share.remove",
-        ("record_share", "r1:g1"),
-        Some(json!({"record_id": "r1"})),
-        None,
-    )
-    .await;
-    append(
-        &s,
-        &t.id,
-        &admin,
-        "group.move",
-        ("group", "g2"),
-        Some(json!({"parent_id": "g1"})),
-        Some(json!({"parent_id": "g3"})),
-    )
-    .await;
-    append(
-        &s,
-        &t.id,
-        &admin,
-        "group.update",
-        ("group", "g2"),
-        Some(json!({"name": "A"})),
-        Some(json!({"name": "B"})),
-    )
-    .await;
-    append(
-        &s,
-        &t.id,
-        &admin,
-        "plugin.install",
-        ("plugin", "pivot"),
-        None,
-        Some(json!({"version": "1.0.0", "grants": ["storage", "records:opportunity:read"]})),
-    )
-    .await;
-    append(
-        &s,
-        &t.id,
-        &admin,
-        "plugin.grant",
-        ("plugin", "pivot"),
-        Some(json!({"grants": ["storage", "records:opportunity:read"]})),
-        Some(json!({"grants": ["storage", "http:https://x.example"]})),
-    )
-    .await;
-    append(
-        &s,
-        &t.id,
-        &admin,
-        "plugin.enable",
-        ("plugin", "pivot"),
-        None,
-        Some(json!({"enabled": true})),
-    )
-    .await;
-    for i in 0..3 {
-        append(
-            &s,
-            &t.id,
-            &plugin("pivot@1.0.0"),
-            "record.update",
-            ("record:opportunity", &format!("o{i}")),
-            Some(json!({"a": 1})),
-            Some(json!({"a": 2})),
-        )
-        .await;
-    }
+    let by_pivot: Vec<Value> = (0..3)
+        .map(|i| json!(["record.update", "record:opportunity", format!("o{i}"), {"a": 1}, {"a": 2}]))
+        .collect();
+    append_all(&s, &t.id, &plugin("pivot@1.0.0"), by_pivot.into()).await;
 
-    let r = get_ok(&s, &t, &format!("/api/v1/audit/compliance?{ALL_TIME}")).await;
+    let r = t
+        .get(&format!("/api/v1/audit/compliance?{ALL_TIME}"))
+        .await
+        .expect(200)
+        .json();
     let activity = r["activity"].as_array().expect("activity");
     let of = |u: Value, p: Value| {
         activity
@@ -180,24 +96,18 @@ async fn compliance_report_lists_activity_access_changes_and_grants() {
     assert_eq!(grants[0]["added"], json!(["storage", "records:opportunity:read"]));
 
     // A period before everything is empty.
-    let empty = get_ok(
-        &s,
-        &t,
-        "/api/v1/audit/compliance?from=2001-01-01T00:00:00Z&to=2001-02-01T00:00:00Z",
-    )
-    .await;
+    let empty = t
+        .get("/api/v1/audit/compliance?from=2001-01-01T00:00:00Z&to=2001-02-01T00:00:00Z")
+        .await
+        .expect(200)
+        .json();
     assert_eq!(empty["activity"], json!([]));
 
     // CSV: one table with a section column.
-    let r = s
-        .call(
-            "GET",
-            &format!("/api/v1/audit/compliance?{ALL_TIME}&format=csv"),
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200);
+    let r = t
+        .get(&format!("/api/v1/audit/compliance?{ALL_TIME}&format=csv"))
+        .await
+        .expect(200);
     assert!(r.header("content-disposition").unwrap_or("").starts_with("attachment"));
     let mut reader = csv::Reader::from_reader(r.text.as_bytes());
     let rows: Vec<csv::StringRecord> = reader.records().map(|x| x.expect("row")).collect();
@@ -217,10 +127,7 @@ async fn compliance_report_lists_activity_access_changes_and_grants() {
         "from=x&to=y",
         "from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
     ] {
-        let r = s
-            .call("GET", &format!("/api/v1/audit/compliance?{q}"), Some(&t.key), None)
-            .await;
-        assert_eq!(r.status, 400, "{q}");
+        t.get(&format!("/api/v1/audit/compliance?{q}")).await.expect(400);
     }
     s.stop().await;
 }
@@ -230,90 +137,74 @@ async fn tenants_see_nothing_of_each_other() {
     let s = TestServer::start().await;
     let a = s.tenant("Alpha").await;
     let b = s.tenant("Beta").await;
+    let secret = ("record:opportunity", "secret");
     append(
         &s,
         &a.id,
         &user("ua"),
         "record.create",
-        ("record:opportunity", "secret"),
+        secret,
         None,
         Some(json!({"amount": 1})),
     )
     .await;
     let policy = create_policy(
-        &s,
         &a,
         json!({"name": "p", "kind": "field-change", "object": "opportunity", "field": "amount"}),
     )
     .await;
-    append(
-        &s,
-        &a.id,
-        &user("ua"),
-        "record.update",
-        ("record:opportunity", "secret"),
-        Some(json!({"amount": 1})),
-        Some(json!({"amount": 9})),
-    )
-    .await;
+    let (before, after) = (Some(json!({"amount": 1})), Some(json!({"amount": 9})));
+    append(&s, &a.id, &user("ua"), "record.update", secret, before, after).await;
     evaluate_pending(s.db()).await.expect("evaluate");
-    let alert = alerts(&s, &a, "").await.first().cloned().expect("A has an alert");
+    let alert = alerts(&a, "").await.first().cloned().expect("A has an alert");
 
-    let events = all_pages(&s, &b, "order=asc", 500).await;
+    let events = all_pages(&b, "order=asc", 500).await;
     assert_eq!(events.len(), 3, "B sees only its own creation");
     assert!(
         events
             .iter()
             .all(|e| e["entity_id"] != "secret" && e["entity_id"] != a.id.as_str())
     );
-    assert!(all_pages(&s, &b, "entity_id=secret", 500).await.is_empty());
-    let v = verify(&s, &b).await;
+    assert!(all_pages(&b, "entity_id=secret", 500).await.is_empty());
+    let v = verify(&b).await;
     assert_eq!((v["ok"].clone(), v["events"].clone()), (json!(true), json!(3)));
-    let r = s
-        .call("GET", "/api/v1/audit/export?format=jsonl", Some(&b.key), None)
-        .await;
+    let r = b.get("/api/v1/audit/export?format=jsonl").await.expect(200);
     assert_eq!(r.text.lines().count(), 3);
     assert!(!r.text.contains("secret"));
 
     let pid = policy["id"].as_str().unwrap_or("");
-    let ppath = format!("/api/v1/audit/policies/{pid}");
-    for (method, body) in [
-        ("GET", None),
-        ("PATCH", Some(json!({"enabled": false}))),
-        ("DELETE", None),
+    let ppath = format!("{POLICIES}/{pid}");
+    for call in [
+        b.get(&ppath),
+        b.patch(&ppath, json!({"enabled": false})),
+        b.delete(&ppath),
     ] {
-        let r = s.call(method, &ppath, Some(&b.key), body).await;
-        assert_eq!(r.status, 404, "{method} {ppath}: {}", r.text);
+        call.await.expect_problem(404, "not-found");
     }
-    assert_eq!(get_ok(&s, &b, "/api/v1/audit/policies").await["data"], json!([]));
-    assert!(alerts(&s, &b, "").await.is_empty());
-    assert!(alerts(&s, &b, &format!("policy={pid}")).await.is_empty());
-    let r = s
-        .call(
-            "POST",
-            &format!(
-                "/api/v1/audit/alerts/{}/acknowledge",
-                alert["id"].as_str().unwrap_or("")
-            ),
-            Some(&b.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 404);
-    let r = s
-        .call("GET", "/api/v1/records/opportunity/secret/history", Some(&b.key), None)
-        .await;
-    assert_eq!(r.status, 404);
-    let c = get_ok(&s, &b, &format!("/api/v1/audit/compliance?{ALL_TIME}")).await;
+    assert_eq!(b.get(POLICIES).await.expect(200).json()["data"], json!([]));
+    assert!(alerts(&b, "").await.is_empty());
+    assert!(alerts(&b, &format!("policy={pid}")).await.is_empty());
+    let alert_id = alert["id"].as_str().unwrap_or("");
+    b.request("POST", &format!("/api/v1/audit/alerts/{alert_id}/acknowledge"))
+        .await
+        .expect_problem(404, "not-found");
+    b.get("/api/v1/records/opportunity/secret/history")
+        .await
+        .expect_problem(404, "not-found");
+    let c = b
+        .get(&format!("/api/v1/audit/compliance?{ALL_TIME}"))
+        .await
+        .expect(200)
+        .json();
     assert!(
         !c.to_string().contains("secret") && !c.to_string().contains("\"ua\""),
         "{c}"
     );
 
     // Nothing B did changed A: the policy is still enabled, the alert unacknowledged.
-    assert_eq!(get_ok(&s, &a, &ppath).await["enabled"], true);
-    assert_eq!(alerts(&s, &a, "acknowledged=false").await.len(), 1);
-    assert_eq!(verify(&s, &a).await["ok"], true);
+    assert_eq!(a.get(&ppath).await.expect(200).json()["enabled"], true);
+    assert_eq!(alerts(&a, "acknowledged=false").await.len(), 1);
+    assert_eq!(verify(&a).await["ok"], true);
     s.stop().await;
 }
 
@@ -321,78 +212,65 @@ async fn tenants_see_nothing_of_each_other() {
 async fn only_admins_and_owners_read_the_ledger() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
+    let a1 = ("record:account", "a1");
     append(
         &s,
         &t.id,
         &user("u"),
         "record.create",
-        ("record:account", "a1"),
+        a1,
         None,
         Some(json!({"name": "x"})),
     )
     .await;
-    let (_, admin) = key_with_role(&s, &t.id, "admin").await;
-    let (_, manager) = key_with_role(&s, &t.id, "manager").await;
-    let (member_id, member) = key_with_role(&s, &t.id, "member").await;
-    let (_, read_only) = key_with_role(&s, &t.id, "read-only").await;
-    // The record the history below is about: the member owns it, so may see it.
+    let admin = s.user(&t, "Admin", "admin").await;
+    let manager = s.user(&t, "Manager", "manager").await;
+    let member = s.user(&t, "Member", "member").await;
+    let read_only = s.user(&t, "Reader", "read-only").await;
+    // The record the history below is about: the member owns it, so may see it. (By
+    // SQL: its id must be `a1`, the entity of the event above.)
     s.sql(
         "INSERT INTO records (tenant_id, id, object, owner_id, data, version, created_at, updated_at) \
          VALUES ($1, 'a1', 'account', $2, '{\"name\":\"x\"}', 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
-        &[&t.id, &member_id],
+        &[&t.id, &member.id],
     )
     .await;
-    let endpoints = [
-        ("GET", "/api/v1/audit/events".to_string(), None),
-        ("GET", "/api/v1/audit/verify".into(), None),
-        ("GET", "/api/v1/audit/export?format=csv".into(), None),
-        ("GET", "/api/v1/audit/policies".into(), None),
-        (
-            "POST",
-            "/api/v1/audit/policies".into(),
-            Some(json!({"name": "x", "kind": "capability-grant", "capability": "storage"})),
-        ),
-        ("GET", "/api/v1/audit/policies/01ARZ3NDEKTSV4RRFFQ69G5FAV".into(), None),
-        (
-            "PATCH",
-            "/api/v1/audit/policies/01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
-            Some(json!({"name": "y"})),
-        ),
-        (
-            "DELETE",
-            "/api/v1/audit/policies/01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
-            None,
-        ),
-        ("GET", "/api/v1/audit/alerts".into(), None),
-        (
-            "POST",
-            "/api/v1/audit/alerts/01ARZ3NDEKTSV4RRFFQ69G5FAV/acknowledge".into(),
-            None,
-        ),
-        ("GET", format!("/api/v1/audit/compliance?{ALL_TIME}"), None),
-    ];
-    for key in [&manager, &member, &read_only] {
-        for (method, path, body) in &endpoints {
-            let r = s.call(method, path, Some(key), body.clone()).await;
-            assert_eq!(r.status, 403, "{method} {path}: {}", r.text);
-            assert_eq!(r.body["type"], "https://plinth.dev/problems/forbidden");
+    // Every audit endpoint, called as `c`.
+    let endpoints = |c: &Client| {
+        let (policy, alert) = (
+            format!("{POLICIES}/01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+            "/api/v1/audit/alerts/01ARZ3NDEKTSV4RRFFQ69G5FAV/acknowledge",
+        );
+        [
+            c.get("/api/v1/audit/events"),
+            c.get("/api/v1/audit/verify"),
+            c.get("/api/v1/audit/export?format=csv"),
+            c.get(POLICIES),
+            c.post(
+                POLICIES,
+                json!({"name": "x", "kind": "capability-grant", "capability": "storage"}),
+            ),
+            c.get(&policy),
+            c.patch(&policy, json!({"name": "y"})),
+            c.delete(&policy),
+            c.get("/api/v1/audit/alerts"),
+            c.request("POST", alert),
+            c.get(&format!("/api/v1/audit/compliance?{ALL_TIME}")),
+        ]
+    };
+    for below_admin in [&manager, &member, &read_only] {
+        for call in endpoints(below_admin) {
+            call.await.expect_problem(403, "forbidden");
         }
     }
-    for (method, path, _) in &endpoints {
-        let r = s.call(method, path, None, None).await;
-        assert_eq!(r.status, 401, "{method} {path}");
+    for call in endpoints(&s.anonymous()) {
+        call.await.expect_problem(401, "unauthorized");
     }
-    let r = s.call("GET", "/api/v1/audit/events", Some(&admin), None).await;
-    assert_eq!(r.status, 200);
+    let r = admin.get("/api/v1/audit/events").await.expect(200);
     assert_eq!(r.body["data"].as_array().map(Vec::len), Some(4));
     // Record history is for members and up (visibility is the records module's check).
-    let r = s
-        .call("GET", "/api/v1/records/account/a1/history", Some(&member), None)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = s
-        .call("GET", "/api/v1/records/account/a1/history", Some(&read_only), None)
-        .await;
-    assert_eq!(r.status, 403);
+    let history = "/api/v1/records/account/a1/history";
+    member.get(history).await.expect(200);
+    read_only.get(history).await.expect(403);
     s.stop().await;
 }

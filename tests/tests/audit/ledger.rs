@@ -7,7 +7,7 @@ use super::*;
 async fn tenant_creation_is_three_chained_events_and_verifies() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
-    let body = get_ok(&s, &t, "/api/v1/audit/events?order=asc").await;
+    let body = t.get("/api/v1/audit/events?order=asc").await.expect(200).json();
     let events = body["data"].as_array().expect("data");
     assert_eq!(events.len(), 3, "{body}");
     assert_eq!(body["next_cursor"], Value::Null);
@@ -29,7 +29,7 @@ async fn tenant_creation_is_three_chained_events_and_verifies() {
     assert_eq!(events[1]["prev_hash"], events[0]["hash"]);
     assert_eq!(events[2]["prev_hash"], events[1]["hash"]);
 
-    let v = get_ok(&s, &t, "/api/v1/audit/verify").await;
+    let v = verify(&t).await;
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["events"], 3);
     assert_eq!(v["head"]["seq"], 3);
@@ -79,17 +79,14 @@ async fn filters_and_pagination() {
     let total = 3 + 24 + 1;
 
     // Pagination in both directions covers every event exactly once, in order.
-    let desc = all_pages(&s, &t, "order=desc", 5).await;
+    let desc = all_pages(&t, "order=desc", 5).await;
     assert_eq!(seqs(&desc), (1..=total).rev().collect::<Vec<i64>>());
-    let asc = all_pages(&s, &t, "order=asc", 7).await;
+    let asc = all_pages(&t, "order=asc", 7).await;
     assert_eq!(seqs(&asc), (1..=total).collect::<Vec<i64>>());
-    let default = get_ok(&s, &t, "/api/v1/audit/events").await;
+    let default = t.get("/api/v1/audit/events").await.expect(200).json();
     assert_eq!(default["data"][0]["seq"], total, "newest first by default");
 
-    let count = |q: &'static str| {
-        let (s, t) = (&s, &t);
-        async move { all_pages(s, t, q, 500).await }
-    };
+    let count = |q: &'static str| all_pages(&t, q, 500);
     let by_bob = count("actor=bob").await;
     assert_eq!(by_bob.len(), 8);
     assert!(by_bob.iter().all(|e| e["actor"]["user"] == "bob"));
@@ -113,15 +110,22 @@ async fn filters_and_pagination() {
 
     // Time range: from is inclusive, to exclusive.
     let at = asc[10]["occurred_at"].as_str().expect("time").to_string();
-    let from_q = format!("from={at}&order=asc&limit=500");
-    let after = get_ok(&s, &t, &format!("/api/v1/audit/events?{from_q}")).await;
+    let after = t
+        .get(&format!("/api/v1/audit/events?from={at}&order=asc&limit=500"))
+        .await
+        .expect(200)
+        .json();
     assert!(
         after["data"]
             .as_array()
             .is_some_and(|d| d.iter().all(|e| e["occurred_at"].as_str() >= Some(at.as_str())))
     );
     assert!(seqs(after["data"].as_array().expect("data")).contains(&11));
-    let before = get_ok(&s, &t, &format!("/api/v1/audit/events?to={at}&limit=500")).await;
+    let before = t
+        .get(&format!("/api/v1/audit/events?to={at}&limit=500"))
+        .await
+        .expect(200)
+        .json();
     assert!(!seqs(before["data"].as_array().expect("data")).contains(&11));
     assert_eq!(
         before["data"].as_array().map(Vec::len).unwrap_or(0) + after["data"].as_array().map(Vec::len).unwrap_or(0),
@@ -141,36 +145,20 @@ async fn filters_and_pagination() {
         ("actor=", "actor"),
         ("from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
     ] {
-        let r = s
-            .call("GET", &format!("/api/v1/audit/events?{query}"), Some(&t.key), None)
-            .await;
-        assert_eq!(r.status, 400, "{query}: {}", r.text);
-        assert_eq!(r.header("content-type"), Some("application/problem+json"));
-        assert!(
-            r.body["errors"]
-                .as_array()
-                .is_some_and(|e| e.iter().any(|p| p["field"] == field)),
-            "{query}: {}",
-            r.body
-        );
+        let r = t
+            .get(&format!("/api/v1/audit/events?{query}"))
+            .await
+            .expect_problem(400, "bad-request");
+        assert!(r.problem_fields().iter().any(|f| f == field), "{query}: {}", r.body);
     }
     let long = "x".repeat(201);
-    let r = s
-        .call("GET", &format!("/api/v1/audit/events?actor={long}"), Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 400);
+    t.get(&format!("/api/v1/audit/events?actor={long}")).await.expect(400);
     // A cursor made for one order is refused for the other.
-    let page = get_ok(&s, &t, "/api/v1/audit/events?limit=2").await;
+    let page = t.get("/api/v1/audit/events?limit=2").await.expect(200).json();
     let c = page["next_cursor"].as_str().expect("cursor");
-    let r = s
-        .call(
-            "GET",
-            &format!("/api/v1/audit/events?order=asc&cursor={c}"),
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 400, "{}", r.text);
+    t.get(&format!("/api/v1/audit/events?order=asc&cursor={c}"))
+        .await
+        .expect(400);
     s.stop().await;
 }
 
@@ -178,69 +166,52 @@ async fn filters_and_pagination() {
 async fn verify_reports_the_first_tampered_event() {
     let s = TestServer::start().await;
 
-    // A column altered in place: that event's hash no longer matches.
-    let a = with_events(&s, "Altered", 7).await;
-    assert_eq!(verify(&s, &a).await["ok"], true);
-    sql(
-        &s,
-        "UPDATE audit_events SET action = 'x' WHERE tenant_id = $1 AND seq = $2",
-        &a.id,
-        6,
-    )
-    .await;
-    let v = verify(&s, &a).await;
-    assert_eq!(v["ok"], false, "{v}");
-    assert_eq!(v["first_broken"]["seq"], 6);
-    assert_eq!(v["first_broken"]["reason"], "hash mismatch");
-    assert_eq!(v["events_checked"], 5);
-    assert!(v["first_broken"]["id"].is_string());
-
-    // Any other column, too, e.g. the after-state.
-    let b = with_events(&s, "State", 5).await;
-    sql(
-        &s,
-        "UPDATE audit_events SET after_state = '{\"name\":\"forged\"}' WHERE tenant_id = $1 AND seq = $2",
-        &b.id,
-        4,
-    )
-    .await;
-    let v = verify(&s, &b).await;
-    assert_eq!(
-        (v["first_broken"]["seq"].as_i64(), v["first_broken"]["reason"].as_str()),
-        (Some(4), Some("hash mismatch"))
-    );
-
-    // A deleted middle row: a gap at its seq.
-    let c = with_events(&s, "Deleted", 6).await;
-    sql(
-        &s,
-        "DELETE FROM audit_events WHERE tenant_id = $1 AND seq = $2",
-        &c.id,
-        5,
-    )
-    .await;
-    let v = verify(&s, &c).await;
-    assert_eq!(v["first_broken"]["seq"], 5, "{v}");
-    assert_eq!(v["first_broken"]["reason"], "sequence gap");
-    assert_eq!(v["first_broken"]["id"], Value::Null);
-
-    // A truncated tail: the head says 9, the last event is 8.
-    let d = with_events(&s, "Truncated", 6).await;
-    sql(
-        &s,
-        "DELETE FROM audit_events WHERE tenant_id = $1 AND seq = $2",
-        &d.id,
-        9,
-    )
-    .await;
-    let v = verify(&s, &d).await;
-    assert_eq!(v["first_broken"]["seq"], 9, "{v}");
-    assert_eq!(v["first_broken"]["reason"], "head mismatch");
-    assert_eq!(v["events_checked"], 8);
+    // Rows altered, deleted or cut off in place are reported where they break the
+    // chain: (tenant, events appended after its 3 of creation, the tampering, at seq,
+    // reason, events checked before it where that matters, whether the broken event
+    // is named by id where that matters).
+    let altered = "UPDATE audit_events SET action = 'x' WHERE tenant_id = $1 AND seq = $2";
+    let forged_state =
+        "UPDATE audit_events SET after_state = '{\"name\":\"forged\"}' WHERE tenant_id = $1 AND seq = $2";
+    let deleted = "DELETE FROM audit_events WHERE tenant_id = $1 AND seq = $2";
+    for (name, appended, statement, seq, reason, checked, named) in [
+        // A column altered in place: that event's hash no longer matches.
+        ("Altered", 7, altered, 6, "hash mismatch", Some(5), Some(true)),
+        // Any other column, too, e.g. the after-state.
+        ("State", 5, forged_state, 4, "hash mismatch", None, None),
+        // A deleted middle row: a gap at its seq.
+        ("Deleted", 6, deleted, 5, "sequence gap", None, Some(false)),
+        // A truncated tail: the head says 9, the last event is 8.
+        ("Truncated", 6, deleted, 9, "head mismatch", Some(8), None),
+    ] {
+        let t = with_events(&s, name, appended).await;
+        assert_eq!(verify(&t).await["ok"], true, "{name} before tampering");
+        tamper(&s, statement, &t.id, seq).await;
+        let v = verify(&t).await;
+        let broken = &v["first_broken"];
+        assert_eq!(v["ok"], false, "{name}: {v}");
+        assert_eq!(
+            (broken["seq"].as_i64(), broken["reason"].as_str()),
+            (Some(seq), Some(reason)),
+            "{name}: {v}"
+        );
+        if let Some(checked) = checked {
+            assert_eq!(v["events_checked"], checked, "{name}: {v}");
+        }
+        match named {
+            Some(true) => assert!(broken["id"].is_string(), "{name}: {v}"),
+            Some(false) => assert_eq!(broken["id"], Value::Null, "{name}: {v}"),
+            None => {}
+        }
+    }
 
     // A forged event re-hashed to look consistent still breaks the next link.
     let e = with_events(&s, "Forged", 5).await;
-    let page = get_ok(&s, &e, "/api/v1/audit/events?order=asc&limit=500").await;
+    let page = e
+        .get("/api/v1/audit/events?order=asc&limit=500")
+        .await
+        .expect(200)
+        .json();
     let text = |v: &Value| v.as_str().expect("text").to_string();
     let mut forged = AuditEvent {
         tenant_id: e.id.clone(),
@@ -263,6 +234,7 @@ async fn verify_reports_the_first_tampered_event() {
         hash: String::new(),
     };
     forged.hash = forged.compute_hash();
+    // Tampering on purpose: the forged row is what verify must catch.
     sqlx::query("UPDATE audit_events SET action = $3, after_state = NULL, hash = $4 WHERE tenant_id = $1 AND seq = $2")
         .bind(&e.id)
         .bind(4_i64)
@@ -271,14 +243,14 @@ async fn verify_reports_the_first_tampered_event() {
         .execute(s.db().writer())
         .await
         .expect("forge");
-    let v = verify(&s, &e).await;
+    let v = verify(&e).await;
     assert_eq!(
         (v["first_broken"]["seq"].as_i64(), v["first_broken"]["reason"].as_str()),
         (Some(5), Some("broken link")),
         "{v}"
     );
 
-    // A row inserted beyond the head, outside the chain.
+    // A row inserted beyond the head, outside the chain (tampering on purpose).
     let f = with_events(&s, "Appended", 2).await;
     sqlx::query(
         "INSERT INTO audit_events (tenant_id, seq, id, occurred_at, action, entity_type, changed_fields, prev_hash, hash) \
@@ -288,7 +260,7 @@ async fn verify_reports_the_first_tampered_event() {
     .execute(s.db().writer())
     .await
     .expect("insert");
-    let v = verify(&s, &f).await;
+    let v = verify(&f).await;
     assert_eq!(
         (v["first_broken"]["seq"].as_i64(), v["first_broken"]["reason"].as_str()),
         (Some(6), Some("head mismatch")),
@@ -309,7 +281,7 @@ async fn verify_reports_the_first_tampered_event() {
         Some(json!({ "x": [awkward, 1.5e300, -0.0, 12345678901234567_i64] })),
     )
     .await;
-    let v = verify(&s, &g).await;
+    let v = verify(&g).await;
     assert_eq!((v["ok"].clone(), v["events"].clone()), (json!(true), json!(7)), "{v}");
     s.stop().await;
 }
@@ -404,13 +376,10 @@ async fn export_round_trips_as_csv_and_jsonl() {
         .expect("append");
     }
     tx.commit().await.expect("commit");
-    let listed = all_pages(&s, &t, "order=asc", 500).await;
+    let listed = all_pages(&t, "order=asc", 500).await;
     assert_eq!(listed.len(), 1_105);
 
-    let r = s
-        .call("GET", "/api/v1/audit/export?format=jsonl", Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    let r = t.get("/api/v1/audit/export?format=jsonl").await.expect(200);
     assert_eq!(r.header("content-type"), Some("application/jsonl"));
     let disposition = r.header("content-disposition").unwrap_or("");
     assert!(
@@ -424,10 +393,7 @@ async fn export_round_trips_as_csv_and_jsonl() {
         .collect();
     assert_eq!(lines, listed);
 
-    let r = s
-        .call("GET", "/api/v1/audit/export?format=csv", Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    let r = t.get("/api/v1/audit/export?format=csv").await.expect(200);
     assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
     assert!(r.header("content-disposition").unwrap_or("").ends_with(".csv\""));
     let mut reader = csv::Reader::from_reader(r.text.as_bytes());
@@ -440,29 +406,18 @@ async fn export_round_trips_as_csv_and_jsonl() {
     assert_eq!(parsed, listed);
 
     // Filters and order apply as in the list.
-    let r = s
-        .call(
-            "GET",
-            "/api/v1/audit/export?format=jsonl&entity_id=a1&order=desc",
-            Some(&t.key),
-            None,
-        )
-        .await;
+    let r = t
+        .get("/api/v1/audit/export?format=jsonl&entity_id=a1&order=desc")
+        .await
+        .expect(200);
     let lines: Vec<Value> = r.text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     assert_eq!(seqs(&lines), [5, 4]);
-    let r = s
-        .call("GET", "/api/v1/audit/export?format=xml", Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 400);
+    t.get("/api/v1/audit/export?format=xml").await.expect(400);
     // An empty selection is a header-only CSV.
-    let r = s
-        .call(
-            "GET",
-            "/api/v1/audit/export?format=csv&action=nothing",
-            Some(&t.key),
-            None,
-        )
-        .await;
+    let r = t
+        .get("/api/v1/audit/export?format=csv&action=nothing")
+        .await
+        .expect(200);
     assert_eq!(r.text.lines().count(), 1, "{}", r.text);
     s.stop().await;
 }
@@ -471,6 +426,8 @@ async fn export_round_trips_as_csv_and_jsonl() {
 async fn record_history_and_state_as_of() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
+    // A record with a fixed id and no events of its own (the records API would audit
+    // its creation): the history below is exactly the events appended here.
     s.sql(
         "INSERT INTO records (tenant_id, id, object, owner_id, data, version, created_at, updated_at) \
          VALUES ($1, 'o1', 'opportunity', $2, '{}', 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
@@ -509,7 +466,8 @@ async fn record_history_and_state_as_of() {
     let restored = append(&s, &t.id, &user("bob"), "record.restore", id, None, Some(v2.clone())).await;
 
     // History: this record only, oldest first, paginated.
-    let r = get_ok(&s, &t, "/api/v1/records/opportunity/o1/history?limit=3").await;
+    let history = "/api/v1/records/opportunity/o1/history";
+    let r = t.get(&format!("{history}?limit=3")).await.expect(200).json();
     let actions: Vec<_> = r["data"]
         .as_array()
         .expect("data")
@@ -524,12 +482,7 @@ async fn record_history_and_state_as_of() {
     assert_eq!(r["data"][1]["after"], v2);
     assert_eq!(r["data"][1]["changed_fields"], json!(["amount"]));
     let c = r["next_cursor"].as_str().expect("more");
-    let r = get_ok(
-        &s,
-        &t,
-        &format!("/api/v1/records/opportunity/o1/history?limit=3&cursor={c}"),
-    )
-    .await;
+    let r = t.get(&format!("{history}?limit=3&cursor={c}")).await.expect(200).json();
     assert_eq!(seqs(r["data"].as_array().expect("data")), [restored.seq]);
     assert_eq!(r["next_cursor"], Value::Null);
     for path in [
@@ -537,18 +490,9 @@ async fn record_history_and_state_as_of() {
         "/api/v1/records/account/o1/history",
         "/api/v1/records/Bad%20Object/o1/history",
     ] {
-        let r = s.call("GET", path, Some(&t.key), None).await;
-        assert_eq!(r.status, 404, "{path}: {}", r.text);
+        t.get(path).await.expect_problem(404, "not-found");
     }
-    let r = s
-        .call(
-            "GET",
-            "/api/v1/records/opportunity/o1/history?limit=9999",
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 400);
+    t.get(&format!("{history}?limit=9999")).await.expect(400);
 
     // As-of: the state after the last event at or before the time.
     let as_of = |at: String| {

@@ -4,20 +4,24 @@
 //! roles and tenant isolation. Runs on SQLite, and on PostgreSQL when
 //! `PLINTH_TEST_DATABASE_URL` is set.
 //!
-//! Only tenant creation is a real mutation in this crate today, so other events are
-//! appended with `store::audit::append` in a transaction, as every mutation does.
-//! This file holds the shared helpers; the tests are in the modules below.
+//! The tests need events with chosen actors, actions and states that no API writes,
+//! so they append them with `store::audit::append` in a transaction, as every
+//! mutation does; everything else goes through the API as the tenant's owner (or a
+//! user of the role under test). Raw SQL is left only where the storage itself is the
+//! subject: tampering with rows, records with fixed ids and no events of their own,
+//! and outbox payloads. This file holds the shared helpers; the tests are in the
+//! modules below.
 
 mod access;
 mod ledger;
 mod policies;
 
 use plinth_core::store::audit::{self, Actor, AuditEvent, NewEvent};
-use plinth_core::store::tenancy::{self, NewKey};
-use plinth_tests::{TestServer, TestTenant};
+use plinth_tests::{Client, TestServer, TestTenant};
 use serde_json::{Value, json};
 
 const ALL_TIME: &str = "from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z";
+const POLICIES: &str = "/api/v1/audit/policies";
 
 fn user(id: &str) -> Actor {
     Actor {
@@ -37,7 +41,8 @@ fn plugin(p: &str) -> Actor {
     }
 }
 
-/// Append one event in its own transaction, as a mutation would.
+/// Append one event in its own transaction, as a mutation would. (Through the store:
+/// the API cannot write events with arbitrary actors, actions and states.)
 async fn append(
     s: &TestServer,
     tenant: &str,
@@ -67,56 +72,36 @@ async fn append(
     e
 }
 
-/// A user with `role` and an API key for them.
-async fn key_with_role(s: &TestServer, tenant: &str, role: &str) -> (String, String) {
-    let mut tx = s.db().writer().begin().await.expect("begin");
-    let email = format!("{role}-{}@example.test", ulid::Ulid::new());
-    let u = tenancy::insert_user(&mut tx, tenant, &email, role, role)
-        .await
-        .expect("user");
-    let secret = plinth_core::tenancy::new_secret(plinth_core::tenancy::KEY_PREFIX);
-    tenancy::insert_key(
-        &mut tx,
-        tenant,
-        NewKey {
-            user_id: &u.id,
-            name: "test",
-            secret_hash: &secret.hash,
-            prefix: "plk_test",
-            api_version: None,
-            created_by: None,
-            expires_at: None,
-        },
-    )
-    .await
-    .expect("key");
-    tx.commit().await.expect("commit");
-    (u.id, secret.plaintext)
-}
-
-async fn get_ok(s: &TestServer, t: &TestTenant, path: &str) -> Value {
-    let r = s.call("GET", path, Some(&t.key), None).await;
-    assert_eq!(r.status, 200, "GET {path}: {}", r.text);
-    r.body
+/// Append `changes` by `actor`, each in its own transaction, in order. Each change
+/// is a row `[action, entity type, entity id, before, after]`, `null` for no state.
+async fn append_all(s: &TestServer, tenant: &str, actor: &Actor, changes: Value) -> Vec<AuditEvent> {
+    let state = |v: &Value| (!v.is_null()).then(|| v.clone());
+    let mut out = Vec::new();
+    for row in changes.as_array().expect("a list of changes") {
+        let text = |i: usize| row[i].as_str().unwrap_or_else(|| panic!("{row}: item {i} is text"));
+        let entity = (text(1), text(2));
+        out.push(append(s, tenant, actor, text(0), entity, state(&row[3]), state(&row[4])).await);
+    }
+    out
 }
 
 /// Every event of a list, following cursors; also checks page sizes.
-async fn all_pages(s: &TestServer, t: &TestTenant, query: &str, limit: usize) -> Vec<Value> {
+async fn all_pages(t: &Client, query: &str, limit: usize) -> Vec<Value> {
     let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
+    let mut cursor = String::new();
     loop {
-        let mut path = format!("/api/v1/audit/events?{query}&limit={limit}");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let body = get_ok(s, t, &path).await;
-        let data = body["data"].as_array().expect("data").clone();
+        let page = t
+            .get(&format!("/api/v1/audit/events?{query}&limit={limit}{cursor}"))
+            .await
+            .expect(200)
+            .json();
+        let data = page["data"].as_array().expect("data").clone();
         assert!(data.len() <= limit);
         out.extend(data.clone());
-        match body["next_cursor"].as_str() {
+        match page["next_cursor"].as_str() {
             Some(c) => {
                 assert_eq!(data.len(), limit, "only full pages have a next cursor");
-                cursor = Some(c.to_string());
+                cursor = format!("&cursor={c}");
             }
             None => return out,
         }
@@ -127,8 +112,8 @@ fn seqs(events: &[Value]) -> Vec<i64> {
     events.iter().map(|e| e["seq"].as_i64().expect("seq")).collect()
 }
 
-async fn verify(s: &TestServer, t: &TestTenant) -> Value {
-    get_ok(s, t, "/api/v1/audit/verify").await
+async fn verify(t: &Client) -> Value {
+    t.get("/api/v1/audit/verify").await.expect(200).json()
 }
 
 async fn with_events(s: &TestServer, name: &str, n: usize) -> TestTenant {
@@ -149,7 +134,9 @@ async fn with_events(s: &TestServer, name: &str, n: usize) -> TestTenant {
     t
 }
 
-async fn sql(s: &TestServer, statement: &str, tenant: &str, seq: i64) {
+/// Tamper with one stored event of `tenant` (the test is about the verifier seeing
+/// it, so this goes around the API on purpose).
+async fn tamper(s: &TestServer, statement: &str, tenant: &str, seq: i64) {
     let done = sqlx::query(statement)
         .bind(tenant)
         .bind(seq)
@@ -159,19 +146,22 @@ async fn sql(s: &TestServer, statement: &str, tenant: &str, seq: i64) {
     assert_eq!(done.rows_affected(), 1, "{statement}");
 }
 
-async fn create_policy(s: &TestServer, t: &TestTenant, body: Value) -> Value {
-    let r = s.call("POST", "/api/v1/audit/policies", Some(&t.key), Some(body)).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.body
+async fn create_policy(t: &Client, body: Value) -> Value {
+    t.post(POLICIES, body).await.expect(201).json()
 }
 
-async fn alerts(s: &TestServer, t: &TestTenant, query: &str) -> Vec<Value> {
-    get_ok(s, t, &format!("/api/v1/audit/alerts?limit=500&{query}")).await["data"]
+async fn alerts(t: &Client, query: &str) -> Vec<Value> {
+    t.get(&format!("/api/v1/audit/alerts?limit=500&{query}"))
+        .await
+        .expect(200)
+        .json()["data"]
         .as_array()
         .cloned()
         .unwrap_or_default()
 }
 
+/// The outbox rows of `tenant` with their payloads. Straight from the table: the
+/// outbox API never shows a payload, and these tests check what an alert queued.
 async fn outbox(s: &TestServer, tenant: &str) -> Vec<(String, Value)> {
     use sqlx::Row as _;
     let rows = sqlx::query("SELECT kind, payload, status FROM outbox WHERE tenant_id = $1 ORDER BY id")

@@ -35,26 +35,22 @@ async fn policies_raise_exactly_the_expected_alerts() {
     del(8, user("early"), "e").await;
 
     let mass = create_policy(
-        &s,
         &t,
         json!({"name": "Mass delete", "kind": "mass-delete", "threshold": 5, "window_minutes": 10,
                "notify": {"emails": ["sec@acme.example", "ops@acme.example"], "webhook": true}}),
     )
     .await;
     let field = create_policy(
-        &s,
         &t,
         json!({"name": "Amounts", "kind": "field-change", "object": "opportunity", "field": "amount"}),
     )
     .await;
     let grant = create_policy(
-        &s,
         &t,
         json!({"name": "Outbound HTTP", "kind": "capability-grant", "capability": "http:*", "notify": {"webhook": true}}),
     )
     .await;
     let off = create_policy(
-        &s,
         &t,
         json!({"name": "Off", "kind": "field-change", "object": "opportunity", "field": "amount", "enabled": false}),
     )
@@ -69,64 +65,38 @@ async fn policies_raise_exactly_the_expected_alerts() {
     del(3, user("mallory"), "m7-").await;
     del(5, user("carol"), "c").await;
     // Field change: only opportunity events whose changed fields include amount.
-    let amount = append(
+    let by_bob = append_all(
         &s,
         &t.id,
         &user("bob"),
-        "record.update",
-        ("record:opportunity", "o1"),
-        Some(json!({"amount": 1, "stage": "a"})),
-        Some(json!({"amount": 2, "stage": "a"})),
+        json!([
+            ["record.update", "record:opportunity", "o1", {"amount": 1, "stage": "a"}, {"amount": 2, "stage": "a"}],
+            ["record.update", "record:opportunity", "o1", {"stage": "a"}, {"stage": "b"}],
+            ["record.update", "record:account", "a1", {"amount": 1}, {"amount": 2}],
+        ]),
     )
     .await;
-    append(
-        &s,
-        &t.id,
-        &user("bob"),
-        "record.update",
-        ("record:opportunity", "o1"),
-        Some(json!({"stage": "a"})),
-        Some(json!({"stage": "b"})),
-    )
-    .await;
-    append(
-        &s,
-        &t.id,
-        &user("bob"),
-        "record.update",
-        ("record:account", "a1"),
-        Some(json!({"amount": 1})),
-        Some(json!({"amount": 2})),
-    )
-    .await;
+    let amount = &by_bob[0];
     // Capability grant: newly granted http keys only.
-    let granted = append(
+    let (storage, http, email) = ("storage", "http:https://api.enrich.example", "email");
+    let by_admin = append_all(
         &s,
         &t.id,
         &user("admin"),
-        "plugin.grant",
-        ("plugin", "enrich"),
-        Some(json!({"grants": ["storage"]})),
-        Some(json!({"grants": ["storage", "http:https://api.enrich.example"]})),
+        json!([
+            ["plugin.grant", "plugin", "enrich", {"grants": [storage]}, {"grants": [storage, http]}],
+            ["plugin.grant", "plugin", "enrich", {"grants": [storage, http]}, {"grants": [storage, http, email]}],
+        ]),
     )
     .await;
-    append(
-        &s,
-        &t.id,
-        &user("admin"),
-        "plugin.grant",
-        ("plugin", "enrich"),
-        Some(json!({"grants": ["storage", "http:https://api.enrich.example"]})),
-        Some(json!({"grants": ["storage", "http:https://api.enrich.example", "email"]})),
-    )
-    .await;
+    let granted = &by_admin[0];
 
     let report = evaluate_pending(s.db()).await.expect("evaluate");
     assert_eq!(report.alerts, 3, "{report:?}");
     let again = evaluate_pending(s.db()).await.expect("evaluate again");
     assert_eq!(again.alerts, 0, "idempotent");
 
-    let all = alerts(&s, &t, "").await;
+    let all = alerts(&t, "").await;
     assert_eq!(all.len(), 3, "{all:?}");
     let by_policy = |p: &Value| {
         all.iter()
@@ -185,26 +155,23 @@ async fn policies_raise_exactly_the_expected_alerts() {
     del(4, user("mallory"), "m8-").await;
     evaluate_pending(s.db()).await.expect("evaluate");
     assert_eq!(
-        alerts(&s, &t, &format!("policy={}", mass["id"].as_str().unwrap_or("")))
+        alerts(&t, &format!("policy={}", mass["id"].as_str().unwrap_or("")))
             .await
             .len(),
         1
     );
 
     // Re-enabling a disabled policy judges only what follows.
-    let r = s
-        .call(
-            "PATCH",
-            &format!("/api/v1/audit/policies/{}", off["id"].as_str().unwrap_or("")),
-            Some(&t.key),
-            Some(json!({"enabled": true})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    t.patch(
+        &format!("{POLICIES}/{}", off["id"].as_str().unwrap_or("")),
+        json!({"enabled": true}),
+    )
+    .await
+    .expect(200);
     evaluate_pending(s.db()).await.expect("evaluate");
     let off_query = format!("policy={}", off["id"].as_str().unwrap_or(""));
     assert!(
-        alerts(&s, &t, &off_query).await.is_empty(),
+        alerts(&t, &off_query).await.is_empty(),
         "nothing from before it was enabled"
     );
     let later = append(
@@ -218,7 +185,7 @@ async fn policies_raise_exactly_the_expected_alerts() {
     )
     .await;
     evaluate_pending(s.db()).await.expect("evaluate");
-    let now_on = alerts(&s, &t, &off_query).await;
+    let now_on = alerts(&t, &off_query).await;
     assert_eq!(
         now_on.iter().map(|a| a["event_seq"].as_i64()).collect::<Vec<_>>(),
         [Some(later.seq)]
@@ -226,49 +193,34 @@ async fn policies_raise_exactly_the_expected_alerts() {
 
     // Acknowledging: filtered lists, idempotent, audited.
     let id = m[0]["id"].as_str().unwrap_or("").to_string();
-    assert_eq!(alerts(&s, &t, "acknowledged=true").await.len(), 0);
-    let r = s
-        .call(
-            "POST",
-            &format!("/api/v1/audit/alerts/{id}/acknowledge"),
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["acknowledged_by"], t.owner_id.as_str());
-    let at = r.body["acknowledged_at"].clone();
+    assert_eq!(alerts(&t, "acknowledged=true").await.len(), 0);
+    let acknowledge = t.request("POST", &format!("/api/v1/audit/alerts/{id}/acknowledge"));
+    let r = acknowledge.await.expect(200).json();
+    assert_eq!(r["acknowledged_by"], t.owner_id.as_str());
+    let at = r["acknowledged_at"].clone();
     assert!(at.is_string());
-    let r = s
-        .call(
-            "POST",
-            &format!("/api/v1/audit/alerts/{id}/acknowledge"),
-            Some(&t.key),
-            None,
-        )
-        .await;
-    assert_eq!((r.status, r.body["acknowledged_at"].clone()), (200, at));
-    let acked = alerts(&s, &t, "acknowledged=true").await;
+    let acknowledge = t.request("POST", &format!("/api/v1/audit/alerts/{id}/acknowledge"));
+    assert_eq!(acknowledge.await.expect(200).json()["acknowledged_at"], at);
+    let acked = alerts(&t, "acknowledged=true").await;
     assert_eq!(acked.len(), 1);
     assert_eq!(acked[0]["id"], id.as_str());
-    assert_eq!(alerts(&s, &t, "acknowledged=false").await.len(), 4);
-    let events = get_ok(&s, &t, "/api/v1/audit/events?action=audit_alert.acknowledge").await;
-    assert_eq!(
-        events["data"].as_array().map(Vec::len),
-        Some(1),
-        "acknowledging once is one event"
-    );
-    let r = s
-        .call("POST", "/api/v1/audit/alerts/NOPE/acknowledge", Some(&t.key), None)
-        .await;
-    assert_eq!(r.status, 404);
+    assert_eq!(alerts(&t, "acknowledged=false").await.len(), 4);
+    let events = all_pages(&t, "action=audit_alert.acknowledge", 500).await;
+    assert_eq!(events.len(), 1, "acknowledging once is one event");
+    t.request("POST", "/api/v1/audit/alerts/NOPE/acknowledge")
+        .await
+        .expect_problem(404, "not-found");
 
     // Alert pagination: 5 alerts in pages of 2, newest first, each once.
     let mut ids = Vec::new();
     let mut sizes = Vec::new();
     let mut cursor = String::new();
     loop {
-        let page = get_ok(&s, &t, &format!("/api/v1/audit/alerts?limit=2{cursor}")).await;
+        let page = t
+            .get(&format!("/api/v1/audit/alerts?limit=2{cursor}"))
+            .await
+            .expect(200)
+            .json();
         let data = page["data"].as_array().cloned().unwrap_or_default();
         sizes.push(data.len());
         ids.extend(data.iter().map(|a| a["id"].as_str().unwrap_or("").to_string()));
@@ -291,7 +243,6 @@ async fn policy_crud_is_validated_and_audited() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
     let p = create_policy(
-        &s,
         &t,
         json!({"name": "Deletes", "kind": "mass-delete", "threshold": 10, "window_minutes": 5}),
     )
@@ -299,12 +250,12 @@ async fn policy_crud_is_validated_and_audited() {
     let id = p["id"].as_str().expect("id").to_string();
     assert_eq!(p["version"], 1);
     assert_eq!(p["notify"], json!({"emails": [], "webhook": false}));
-    let path = format!("/api/v1/audit/policies/{id}");
+    let path = format!("{POLICIES}/{id}");
 
-    let r = s.call("GET", &path, Some(&t.key), None).await;
-    assert_eq!((r.status, r.header("etag")), (200, Some("\"1\"")));
+    let r = t.get(&path).await.expect(200);
+    assert_eq!(r.header("etag"), Some("\"1\""));
     assert_eq!(r.body, p);
-    let list = get_ok(&s, &t, "/api/v1/audit/policies").await;
+    let list = t.get(POLICIES).await.expect(200).json();
     assert_eq!(list["data"], json!([p]));
 
     // Invalid bodies: 422 naming every field; unknown fields 400.
@@ -323,48 +274,24 @@ async fn policy_crud_is_validated_and_audited() {
             vec!["capability", "notify.emails[0]"],
         ),
     ] {
-        let r = s
-            .call("POST", "/api/v1/audit/policies", Some(&t.key), Some(body.clone()))
-            .await;
-        assert_eq!(r.status, 422, "{body}: {}", r.text);
-        let mut got: Vec<String> = r.body["errors"]
-            .as_array()
-            .map(|e| {
-                e.iter()
-                    .map(|p| p["field"].as_str().unwrap_or("").to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let r = t.post(POLICIES, body.clone()).await.expect_problem(422, "validation");
+        let mut got = r.problem_fields();
         got.sort();
         let mut want: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
         want.sort();
         assert_eq!(got, want, "{body}");
     }
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/audit/policies",
-            Some(&t.key),
-            Some(json!({"name": "x", "kind": "mass-delete", "colour": 1})),
-        )
-        .await;
-    assert_eq!(r.status, 400);
+    let r = t
+        .post(POLICIES, json!({"name": "x", "kind": "mass-delete", "colour": 1}))
+        .await
+        .expect(400);
     assert!(r.text.contains("colour"), "{}", r.text);
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/audit/policies",
-            Some(&t.key),
-            Some(json!({"name": "x", "threshold": "five"})),
-        )
-        .await;
-    assert_eq!(r.status, 400);
+    t.post(POLICIES, json!({"name": "x", "threshold": "five"}))
+        .await
+        .expect(400);
 
     // PATCH: parameters merge into the rule; switching kind replaces it.
-    let r = s
-        .call("PATCH", &path, Some(&t.key), Some(json!({"threshold": 20})))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    let r = t.patch(&path, json!({"threshold": 20})).await.expect(200);
     assert_eq!(
         (
             r.body["threshold"].clone(),
@@ -373,60 +300,35 @@ async fn policy_crud_is_validated_and_audited() {
         ),
         (json!(20), json!(5), json!(2))
     );
-    let r = s
-        .call(
-            "PATCH",
+    let r = t
+        .patch(
             &path,
-            Some(&t.key),
-            Some(json!({"kind": "field-change", "object": "lead", "field": "status"})),
+            json!({"kind": "field-change", "object": "lead", "field": "status"}),
         )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+        .await
+        .expect(200);
     assert_eq!(r.body["kind"], "field-change");
     assert!(r.body.get("threshold").is_none());
-    let r = s
-        .call("PATCH", &path, Some(&t.key), Some(json!({"threshold": 3})))
-        .await;
-    assert_eq!(r.status, 422, "a field-change has no threshold");
+    // A field-change has no threshold.
+    t.patch(&path, json!({"threshold": 3}))
+        .await
+        .expect_problem(422, "validation");
     // A change that changes nothing is not a new version (and not an event).
-    let r = s
-        .call("PATCH", &path, Some(&t.key), Some(json!({"object": "lead"})))
-        .await;
-    assert_eq!((r.status, r.body["version"].clone()), (200, json!(3)), "{}", r.text);
+    let r = t.patch(&path, json!({"object": "lead"})).await.expect(200);
+    assert_eq!(r.body["version"], 3, "{}", r.text);
     // If-Match: a stale version is refused.
-    let mut req = s
-        .http
-        .patch(format!("{}{path}", s.url))
-        .bearer_auth(&t.key)
-        .json(&json!({"name": "Renamed"}));
-    req = req.header("if-match", "\"1\"");
-    let r = plinth_tests::Reply::from(req.send().await.expect("sent")).await;
-    assert_eq!(r.status, 412, "{}", r.text);
-    let req = s
-        .http
-        .patch(format!("{}{path}", s.url))
-        .bearer_auth(&t.key)
-        .header("if-match", "\"3\"")
-        .json(&json!({"name": "Renamed"}));
-    let r = plinth_tests::Reply::from(req.send().await.expect("sent")).await;
-    assert_eq!((r.status, r.body["name"].clone()), (200, json!("Renamed")));
+    let rename = || t.patch(&path, json!({"name": "Renamed"}));
+    rename().if_match(1).await.expect_problem(412, "precondition-failed");
+    let r = rename().if_match(3).await.expect(200);
+    assert_eq!(r.body["name"], "Renamed");
 
-    let r = s.call("DELETE", &path, Some(&t.key), None).await;
-    assert_eq!(r.status, 204);
-    for method in ["GET", "PATCH", "DELETE"] {
-        let body = (method == "PATCH").then(|| json!({"name": "x"}));
-        let r = s.call(method, &path, Some(&t.key), body).await;
-        assert_eq!(r.status, 404, "{method} after delete");
+    t.delete(&path).await.expect(204);
+    for after_delete in [t.get(&path), t.patch(&path, json!({"name": "x"})), t.delete(&path)] {
+        after_delete.await.expect_problem(404, "not-found");
     }
 
     // Every change is in the ledger with before/after.
-    let events = get_ok(
-        &s,
-        &t,
-        &format!("/api/v1/audit/events?entity_type=audit_policy&entity_id={id}&order=asc"),
-    )
-    .await;
-    let events = events["data"].as_array().expect("data");
+    let events = all_pages(&t, &format!("entity_type=audit_policy&entity_id={id}&order=asc"), 500).await;
     let actions: Vec<_> = events.iter().map(|e| e["action"].as_str().unwrap_or("")).collect();
     assert_eq!(
         actions,
@@ -457,29 +359,25 @@ async fn policy_count_is_capped_per_tenant() {
     let t = s.tenant("Acme").await;
     for i in 0..100 {
         create_policy(
-            &s,
             &t,
             json!({"name": format!("p{i}"), "kind": "capability-grant", "capability": "storage"}),
         )
         .await;
     }
-    let r = s
-        .call(
-            "POST",
-            "/api/v1/audit/policies",
-            Some(&t.key),
-            Some(json!({"name": "one too many", "kind": "capability-grant", "capability": "storage"})),
-        )
-        .await;
-    assert_eq!(r.status, 409, "{}", r.text);
+    t.post(
+        POLICIES,
+        json!({"name": "one too many", "kind": "capability-grant", "capability": "storage"}),
+    )
+    .await
+    .expect_problem(409, "conflict");
     assert_eq!(
-        get_ok(&s, &t, "/api/v1/audit/policies").await["data"]
+        t.get(POLICIES).await.expect(200).json()["data"]
             .as_array()
             .map(Vec::len),
         Some(100)
     );
     // The refused creation left no event behind.
-    let events = all_pages(&s, &t, "action=audit_policy.create", 500).await;
+    let events = all_pages(&t, "action=audit_policy.create", 500).await;
     assert_eq!(events.len(), 100);
     s.stop().await;
 }
@@ -489,7 +387,6 @@ async fn the_background_evaluator_raises_alerts_as_events_are_written_and_stops(
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
     let p = create_policy(
-        &s,
         &t,
         json!({"name": "Amounts", "kind": "field-change", "object": "opportunity", "field": "amount"}),
     )
@@ -510,7 +407,7 @@ async fn the_background_evaluator_raises_alerts_as_events_are_written_and_stops(
     .await;
     let started = std::time::Instant::now();
     let raised = loop {
-        let found = alerts(&s, &t, "").await;
+        let found = alerts(&t, "").await;
         if !found.is_empty() || started.elapsed() > std::time::Duration::from_secs(10) {
             break found;
         }
@@ -534,66 +431,39 @@ async fn capability_grants_are_judged_on_marketplace_shaped_events() {
     let s = TestServer::start().await;
     let t = s.tenant("Acme").await;
     let http = create_policy(
-        &s,
         &t,
         json!({"name": "HTTP", "kind": "capability-grant", "capability": "http:*"}),
     )
     .await;
     let storage = create_policy(
-        &s,
         &t,
         json!({"name": "Storage", "kind": "capability-grant", "capability": "storage"}),
     )
     .await;
     // The marketplace's installation snapshots: grants before and after each step.
     let snap = |version: &str, state: &str, grants: &[&str]| json!({"plugin": "enrich", "version": version, "digest": "d", "state": state, "grants": grants});
-    let admin = user("admin");
-    let step = |action: &'static str, before: Option<Value>, after: Option<Value>| {
-        let (s, tenant, admin) = (&s, t.id.clone(), admin.clone());
-        async move { append(s, &tenant, &admin, action, ("plugin", "enrich"), before, after).await }
-    };
-    let installed = step("plugin.install", None, Some(snap("1.0.0", "enabled", &["storage"]))).await;
-    step(
-        "plugin.disable",
-        Some(snap("1.0.0", "enabled", &["storage"])),
-        Some(snap("1.0.0", "disabled", &["storage"])),
+    let v1_on = snap("1.0.0", "enabled", &["storage"]);
+    let v1_off = snap("1.0.0", "disabled", &["storage"]);
+    let v2_off = snap("2.0.0", "disabled", &["storage", "http:https://api.enrich.example"]);
+    let steps = append_all(
+        &s,
+        &t.id,
+        &user("admin"),
+        json!([
+            ["plugin.install", "plugin", "enrich", null, v1_on],
+            ["plugin.disable", "plugin", "enrich", v1_on, v1_off],
+            ["plugin.upgrade", "plugin", "enrich", v1_off, v2_off],
+            ["plugin.rollback", "plugin", "enrich", v2_off, v1_off],
+            ["plugin.upgrade", "plugin", "enrich", v1_off, v2_off],
+        ]),
     )
     .await;
-    let upgraded = step(
-        "plugin.upgrade",
-        Some(snap("1.0.0", "disabled", &["storage"])),
-        Some(snap(
-            "2.0.0",
-            "disabled",
-            &["storage", "http:https://api.enrich.example"],
-        )),
-    )
-    .await;
-    step(
-        "plugin.rollback",
-        Some(snap(
-            "2.0.0",
-            "disabled",
-            &["storage", "http:https://api.enrich.example"],
-        )),
-        Some(snap("1.0.0", "disabled", &["storage"])),
-    )
-    .await;
-    let upgraded_again = step(
-        "plugin.upgrade",
-        Some(snap("1.0.0", "disabled", &["storage"])),
-        Some(snap(
-            "2.0.0",
-            "disabled",
-            &["storage", "http:https://api.enrich.example"],
-        )),
-    )
-    .await;
+    let (installed, upgraded, upgraded_again) = (&steps[0], &steps[2], &steps[4]);
     evaluate_pending(s.db()).await.expect("evaluate");
     let seqs_of = |p: &Value| {
-        let (s, t, q) = (&s, &t, format!("policy={}", p["id"].as_str().unwrap_or("")));
+        let (t, q) = (&t, format!("policy={}", p["id"].as_str().unwrap_or("")));
         async move {
-            let mut v: Vec<i64> = alerts(s, t, &q)
+            let mut v: Vec<i64> = alerts(t, &q)
                 .await
                 .iter()
                 .filter_map(|a| a["event_seq"].as_i64())
