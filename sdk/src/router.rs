@@ -155,6 +155,93 @@ impl Router {
         self.route("DELETE", template, handler)
     }
 
+    /// The routes as `(method, template)`, in the order they were added.
+    ///
+    /// ```
+    /// let r = plinth_sdk::Router::new()
+    ///     .get("/notes/{id}", |_| Ok(plinth_sdk::Response::no_content()))
+    ///     .post("/notes", |_| Ok(plinth_sdk::Response::no_content()));
+    /// assert_eq!(r.routes(), [("GET", "/notes/{id}".to_string()), ("POST", "/notes".to_string())]);
+    /// ```
+    pub fn routes(&self) -> Vec<(&'static str, String)> {
+        self.routes
+            .iter()
+            .map(|r| (r.method, template_string(&r.segments)))
+            .collect()
+    }
+
+    /// Check the routes against a manifest's `[[endpoints]]`: every declared endpoint
+    /// must have a route and every route must be declared (the host only lets
+    /// declared endpoints through, so an undeclared route is dead code and a declared
+    /// endpoint without a route answers 404). Parameter names may differ; their
+    /// positions may not. Returns every mismatch. Meant for a plugin's own tests,
+    /// so a plugin's routes are, in effect, written once:
+    ///
+    /// ```
+    /// let manifest = r#"
+    /// [[endpoints]]
+    /// method = "GET"
+    /// path = "/notes/{id}"
+    ///
+    /// [[endpoints]]
+    /// method = "DELETE"
+    /// path = "/notes/{id}"
+    /// "#;
+    /// let r = plinth_sdk::Router::new()
+    ///     .get("/notes/{note}", |_| Ok(plinth_sdk::Response::no_content()))
+    ///     .post("/notes", |_| Ok(plinth_sdk::Response::no_content()));
+    /// assert_eq!(
+    ///     r.check_against_manifest(manifest).unwrap_err(),
+    ///     [
+    ///         "DELETE /notes/{id} is declared in [[endpoints]] but has no route",
+    ///         "POST /notes has a route but no [[endpoints]] entry",
+    ///     ]
+    /// );
+    /// ```
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn check_against_manifest(&self, manifest: &str) -> Result<(), Vec<String>> {
+        let doc: toml::Table = manifest
+            .parse()
+            .map_err(|e| vec![format!("the manifest is not TOML: {e}")])?;
+        let mut problems = Vec::new();
+        let mut declared = Vec::new();
+        for (i, endpoint) in doc
+            .get("endpoints")
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let method = endpoint.get("method").and_then(toml::Value::as_str);
+            let path = endpoint.get("path").and_then(toml::Value::as_str);
+            match (method, path) {
+                (Some(m), Some(p)) => declared.push((m.to_ascii_uppercase(), p.to_string())),
+                _ => problems.push(format!("endpoints[{i}] has no method or path")),
+            }
+        }
+        let shape = |template: &str| -> Vec<Option<String>> {
+            parse_template(template)
+                .into_iter()
+                .map(|s| match s {
+                    Segment::Literal(l) => Some(l),
+                    Segment::Param(_) => None,
+                })
+                .collect()
+        };
+        let routes = self.routes();
+        for (method, path) in &declared {
+            if !routes.iter().any(|(m, t)| m == method && shape(t) == shape(path)) {
+                problems.push(format!("{method} {path} is declared in [[endpoints]] but has no route"));
+            }
+        }
+        for (method, template) in &routes {
+            if !declared.iter().any(|(m, p)| m == method && shape(p) == shape(template)) {
+                problems.push(format!("{method} {template} has a route but no [[endpoints]] entry"));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
     /// Dispatch a request: the first route whose template and method match wins.
     ///
     /// ```

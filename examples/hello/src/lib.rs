@@ -30,3 +30,16 @@ fn count(_req: &Request) -> Result<Response, Error> {
 }
 
 export_plugin!(Hello);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The routes above and `plugin.toml`'s `[[endpoints]]` name the same endpoints.
+    #[test]
+    fn every_declared_endpoint_has_a_route_and_every_route_is_declared() {
+        Hello::router()
+            .check_against_manifest(include_str!("../plugin.toml"))
+            .unwrap_or_else(|problems| panic!("{problems:#?}"));
+    }
+}

@@ -640,3 +640,16 @@ impl Plugin for Territories {
 }
 
 plinth_sdk::export_plugin!(Territories);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The routes above and `plugin.toml`'s `[[endpoints]]` name the same endpoints.
+    #[test]
+    fn every_declared_endpoint_has_a_route_and_every_route_is_declared() {
+        Territories::router()
+            .check_against_manifest(include_str!("../plugin.toml"))
+            .unwrap_or_else(|problems| panic!("{problems:#?}"));
+    }
+}
