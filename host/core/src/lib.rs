@@ -13,12 +13,15 @@
 //! - [`records`], [`tenancy`], [`audit`], [`versioning`], [`secrets`]: the services
 //!   behind the REST API and the capabilities; each owns its transaction and its audit
 //!   write;
+//! - [`installed`]: an installed plugin's settings, timers and review, as its tenant's
+//!   admin manages them;
 //! - [`events`] (emission into the tenant's log), [`outbox`] (email and webhooks,
 //!   queued in the caller's transaction, and their delivery), [`outbound`] (guarded
 //!   outbound HTTP), [`timers`] (the clock and the rules for timers).
 
 pub mod audit;
 pub mod events;
+pub mod installed;
 pub mod manifest;
 pub mod outbound;
 pub mod outbox;

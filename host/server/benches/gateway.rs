@@ -17,9 +17,9 @@ use axum::extract::Path;
 use axum::routing::get;
 use plinth_core::store::Db;
 use plinth_core::store::audit::Actor;
-use plinth_host::api::{self, ApiConfig, AppState, Ctx};
+use plinth_host::api::{self, Ctx};
+use plinth_host::server::{self, ServerConfig};
 use plinth_runtime::bindings::Caller;
-use plinth_runtime::engine::{Runtime, RuntimeConfig};
 use plinth_runtime::marketplace::install::{self, Grant, Steward, VersionSpec};
 
 /// The allocator the `plinth` binary uses (see `src/main.rs`).
@@ -140,19 +140,15 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let (base, key) = server_rt.block_on(async {
         let db = Db::open_sqlite(&dir.path().join("plinth.db")).await.unwrap();
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: Some(dir.path().join("cache")),
-            ..RuntimeConfig::default()
-        })
-        .unwrap();
-        plinth_host::bundled::bootstrap::publish_first_party(&db, &runtime, dir.path())
+        let config = ServerConfig::new(dir.path().to_path_buf());
+        let state = server::assemble(&config, db.clone()).unwrap().state;
+        plinth_host::bundled::bootstrap::publish_first_party(&db, &state.runtime, dir.path())
             .await
             .unwrap();
         let created =
             plinth_core::tenancy::create_tenant(&db, "Bench", "o@b.test", "Owner", "2026-11-01", &Actor::system())
                 .await
                 .unwrap();
-        let state = AppState::new(db.clone(), runtime, ApiConfig::default());
         let steward = Steward {
             tenant: created.tenant.id.clone(),
             actor: Actor::system(),

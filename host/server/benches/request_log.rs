@@ -19,8 +19,8 @@ use axum::http::{Request, StatusCode, header};
 use plinth_core::store::Db;
 use plinth_core::store::audit::Actor;
 use plinth_core::store::request_log::LogEntry;
-use plinth_host::api::{self, ApiConfig, AppState};
-use plinth_runtime::engine::{Runtime, RuntimeConfig};
+use plinth_host::api::{self, AppState};
+use plinth_host::server::{self, ServerConfig};
 use tower::ServiceExt;
 
 const WARMUP: usize = 500;
@@ -90,15 +90,10 @@ async fn setup(url: Option<&str>, logging: bool) -> Setup {
     for _ in 0..SEED_BATCHES {
         db.insert_request_log(&seed).await.expect("seed");
     }
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: None,
-        max_concurrent_calls: 8,
-        ..RuntimeConfig::default()
-    })
-    .expect("runtime");
-    let mut config = ApiConfig::default();
-    config.request_log.enabled = logging;
-    let state = AppState::new(db, runtime, config);
+    let mut config = ServerConfig::new(dir.path().to_path_buf());
+    config.max_concurrent_calls = 8;
+    config.api.request_log.enabled = logging;
+    let state = server::assemble(&config, db).expect("assembled").state;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let background = tokio::spawn(state.clone().run_background(async move {
         let mut stopped = stopped;

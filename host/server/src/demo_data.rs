@@ -6,7 +6,7 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
+use serde_json::json;
 use time::{Date, Duration, OffsetDateTime};
 
 use plinth_core::manifest::Role;
@@ -296,14 +296,4 @@ pub async fn seed(db: &Db, tenant: &str, owner: &str, owners: &[String]) -> anyh
         }
     }
     Ok(seeded)
-}
-
-/// The JSON the demo prints about its data.
-pub fn summary() -> Value {
-    json!({
-        "accounts": ACCOUNTS,
-        "contacts": ACCOUNTS * CONTACTS_PER_ACCOUNT,
-        "opportunities": ACCOUNTS * OPPORTUNITIES_PER_ACCOUNT,
-        "activities": ACCOUNTS * ACTIVITIES_PER_ACCOUNT,
-    })
 }

@@ -10,15 +10,18 @@
 //! - [`workers`]: background work that drives plugins (event delivery, timers);
 //! - [`bundled`]: the first-party plugins embedded in the binary, and their publishing
 //!   on first start;
-//! - [`demo`] and [`demo_data`]: the demo tenant of `plinth serve --demo`;
-//! - [`cli`]: the `plinth` command; [`guest_build`]: building plugin crates for
-//!   `wasm32-wasip2`.
+//! - [`demo`] (and `demo_data`): the demo tenant of `plinth serve --demo`;
+//! - [`cli`]: the `plinth` command (and `guest_build`: building plugin crates for
+//!   `wasm32-wasip2`).
 
 pub mod api;
 pub mod bundled;
 pub mod cli;
 pub mod demo;
-pub mod demo_data;
-pub mod guest_build;
+mod demo_data;
+// Also compiled, as source, into build.rs and tests/build.rs, which use parts the
+// command line does not.
+#[allow(dead_code)]
+mod guest_build;
 pub mod server;
 pub mod workers;

@@ -10,7 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiConfig, AppState};
 use plinth_core::store::Db;
+use std::sync::Arc;
+
 use plinth_runtime::engine::{HostLimits, Runtime, RuntimeConfig};
+use plinth_runtime::plugins::PluginHost;
 
 /// Everything needed to start a server.
 #[derive(Debug, Clone)]
@@ -25,6 +28,8 @@ pub struct ServerConfig {
     pub api: ApiConfig,
     /// Plugin call ceilings.
     pub limits: HostLimits,
+    /// Most plugin calls running at once; further calls wait for a slot.
+    pub max_concurrent_calls: u32,
     /// Sign (with a local key kept in the data dir) and publish the bundled
     /// first-party plugins on start. On by default for the embedded database.
     pub first_party: bool,
@@ -54,6 +59,7 @@ impl ServerConfig {
             database_url: None,
             api: ApiConfig::default(),
             limits: HostLimits::default(),
+            max_concurrent_calls: RuntimeConfig::default().max_concurrent_calls,
             first_party: true,
             clock: plinth_core::timers::Clock::system(),
             scheduler: crate::workers::timers::SchedulerConfig::default(),
@@ -127,15 +133,34 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     start_with_db(config, db).await
 }
 
-/// Start serving over an already-open database.
-pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<RunningServer> {
+/// The parts of a host, assembled from its configuration.
+#[derive(Debug)]
+pub struct Assembly {
+    /// The API's state: database, runtime, plugin host, services.
+    pub state: AppState,
+    /// Email and webhook delivery, to be run in the background.
+    pub outbox: plinth_core::outbox::Worker,
+}
+
+/// Build the parts of a host over `db`: the runtime, the services plugins use (secret
+/// key, guarded outbound HTTP, timer clock), the plugin host and the API state. The
+/// one place they are assembled: [`start_with_db`] serves them, benchmarks drive them.
+pub fn assemble(config: &ServerConfig, db: Db) -> anyhow::Result<Assembly> {
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(config.data_dir.join("cache")),
         limits: config.limits,
+        max_concurrent_calls: config.max_concurrent_calls,
         ..RuntimeConfig::default()
     })?;
-    let (services, outbox) = integrations(&config, &db)?;
-    let state = AppState::with_services(services, runtime, config.api.clone());
+    let (services, outbox) = integrations(config, &db)?;
+    let plugins = Arc::new(PluginHost::with_services(services, runtime));
+    let state = AppState::new(plugins, config.api.clone());
+    Ok(Assembly { state, outbox })
+}
+
+/// Start serving over an already-open database.
+pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<RunningServer> {
+    let Assembly { state, outbox } = assemble(&config, db)?;
     if config.first_party {
         let outcomes =
             crate::bundled::bootstrap::publish_first_party(&state.db, &state.runtime, &config.data_dir).await?;

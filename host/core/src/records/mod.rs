@@ -7,6 +7,7 @@
 //! Used by the REST API and by the plugin `records` capability alike.
 
 mod codes;
+pub mod objects;
 pub mod query;
 pub mod rollup;
 pub mod schema;
@@ -38,6 +39,9 @@ pub enum RecordError {
     /// Field problems (all of them).
     #[error("the record is not valid")]
     Invalid(Vec<FieldProblem>),
+    /// A custom object's definition has problems (all of them).
+    #[error("the object definition is not valid")]
+    InvalidDefinition(Vec<FieldProblem>),
     /// The caller may see the record but not do this.
     #[error("{0}")]
     Forbidden(String),
@@ -62,6 +66,7 @@ impl IntoProblem for RecordError {
         match self {
             RecordError::NotFound(m) => Problem::new(ProblemKind::NotFound, m),
             RecordError::Invalid(fields) => Problem::invalid("the record is not valid", fields),
+            RecordError::InvalidDefinition(fields) => Problem::invalid("the object definition is not valid", fields),
             RecordError::Forbidden(m) => Problem::new(ProblemKind::Denied, m),
             RecordError::VersionMismatch { expected, current } => Problem::new(
                 ProblemKind::Stale,

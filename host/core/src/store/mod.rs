@@ -79,6 +79,12 @@ pub enum StoreError {
 /// Result alias for store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+impl From<StoreError> for crate::problem::Problem {
+    fn from(e: StoreError) -> Self {
+        crate::problem::IntoProblem::into_problem(e)
+    }
+}
+
 impl crate::problem::IntoProblem for StoreError {
     fn into_problem(self) -> crate::problem::Problem {
         use crate::problem::{Problem, ProblemKind};

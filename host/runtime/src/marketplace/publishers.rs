@@ -6,7 +6,6 @@
 
 use serde_json::json;
 
-use crate::plugins::PluginHost;
 use plinth_core::package::PublicKey;
 use plinth_core::store::audit::{self, Actor, NewEvent};
 use plinth_core::store::installations::state;
@@ -92,8 +91,10 @@ pub struct Revocation {
 }
 
 /// Revoke a key: its packages can no longer be published or installed, and installed
-/// versions signed by it are disabled in every tenant, each audited there.
-pub async fn revoke_key(db: &Db, host: &PluginHost, publisher: &str, key_id: &str) -> StoreResult<Revocation> {
+/// versions signed by it are disabled in every tenant, each audited there. A running
+/// host then drops what it cached of them ([`crate::plugins::PluginHost::forget_revoked`]); other
+/// hosts notice within [`crate::plugins::CACHE_TTL`].
+pub async fn revoke_key(db: &Db, publisher: &str, key_id: &str) -> StoreResult<Revocation> {
     let p = db
         .publisher(publisher)
         .await?
@@ -153,10 +154,6 @@ pub async fn revoke_key(db: &Db, host: &PluginHost, publisher: &str, key_id: &st
         tracing::warn!(tenant = %installation.tenant_id, plugin = %installation.plugin_id, %key_id, "installed version disabled: its signing key was revoked");
         disabled.push((installation.tenant_id, installation.plugin_id, installation.version));
     }
-    for digest in &packages {
-        host.evict_package(digest);
-    }
-    host.invalidate_all();
     Ok(Revocation {
         publisher: publisher.into(),
         key_id: key_id.into(),

@@ -108,6 +108,15 @@ impl PluginHost {
         &self.services
     }
 
+    /// Drop every compiled package a key revocation untrusted and every cached
+    /// installation, so the next call of a disabled plugin finds it disabled.
+    pub fn forget_revoked(&self, revocation: &crate::marketplace::publishers::Revocation) {
+        for digest in &revocation.packages {
+            self.evict_package(digest);
+        }
+        self.invalidate_all();
+    }
+
     /// Forget what is cached for one tenant's plugin. Called on every lifecycle
     /// change; it also wakes the timer scheduler, so timers held while the plugin was
     /// disabled fire right after it is enabled rather than at the next poll.

@@ -20,16 +20,16 @@
 //! | `GET /api/v1/audit/compliance` | `from`, `to` (required), `format=json\|csv` | report |
 //! | `GET /api/v1/records/{object}/{id}/history` | `cursor`, `limit` | `{data: [event], next_cursor}`, oldest first |
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use futures_util::StreamExt as _;
 use serde_json::json;
 
+use super::extract::IfMatch;
+use super::routes::{Access, Routes, doc};
 use super::{ApiError, ApiJson, ApiResult, AppState, Ctx};
 use plinth_core::audit::params::Params;
 use plinth_core::audit::policy::{self, Policy, PolicyInput};
@@ -38,20 +38,86 @@ use plinth_core::manifest::Role;
 use plinth_core::store::time;
 
 /// The audit routes.
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/audit/events", get(list_events))
-        .route("/api/v1/audit/verify", get(verify_chain))
-        .route("/api/v1/audit/export", get(export_events))
-        .route("/api/v1/audit/policies", get(list_policies).post(create_policy))
-        .route(
-            "/api/v1/audit/policies/{id}",
-            get(get_policy).patch(update_policy).delete(delete_policy),
+pub fn routes() -> Routes {
+    Routes::new()
+        .get(
+            "/api/v1/audit/events",
+            list_events,
+            doc("audit", "Query the audit ledger", Access::Tenant(Role::Admin)),
         )
-        .route("/api/v1/audit/alerts", get(list_alerts))
-        .route("/api/v1/audit/alerts/{id}/acknowledge", post(acknowledge_alert))
-        .route("/api/v1/audit/compliance", get(compliance_report))
-        .route("/api/v1/records/{object}/{id}/history", get(record_history))
+        .get(
+            "/api/v1/audit/verify",
+            verify_chain,
+            doc("audit", "Verify the tenant's hash chain", Access::Tenant(Role::Admin)),
+        )
+        .get(
+            "/api/v1/audit/export",
+            export_events,
+            doc(
+                "audit",
+                "Stream the ledger as CSV or JSON Lines",
+                Access::Tenant(Role::Admin),
+            ),
+        )
+        .get(
+            "/api/v1/audit/policies",
+            list_policies,
+            doc("audit", "List audit policies", Access::Tenant(Role::Admin)),
+        )
+        .post(
+            "/api/v1/audit/policies",
+            create_policy,
+            doc("audit", "Create an audit policy", Access::Tenant(Role::Admin))
+                .json()
+                .status(201),
+        )
+        .get(
+            "/api/v1/audit/policies/{id}",
+            get_policy,
+            doc("audit", "One audit policy", Access::Tenant(Role::Admin)),
+        )
+        .patch(
+            "/api/v1/audit/policies/{id}",
+            update_policy,
+            doc("audit", "Change an audit policy", Access::Tenant(Role::Admin)).json(),
+        )
+        .delete(
+            "/api/v1/audit/policies/{id}",
+            delete_policy,
+            doc("audit", "Delete an audit policy", Access::Tenant(Role::Admin)).status(204),
+        )
+        .get(
+            "/api/v1/audit/alerts",
+            list_alerts,
+            doc(
+                "audit",
+                "Alerts raised by policies and the host",
+                Access::Tenant(Role::Admin),
+            ),
+        )
+        .post(
+            "/api/v1/audit/alerts/{id}/acknowledge",
+            acknowledge_alert,
+            doc("audit", "Acknowledge an alert", Access::Tenant(Role::Admin)),
+        )
+        .get(
+            "/api/v1/audit/compliance",
+            compliance_report,
+            doc(
+                "audit",
+                "Compliance report for a period (JSON or CSV)",
+                Access::Tenant(Role::Admin),
+            ),
+        )
+        .get(
+            "/api/v1/records/{object}/{id}/history",
+            record_history,
+            doc(
+                "records",
+                "The audit events of one record",
+                Access::Tenant(Role::Member),
+            ),
+        )
 }
 
 impl From<AuditError> for ApiError {
@@ -141,22 +207,6 @@ async fn export_events(State(state): State<AppState>, ctx: Ctx, RawQuery(q): Raw
     Ok((headers, Body::from_stream(stream)).into_response())
 }
 
-/// `If-Match` as a policy version: absent → `None`; `*` → `None` (any); a quoted or
-/// bare number → that version; anything else matches no version.
-fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
-    let Some(v) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = v.to_str().unwrap_or("").trim();
-    if text == "*" {
-        return Ok(None);
-    }
-    let bare = text.trim_start_matches("W/").trim_matches('"');
-    bare.parse::<i64>()
-        .map(Some)
-        .map_err(|_| ApiError::precondition_failed("If-Match names no version of this policy"))
-}
-
 fn with_etag(status: StatusCode, p: &Policy) -> Response {
     let mut r = (status, axum::Json(p)).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", p.version)) {
@@ -203,11 +253,11 @@ async fn update_policy(
     State(state): State<AppState>,
     ctx: Ctx,
     id: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
+    IfMatch(expected_version): IfMatch,
     ApiJson(body): ApiJson<PolicyInput>,
 ) -> ApiResult<Response> {
     admin(&ctx)?;
-    let (id, version) = (path(id)?, if_match(&headers)?);
+    let (id, version) = (path(id)?, expected_version);
     let p = policy::update(&state.db, ctx.tenant(), &ctx.actor(), &id, body, version).await?;
     Ok(with_etag(StatusCode::OK, &p))
 }
@@ -217,10 +267,10 @@ async fn delete_policy(
     State(state): State<AppState>,
     ctx: Ctx,
     id: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
+    IfMatch(expected_version): IfMatch,
 ) -> ApiResult<Response> {
     admin(&ctx)?;
-    let (id, version) = (path(id)?, if_match(&headers)?);
+    let (id, version) = (path(id)?, expected_version);
     policy::delete(&state.db, ctx.tenant(), &ctx.actor(), &id, version).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -15,15 +15,14 @@
 //! succeeded (its transaction has committed by then), so events are delivered at
 //! once instead of at the worker's next poll.
 
-use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 
+use super::routes::{Access, Routes, doc};
 use super::{ApiError, ApiResult, AppState, Ctx};
 use plinth_core::audit::params::{Params, encode_cursor};
 use plinth_core::events::dead_letters;
@@ -33,13 +32,50 @@ use plinth_core::manifest::Role;
 const CURSOR_KIND: &str = "dl1";
 
 /// The event routes.
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/events", get(list_events))
-        .route("/api/v1/events/subscriptions", get(subscriptions))
-        .route("/api/v1/events/dead-letters", get(list_dead_letters))
-        .route("/api/v1/events/dead-letters/{id}", delete(discard))
-        .route("/api/v1/events/dead-letters/{id}/replay", post(replay))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get(
+            "/api/v1/events",
+            list_events,
+            doc(
+                "events",
+                "The tenant's event log in commit order",
+                Access::Tenant(Role::Admin),
+            ),
+        )
+        .get(
+            "/api/v1/events/subscriptions",
+            subscriptions,
+            doc(
+                "events",
+                "Delivery progress of each installation",
+                Access::Tenant(Role::Admin),
+            ),
+        )
+        .get(
+            "/api/v1/events/dead-letters",
+            list_dead_letters,
+            doc(
+                "events",
+                "Events a plugin failed to handle",
+                Access::Tenant(Role::Admin),
+            ),
+        )
+        .delete(
+            "/api/v1/events/dead-letters/{id}",
+            discard,
+            doc("events", "Discard a dead letter", Access::Tenant(Role::Admin)).status(204),
+        )
+        .post(
+            "/api/v1/events/dead-letters/{id}/replay",
+            replay,
+            doc(
+                "events",
+                "Re-queue a dead letter for delivery",
+                Access::Tenant(Role::Admin),
+            )
+            .status(202),
+        )
 }
 
 /// Wake the delivery worker after every successful write request.

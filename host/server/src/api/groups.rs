@@ -7,14 +7,14 @@
 //! Groups created by plugins (`owner_plugin` set) can be read here but are changed
 //! only by their plugin: REST writes to them answer 409 `managed-by-plugin`.
 
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
 use serde::{Deserialize, Deserializer};
 
-use super::tenancy::{ApiQuery, Page, PageQuery, caller, if_match, with_etag};
+use super::extract::{ApiQuery, IfMatch, Page, PageQuery, with_etag};
+use super::routes::{Access, Routes, doc};
+use super::tenancy::caller;
 use super::{ApiError, ApiJson, ApiResult, AppState, Ctx};
 use plinth_core::manifest::Role;
 use plinth_core::store::groups as store;
@@ -23,21 +23,112 @@ use plinth_core::tenancy::groups::{self as service, GroupOwner, GroupPatch, TREE
 use plinth_core::tenancy::shares as share_service;
 
 /// Routes of this module.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/groups", get(list_groups).post(create_group))
-        .route(
-            "/api/v1/groups/{id}",
-            get(get_group).patch(patch_group).delete(delete_group),
+pub fn routes() -> Routes {
+    Routes::new()
+        .get(
+            "/api/v1/groups",
+            list_groups,
+            doc(
+                "groups",
+                "Groups (`?parent_id=`, `?root=true`)",
+                Access::Tenant(Role::ReadOnly),
+            ),
         )
-        .route("/api/v1/groups/{id}/ancestors", get(ancestors))
-        .route("/api/v1/groups/{id}/descendants", get(descendants))
-        .route("/api/v1/groups/{id}/tree", get(tree))
-        .route("/api/v1/groups/{id}/members", get(list_members).post(add_member))
-        .route("/api/v1/groups/{id}/members/{user_id}", delete(remove_member))
-        .route("/api/v1/users/{id}/groups", get(groups_of_user))
-        .route("/api/v1/records/{object}/{id}/shares", get(list_shares).post(add_share))
-        .route("/api/v1/records/{object}/{id}/shares/{group_id}", delete(remove_share))
+        .post(
+            "/api/v1/groups",
+            create_group,
+            doc("groups", "Create a group", Access::Tenant(Role::Manager))
+                .json()
+                .status(201),
+        )
+        .get(
+            "/api/v1/groups/{id}",
+            get_group,
+            doc("groups", "One group", Access::Tenant(Role::ReadOnly)),
+        )
+        .patch(
+            "/api/v1/groups/{id}",
+            patch_group,
+            doc(
+                "groups",
+                "Rename or move a group (with its subtree)",
+                Access::Tenant(Role::Manager),
+            )
+            .json(),
+        )
+        .delete(
+            "/api/v1/groups/{id}",
+            delete_group,
+            doc(
+                "groups",
+                "Delete a leaf group without shares",
+                Access::Tenant(Role::Manager),
+            )
+            .status(204),
+        )
+        .get(
+            "/api/v1/groups/{id}/ancestors",
+            ancestors,
+            doc("groups", "Path from the root", Access::Tenant(Role::ReadOnly)),
+        )
+        .get(
+            "/api/v1/groups/{id}/descendants",
+            descendants,
+            doc("groups", "Subtree, paginated", Access::Tenant(Role::ReadOnly)),
+        )
+        .get(
+            "/api/v1/groups/{id}/tree",
+            tree,
+            doc("groups", "Subtree as a nested tree", Access::Tenant(Role::ReadOnly)),
+        )
+        .get(
+            "/api/v1/groups/{id}/members",
+            list_members,
+            doc("groups", "Members of a group", Access::Tenant(Role::ReadOnly)),
+        )
+        .post(
+            "/api/v1/groups/{id}/members",
+            add_member,
+            doc("groups", "Add a member", Access::Tenant(Role::Manager))
+                .json()
+                .status(201),
+        )
+        .delete(
+            "/api/v1/groups/{id}/members/{user_id}",
+            remove_member,
+            doc("groups", "Remove a member", Access::Tenant(Role::Manager)).status(204),
+        )
+        .get(
+            "/api/v1/users/{id}/groups",
+            groups_of_user,
+            doc("groups", "Groups a user belongs to", Access::Tenant(Role::ReadOnly)),
+        )
+        .get(
+            "/api/v1/records/{object}/{id}/shares",
+            list_shares,
+            doc(
+                "records",
+                "Groups a record is shared with",
+                Access::Tenant(Role::Member),
+            ),
+        )
+        .post(
+            "/api/v1/records/{object}/{id}/shares",
+            add_share,
+            doc("records", "Share a record with a group", Access::Tenant(Role::Member))
+                .json()
+                .status(201),
+        )
+        .delete(
+            "/api/v1/records/{object}/{id}/shares/{group_id}",
+            remove_share,
+            doc(
+                "records",
+                "Stop sharing a record with a group",
+                Access::Tenant(Role::Member),
+            )
+            .status(204),
+        )
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -144,11 +235,10 @@ async fn patch_group(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    IfMatch(expected): IfMatch,
     ApiJson(body): ApiJson<GroupPatchBody>,
 ) -> ApiResult<Response> {
     ctx.auth.require(Role::Manager)?;
-    let expected = if_match(&headers)?;
     let patch = GroupPatch {
         name: body.name,
         parent_id: body.parent_id,
@@ -170,10 +260,9 @@ async fn delete_group(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    IfMatch(expected): IfMatch,
 ) -> ApiResult<Response> {
     ctx.auth.require(Role::Manager)?;
-    let expected = if_match(&headers)?;
     service::delete_group(&state.db, ctx.tenant(), &ctx.actor(), GroupOwner::Rest, &id, expected).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -5,34 +5,115 @@
 
 use std::collections::BTreeSet;
 
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::routes::{Access, Routes, doc};
 use super::{ApiError, ApiJson, ApiResult, AppState, Ctx};
+use plinth_core::installed;
 use plinth_core::manifest::{Manifest, Role};
-use plinth_core::store::installations::state;
 use plinth_runtime::bindings::Caller;
 use plinth_runtime::marketplace::install::{self, Grant, LifecycleError, Steward, VersionSpec};
 
 /// Routes of this module.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/installations", get(list).post(create))
-        .route("/api/v1/installations/{plugin}", get(one).delete(uninstall))
-        .route("/api/v1/installations/{plugin}/enable", post(enable))
-        .route("/api/v1/installations/{plugin}/disable", post(disable))
-        .route("/api/v1/installations/{plugin}/upgrade", post(upgrade))
-        .route("/api/v1/installations/{plugin}/rollback", post(rollback))
-        .route("/api/v1/installations/{plugin}/metrics", get(metrics))
-        .route("/api/v1/installations/{plugin}/settings", get(settings))
-        .route(
+pub fn routes() -> Routes {
+    Routes::new()
+        .get(
+            "/api/v1/installations",
+            list,
+            doc("installations", "This tenant's plugins", Access::Tenant(Role::ReadOnly)),
+        )
+        .post(
+            "/api/v1/installations",
+            create,
+            doc(
+                "installations",
+                "Install a plugin (and, confirmed, its dependencies)",
+                Access::Tenant(Role::Admin),
+            )
+            .json()
+            .status(201),
+        )
+        .get(
+            "/api/v1/installations/{plugin}",
+            one,
+            doc(
+                "installations",
+                "One installation: version, state, grants, history, kept roll-ups",
+                Access::Tenant(Role::ReadOnly),
+            ),
+        )
+        .delete(
+            "/api/v1/installations/{plugin}",
+            uninstall,
+            doc(
+                "installations",
+                "Uninstall (`?purge=true` deletes its data)",
+                Access::Tenant(Role::Admin),
+            )
+            .status(204),
+        )
+        .post(
+            "/api/v1/installations/{plugin}/enable",
+            enable,
+            doc("installations", "Switch on", Access::Tenant(Role::Admin)),
+        )
+        .post(
+            "/api/v1/installations/{plugin}/disable",
+            disable,
+            doc(
+                "installations",
+                "Switch off (endpoints 404; events and timers held)",
+                Access::Tenant(Role::Admin),
+            ),
+        )
+        .post(
+            "/api/v1/installations/{plugin}/upgrade",
+            upgrade,
+            doc(
+                "installations",
+                "Upgrade (new capabilities need a grant)",
+                Access::Tenant(Role::Admin),
+            )
+            .json(),
+        )
+        .post(
+            "/api/v1/installations/{plugin}/rollback",
+            rollback,
+            doc(
+                "installations",
+                "Back to the previous version",
+                Access::Tenant(Role::Admin),
+            ),
+        )
+        .get(
+            "/api/v1/installations/{plugin}/metrics",
+            metrics,
+            doc("installations", "Execution metrics", Access::Tenant(Role::Admin)),
+        )
+        .get(
+            "/api/v1/installations/{plugin}/settings",
+            settings,
+            doc("installations", "Plugin settings", Access::Tenant(Role::Admin)),
+        )
+        .put(
             "/api/v1/installations/{plugin}/settings/{key}",
-            put(put_setting).delete(delete_setting),
+            put_setting,
+            doc(
+                "installations",
+                "Set a setting (JSON value)",
+                Access::Tenant(Role::Admin),
+            )
+            .json()
+            .status(204),
+        )
+        .delete(
+            "/api/v1/installations/{plugin}/settings/{key}",
+            delete_setting,
+            doc("installations", "Remove a setting", Access::Tenant(Role::Admin)).status(204),
         )
 }
 
@@ -333,7 +414,7 @@ async fn metrics(State(state): State<AppState>, ctx: Ctx, Path(plugin): Path<Str
 
 async fn settings(State(state): State<AppState>, ctx: Ctx, Path(plugin): Path<String>) -> ApiResult<Response> {
     ctx.auth.require(Role::Admin)?;
-    require_installed(&state, &ctx, &plugin).await?;
+    installed::require_installed(&state.db, ctx.tenant(), &plugin).await?;
     let all = state.db.settings(&ctx.auth.tenant_id, &plugin).all().await?;
     let map: serde_json::Map<String, Value> = all
         .into_iter()
@@ -342,56 +423,12 @@ async fn settings(State(state): State<AppState>, ctx: Ctx, Path(plugin): Path<St
     Ok(axum::Json(json!({ "plugin": plugin, "settings": map })).into_response())
 }
 
-/// The plugin must be installed (not uninstalled) in the caller's tenant: 404 otherwise.
-async fn require_installed(state: &AppState, ctx: &Ctx, plugin: &str) -> ApiResult<()> {
-    match state.db.installation(None, &ctx.auth.tenant_id, plugin).await? {
-        Some(i) if i.state != state::UNINSTALLED => Ok(()),
-        _ => Err(ApiError::not_found(format!("`{plugin}` is not installed"))),
-    }
-}
-
-fn setting_key_ok(key: &str) -> bool {
-    (1..=100).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
-
 async fn write_setting(state: &AppState, ctx: &Ctx, plugin: &str, key: &str, value: Option<Value>) -> ApiResult<()> {
     ctx.auth.require(Role::Admin)?;
-    if !setting_key_ok(key) {
-        return Err(
-            ApiError::validation("setting keys are 1–100 characters of A-Z a-z 0-9 . _ -").with_field("key", "invalid"),
-        );
-    }
-    require_installed(state, ctx, plugin).await?;
-    let text = value.as_ref().map(Value::to_string);
-    if text.as_ref().is_some_and(|t| t.len() > 64 * 1024) {
+    if value.as_ref().is_some_and(|v| v.to_string().len() > 64 * 1024) {
         return Err(ApiError::payload_too_large("a setting is at most 64 KiB of JSON"));
     }
-    let before = state.db.settings(&ctx.auth.tenant_id, plugin).get(key).await?;
-    let entity = format!("{plugin}/{key}");
-    let parse = |s: Option<String>| {
-        s.and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .map(|v| json!({ "value": v }))
-    };
-    let (b, a) = (parse(before), value.map(|v| json!({ "value": v })));
-    let mut tx = state.db.writer().begin().await.map_err(ApiError::internal)?;
-    state
-        .db
-        .settings(&ctx.auth.tenant_id, plugin)
-        .set_in(&mut tx, key, text.as_deref())
-        .await?;
-    let event = plinth_core::store::audit::NewEvent {
-        action: if a.is_some() {
-            "plugin_setting.set"
-        } else {
-            "plugin_setting.delete"
-        },
-        entity_type: "plugin_setting",
-        entity_id: Some(&entity),
-        before: b.as_ref(),
-        after: a.as_ref(),
-    };
-    plinth_core::store::audit::append(&mut tx, state.db.dialect(), &ctx.auth.tenant_id, &ctx.actor(), event).await?;
-    tx.commit().await.map_err(ApiError::internal)?;
+    installed::set_setting(&state.db, ctx.tenant(), &ctx.actor(), plugin, key, value).await?;
     Ok(())
 }
 

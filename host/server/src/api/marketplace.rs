@@ -1,21 +1,21 @@
 //! `/api/v1/marketplace`: publishing (publisher tokens), the catalog (search,
 //! categories, sorting), plugin and version details, and tenant reviews.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::routes::{Access, Routes, doc};
 use super::{ApiError, ApiJson, ApiResult, AppState, Ctx};
+use axum::http::Method;
+use plinth_core::installed;
 use plinth_core::manifest::{Manifest, Role};
 use plinth_core::package::MAX_COMPONENT_BYTES;
-use plinth_core::store::audit::{self, NewEvent};
-use plinth_core::store::installations::state;
 use plinth_core::store::marketplace::CatalogSort;
 use plinth_runtime::marketplace::publish::{self, PublishError};
 use plinth_runtime::marketplace::publishers;
@@ -23,25 +23,55 @@ use plinth_runtime::marketplace::trust::TrustError;
 
 /// Largest package accepted for publishing.
 const MAX_PACKAGE: usize = MAX_COMPONENT_BYTES + 1024 * 1024;
-/// Longest review text, in characters.
-const MAX_REVIEW: usize = 4_000;
-
 /// Routes of this module.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route(
+            Method::POST,
             "/api/v1/marketplace/packages",
             post(publish_package).layer(DefaultBodyLimit::max(MAX_PACKAGE)),
+            doc("marketplace", "Publish a signed package", Access::Publisher)
+                .binary()
+                .status(201),
         )
-        .route("/api/v1/marketplace/plugins", get(catalog))
-        .route("/api/v1/marketplace/plugins/{id}", get(details))
-        .route(
+        .get(
+            "/api/v1/marketplace/plugins",
+            catalog,
+            doc("marketplace", "The catalog: search, category, sort", Access::Public),
+        )
+        .get(
+            "/api/v1/marketplace/plugins/{id}",
+            details,
+            doc(
+                "marketplace",
+                "One plugin: versions, capabilities, ratings",
+                Access::Public,
+            ),
+        )
+        .get(
             "/api/v1/marketplace/plugins/{id}/versions/{version}",
-            get(version_details),
+            version_details,
+            doc("marketplace", "One published version", Access::Public),
         )
-        .route(
+        .put(
             "/api/v1/marketplace/plugins/{id}/review",
-            put(put_review).delete(delete_review),
+            put_review,
+            doc(
+                "marketplace",
+                "Rate and review (installers)",
+                Access::Tenant(Role::Admin),
+            )
+            .json(),
+        )
+        .delete(
+            "/api/v1/marketplace/plugins/{id}/review",
+            delete_review,
+            doc(
+                "marketplace",
+                "Delete this tenant's review",
+                Access::Tenant(Role::Admin),
+            )
+            .status(204),
         )
 }
 
@@ -223,16 +253,6 @@ struct ReviewBody {
     text: String,
 }
 
-/// Review text is stored and returned as plain text: trimmed, control characters
-/// (other than newlines and tabs) removed, bounded. The host never renders it as
-/// HTML; API responses are JSON with `X-Content-Type-Options: nosniff`.
-fn clean_review(text: &str) -> String {
-    text.trim()
-        .chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-        .collect()
-}
-
 async fn put_review(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -240,59 +260,12 @@ async fn put_review(
     ApiJson(body): ApiJson<ReviewBody>,
 ) -> ApiResult<Response> {
     ctx.auth.require(Role::Admin)?;
-    let mut problems = ApiError::validation("the review is not valid; see `errors`");
-    let mut bad = false;
-    if !(1..=5).contains(&body.rating) {
-        problems = problems.with_field("rating", "must be 1–5");
-        bad = true;
-    }
-    let text = clean_review(&body.text);
-    if text.chars().count() > MAX_REVIEW {
-        problems = problems.with_field("text", format!("at most {MAX_REVIEW} characters"));
-        bad = true;
-    }
-    if bad {
-        return Err(problems);
-    }
-    let installed = state.db.installation(None, &ctx.auth.tenant_id, &id).await?;
-    if installed.is_none_or(|i| i.state == state::UNINSTALLED) {
-        return Err(ApiError::forbidden(format!(
-            "only tenants that have `{id}` installed may review it"
-        )));
-    }
-    let mut tx = state.db.writer().begin().await.map_err(ApiError::internal)?;
-    let (before, review) = state
-        .db
-        .upsert_review(&mut tx, &ctx.auth.tenant_id, &id, body.rating, &text)
-        .await?;
-    let (b, a) = (before.map(|r| json!(r)), json!(review));
-    let event = NewEvent {
-        action: if b.is_some() { "review.update" } else { "review.create" },
-        entity_type: "review",
-        entity_id: Some(&id),
-        before: b.as_ref(),
-        after: Some(&a),
-    };
-    audit::append(&mut tx, state.db.dialect(), &ctx.auth.tenant_id, &ctx.actor(), event).await?;
-    tx.commit().await.map_err(ApiError::internal)?;
+    let review = installed::review(&state.db, ctx.tenant(), &ctx.actor(), &id, body.rating, &body.text).await?;
     Ok(axum::Json(review).into_response())
 }
 
 async fn delete_review(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Response> {
     ctx.auth.require(Role::Admin)?;
-    let mut tx = state.db.writer().begin().await.map_err(ApiError::internal)?;
-    let Some(before) = state.db.delete_review(&mut tx, &ctx.auth.tenant_id, &id).await? else {
-        return Err(ApiError::not_found(format!("this tenant has no review of `{id}`")));
-    };
-    let b = json!(before);
-    let event = NewEvent {
-        action: "review.delete",
-        entity_type: "review",
-        entity_id: Some(&id),
-        before: Some(&b),
-        after: None,
-    };
-    audit::append(&mut tx, state.db.dialect(), &ctx.auth.tenant_id, &ctx.actor(), event).await?;
-    tx.commit().await.map_err(ApiError::internal)?;
+    installed::delete_review(&state.db, ctx.tenant(), &ctx.actor(), &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

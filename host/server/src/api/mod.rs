@@ -13,6 +13,7 @@ pub mod auth;
 pub mod context;
 mod error;
 mod events;
+pub mod extract;
 pub mod filter;
 mod groups;
 mod installations;
@@ -25,6 +26,7 @@ mod outbox;
 pub mod plugins;
 mod publishers;
 pub mod records;
+pub mod routes;
 mod secrets;
 mod system;
 mod tenancy;
@@ -49,9 +51,11 @@ pub use auth::{Auth, AuthCache, Operator};
 pub use context::Ctx;
 pub use error::{ApiError, ApiResult, FieldProblem, PROBLEM_BASE};
 pub use json::ApiJson;
+pub use routes::Routes;
 
 use plinth_core::store::Db;
 use plinth_runtime::engine::Runtime;
+use plinth_runtime::plugins::PluginHost;
 
 /// Server settings the API needs.
 #[derive(Debug, Clone)]
@@ -89,7 +93,7 @@ pub struct AppInner {
     /// Prometheus exposition of the process's metrics.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Tenants' installed plugins.
-    pub plugins: std::sync::Arc<plinth_runtime::plugins::PluginHost>,
+    pub plugins: Arc<PluginHost>,
     /// Compiled JSON Schemas of plugin endpoint bodies.
     pub plugin_schemas: plinth_runtime::admission::SchemaCache,
     /// The API version registry.
@@ -112,27 +116,16 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// State over a database and runtime, with default services (a per-process
-    /// secret key: for benchmarks and tools, not servers).
-    pub fn new(db: Db, runtime: Runtime, config: ApiConfig) -> AppState {
-        AppState::with_services(plinth_runtime::caps::Services::new(db), runtime, config)
-    }
-
-    /// State over configured services (database, outbound HTTP, secret key).
-    pub fn with_services(services: plinth_runtime::caps::Services, runtime: Runtime, config: ApiConfig) -> AppState {
-        let db = services.db.clone();
-        let vault = services.vault.clone();
-        let outbound = services.http.clone();
-        let plugins = Arc::new(plinth_runtime::plugins::PluginHost::with_services(
-            services,
-            runtime.clone(),
-        ));
+    /// The API's state over an assembled plugin host (whose services hold the
+    /// database, secret key and outbound client). `server.rs` assembles the parts.
+    pub fn new(plugins: Arc<PluginHost>, config: ApiConfig) -> AppState {
+        let services = plugins.services();
         let request_log = plinth_core::versioning::RequestLog::new(config.request_log.clone());
         AppState(Arc::new(AppInner {
-            vault,
-            outbound,
-            db,
-            runtime,
+            vault: services.vault.clone(),
+            outbound: services.http.clone(),
+            db: services.db.clone(),
+            runtime: plugins.runtime().clone(),
             config,
             auth_cache: AuthCache::default(),
             metrics: system::metrics_handle(),
@@ -182,17 +175,10 @@ impl MakeRequestId for MakeUlid {
     }
 }
 
-/// The whole HTTP application.
-pub fn app(state: AppState) -> Router {
-    app_with(state, Router::new())
-}
-
-/// The whole HTTP application plus `extra` routes behind the same middleware
-/// (benchmarks compare a native handler with a plugin endpoint this way).
-pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
-    let request_id = HeaderName::from_static(context::REQUEST_ID_HEADER);
-    Router::new()
-        .merge(extra)
+/// Every route of the API with its description (the OpenAPI document is generated from
+/// the same list).
+fn routes() -> Routes {
+    Routes::new()
         .merge(system::routes())
         .merge(objects::routes())
         .merge(openapi::routes())
@@ -211,6 +197,20 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(outbox::routes())
         .merge(webhooks::routes())
         .merge(secrets::routes())
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    app_with(state, Router::new())
+}
+
+/// The whole HTTP application plus `extra` routes behind the same middleware
+/// (benchmarks compare a native handler with a plugin endpoint this way).
+pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
+    let request_id = HeaderName::from_static(context::REQUEST_ID_HEADER);
+    Router::new()
+        .merge(extra)
+        .merge(routes().into_router())
         .fallback(|| async { ApiError::not_found("no such endpoint").into_response() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

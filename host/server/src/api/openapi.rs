@@ -3,17 +3,20 @@
 //! the tenant's document: typed record operations for every standard and custom
 //! object, and the endpoints of the tenant's enabled plugins with their body schemas.
 //!
-//! Operations are listed in one table ([`operations`]); a unit test checks that every
-//! route the router registers appears in it, so the document cannot silently fall
-//! behind the code.
+//! The fixed operations come from the route registrations themselves (`routes.rs`:
+//! every route is registered with its description), so the document cannot fall
+//! behind the code; record operations are generated per object and plugin endpoints
+//! per installation.
 
-use axum::Router;
+use std::sync::OnceLock;
+
 use axum::extract::{RawQuery, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde_json::{Map, Value, json};
 
+use super::routes::Access::{self, Operator, Public, Publisher, Tenant};
+use super::routes::{Body, Op, Routes, doc};
 use super::{ApiError, ApiResult, AppState, Auth};
 use plinth_core::manifest::Role;
 use plinth_core::records::schema::{FieldDef, FieldType, ObjectSchema};
@@ -22,937 +25,29 @@ use plinth_core::versioning::ApiVersion;
 use plinth_runtime::plugins::Resolved;
 
 /// Routes of this module.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/openapi.json", get(document))
+pub fn routes() -> Routes {
+    Routes::new().get("/api/v1/openapi.json", document, doc("system", "This document", Public))
 }
 
-/// Who may call an operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    /// No credentials.
-    Public,
-    /// A tenant API key with at least this role.
-    Tenant(Role),
-    /// The operator token.
-    Operator,
-    /// A publisher upload token.
-    Publisher,
-}
+/// The plugin gateway's own entries: each installed plugin's endpoints are added per
+/// tenant from its manifest.
+const GATEWAY: [(&str, &str, &str); 2] = [
+    (
+        "get",
+        "/api/v1/plugins/{plugin}",
+        "A plugin endpoint at the plugin's root path",
+    ),
+    (
+        "get",
+        "/api/v1/plugins/{plugin}/{path}",
+        "Plugin endpoints (see each installed plugin's own operations)",
+    ),
+];
 
-/// What an operation takes and gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Body {
-    /// Nothing.
-    None,
-    /// A JSON object (described by `schema`).
-    Json,
-    /// Raw bytes.
-    Binary,
-}
-
-/// One operation of the fixed (non-record, non-plugin) API.
-struct Op {
-    method: &'static str,
-    path: &'static str,
-    tag: &'static str,
-    summary: &'static str,
-    access: Access,
-    body: Body,
-    /// Success status.
-    status: u16,
-}
-
-const fn op(
-    method: &'static str,
-    path: &'static str,
-    tag: &'static str,
-    summary: &'static str,
-    access: Access,
-    body: Body,
-    status: u16,
-) -> Op {
-    Op {
-        method,
-        path,
-        tag,
-        summary,
-        access,
-        body,
-        status,
-    }
-}
-
-use Access::{Operator, Public, Publisher, Tenant};
-use Body::{Binary, Json, None as NoBody};
-
-/// Every fixed operation. Record operations are generated per object and plugin
-/// endpoints per installation.
-fn operations() -> Vec<Op> {
-    let member = Tenant(Role::Member);
-    let reader = Tenant(Role::ReadOnly);
-    let admin = Tenant(Role::Admin);
-    let manager = Tenant(Role::Manager);
-    vec![
-        op(
-            "get",
-            "/healthz",
-            "system",
-            "Liveness: the process is up",
-            Public,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/readyz",
-            "system",
-            "Readiness: the database answers",
-            Public,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/metrics",
-            "system",
-            "Prometheus metrics (text exposition)",
-            Public,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/versions",
-            "versions",
-            "The API versions, their lifecycle and changelog",
-            Public,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/openapi.json",
-            "system",
-            "This document",
-            Public,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/objects",
-            "objects",
-            "Schemas of every standard and custom object",
-            reader,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/objects",
-            "objects",
-            "Define a custom object",
-            admin,
-            Json,
-            201,
-        ),
-        op(
-            "get",
-            "/api/v1/objects/{name}",
-            "objects",
-            "One object's schema",
-            reader,
-            NoBody,
-            200,
-        ),
-        op(
-            "patch",
-            "/api/v1/objects/{name}",
-            "objects",
-            "Relabel a custom object or add fields",
-            admin,
-            Json,
-            200,
-        ),
-        op(
-            "delete",
-            "/api/v1/objects/{name}",
-            "objects",
-            "Delete a custom object without records",
-            admin,
-            NoBody,
-            204,
-        ),
-        op(
-            "get",
-            "/api/v1/records/{object}/{id}/history",
-            "records",
-            "The audit events of one record",
-            member,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/audit/events",
-            "audit",
-            "Query the audit ledger",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/audit/verify",
-            "audit",
-            "Verify the tenant's hash chain",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/audit/export",
-            "audit",
-            "Stream the ledger as CSV or JSON Lines",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/audit/policies",
-            "audit",
-            "List audit policies",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/audit/policies",
-            "audit",
-            "Create an audit policy",
-            admin,
-            Json,
-            201,
-        ),
-        op(
-            "get",
-            "/api/v1/audit/policies/{id}",
-            "audit",
-            "One audit policy",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "patch",
-            "/api/v1/audit/policies/{id}",
-            "audit",
-            "Change an audit policy",
-            admin,
-            Json,
-            200,
-        ),
-        op(
-            "delete",
-            "/api/v1/audit/policies/{id}",
-            "audit",
-            "Delete an audit policy",
-            admin,
-            NoBody,
-            204,
-        ),
-        op(
-            "get",
-            "/api/v1/audit/alerts",
-            "audit",
-            "Alerts raised by policies and the host",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/audit/alerts/{id}/acknowledge",
-            "audit",
-            "Acknowledge an alert",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/audit/compliance",
-            "audit",
-            "Compliance report for a period (JSON or CSV)",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/outbox",
-            "outbox",
-            "Queued and delivered emails and webhook calls, newest first",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/outbox/{id}",
-            "outbox",
-            "One outbox item: status, attempts, last error",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/webhooks",
-            "webhooks",
-            "The tenant's webhooks (never their secrets)",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/webhooks",
-            "webhooks",
-            "Register a webhook; its signing secret is returned once",
-            admin,
-            Json,
-            201,
-        ),
-        op(
-            "get",
-            "/api/v1/webhooks/{id}",
-            "webhooks",
-            "One webhook",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "patch",
-            "/api/v1/webhooks/{id}",
-            "webhooks",
-            "Change a webhook's URL, events, alerts, enabled flag or secret",
-            admin,
-            Json,
-            200,
-        ),
-        op(
-            "delete",
-            "/api/v1/webhooks/{id}",
-            "webhooks",
-            "Delete a webhook and its delivery log",
-            admin,
-            NoBody,
-            204,
-        ),
-        op(
-            "get",
-            "/api/v1/webhooks/{id}/deliveries",
-            "webhooks",
-            "Delivery attempts of a webhook, newest first",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/installations/{plugin}/secrets",
-            "secrets",
-            "Names and times of a plugin's secrets (never values)",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "put",
-            "/api/v1/installations/{plugin}/secrets/{name}",
-            "secrets",
-            "Set a plugin secret (stored encrypted; never returned)",
-            admin,
-            Json,
-            204,
-        ),
-        op(
-            "delete",
-            "/api/v1/installations/{plugin}/secrets/{name}",
-            "secrets",
-            "Remove a plugin secret",
-            admin,
-            NoBody,
-            204,
-        ),
-        op(
-            "get",
-            "/api/v1/events",
-            "events",
-            "The tenant's event log in commit order",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/events/subscriptions",
-            "events",
-            "Delivery progress of each installation",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/events/dead-letters",
-            "events",
-            "Events a plugin failed to handle",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/events/dead-letters/{id}/replay",
-            "events",
-            "Re-queue a dead letter for delivery",
-            admin,
-            NoBody,
-            202,
-        ),
-        op(
-            "delete",
-            "/api/v1/events/dead-letters/{id}",
-            "events",
-            "Discard a dead letter",
-            admin,
-            NoBody,
-            204,
-        ),
-        op(
-            "get",
-            "/api/v1/usage",
-            "usage",
-            "Request analytics by version, client or route",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/usage/deprecated-clients",
-            "usage",
-            "Clients still on deprecated versions",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/operator/versions",
-            "operator",
-            "API versions with operator overrides",
-            Operator,
-            NoBody,
-            200,
-        ),
-        op(
-            "put",
-            "/api/v1/operator/versions/{version}",
-            "operator",
-            "Change a version's lifecycle",
-            Operator,
-            Json,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/operator/publishers",
-            "operator",
-            "Registered publishers",
-            Operator,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/operator/publishers",
-            "operator",
-            "Register a publisher",
-            Operator,
-            Json,
-            201,
-        ),
-        op(
-            "get",
-            "/api/v1/operator/publishers/{id}",
-            "operator",
-            "One publisher and its keys",
-            Operator,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/operator/publishers/{id}/keys",
-            "operator",
-            "Add a key (rotation)",
-            Operator,
-            Json,
-            201,
-        ),
-        op(
-            "post",
-            "/api/v1/operator/publishers/{id}/keys/{key_id}/retire",
-            "operator",
-            "Retire a key",
-            Operator,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/operator/publishers/{id}/keys/{key_id}/revoke",
-            "operator",
-            "Revoke a key",
-            Operator,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/operator/publishers/{id}/tokens",
-            "operator",
-            "Issue an upload token",
-            Operator,
-            NoBody,
-            201,
-        ),
-        op(
-            "post",
-            "/api/v1/marketplace/packages",
-            "marketplace",
-            "Publish a signed package",
-            Publisher,
-            Binary,
-            201,
-        ),
-        op(
-            "get",
-            "/api/v1/marketplace/plugins",
-            "marketplace",
-            "The catalog: search, category, sort",
-            Public,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/marketplace/plugins/{id}",
-            "marketplace",
-            "One plugin: versions, capabilities, ratings",
-            Public,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/marketplace/plugins/{id}/versions/{version}",
-            "marketplace",
-            "One published version",
-            Public,
-            NoBody,
-            200,
-        ),
-        op(
-            "put",
-            "/api/v1/marketplace/plugins/{id}/review",
-            "marketplace",
-            "Rate and review (installers)",
-            admin,
-            Json,
-            200,
-        ),
-        op(
-            "delete",
-            "/api/v1/marketplace/plugins/{id}/review",
-            "marketplace",
-            "Delete this tenant's review",
-            admin,
-            NoBody,
-            204,
-        ),
-        op(
-            "get",
-            "/api/v1/installations",
-            "installations",
-            "This tenant's plugins",
-            reader,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/installations",
-            "installations",
-            "Install a plugin (and, confirmed, its dependencies)",
-            admin,
-            Json,
-            201,
-        ),
-        op(
-            "get",
-            "/api/v1/installations/{plugin}",
-            "installations",
-            "One installation: version, state, grants, history, kept roll-ups",
-            reader,
-            NoBody,
-            200,
-        ),
-        op(
-            "delete",
-            "/api/v1/installations/{plugin}",
-            "installations",
-            "Uninstall (`?purge=true` deletes its data)",
-            admin,
-            NoBody,
-            204,
-        ),
-        op(
-            "post",
-            "/api/v1/installations/{plugin}/enable",
-            "installations",
-            "Switch on",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/installations/{plugin}/disable",
-            "installations",
-            "Switch off (endpoints 404; events and timers held)",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/installations/{plugin}/upgrade",
-            "installations",
-            "Upgrade (new capabilities need a grant)",
-            admin,
-            Json,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/installations/{plugin}/rollback",
-            "installations",
-            "Back to the previous version",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/installations/{plugin}/metrics",
-            "installations",
-            "Execution metrics",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/installations/{plugin}/settings",
-            "installations",
-            "Plugin settings",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "put",
-            "/api/v1/installations/{plugin}/settings/{key}",
-            "installations",
-            "Set a setting (JSON value)",
-            admin,
-            Json,
-            204,
-        ),
-        op(
-            "delete",
-            "/api/v1/installations/{plugin}/settings/{key}",
-            "installations",
-            "Remove a setting",
-            admin,
-            NoBody,
-            204,
-        ),
-        op(
-            "get",
-            "/api/v1/installations/{plugin}/timers",
-            "installations",
-            "The plugin's timers: next fire, cron, state, last error",
-            admin,
-            NoBody,
-            200,
-        ),
-        op(
-            "delete",
-            "/api/v1/installations/{plugin}/timers/{key}",
-            "installations",
-            "Cancel one of the plugin's timers",
-            admin,
-            NoBody,
-            204,
-        ),
-        op(
-            "get",
-            "/api/v1/plugins/{plugin}",
-            "plugins",
-            "A plugin endpoint at the plugin's root path",
-            member,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/plugins/{plugin}/{path}",
-            "plugins",
-            "Plugin endpoints (see each installed plugin's own operations)",
-            member,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/operator/tenants",
-            "operator",
-            "Tenants",
-            Operator,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/operator/tenants",
-            "operator",
-            "Create a tenant with its owner (key shown once)",
-            Operator,
-            Json,
-            201,
-        ),
-        op(
-            "get",
-            "/api/v1/operator/tenants/{id}",
-            "operator",
-            "One tenant",
-            Operator,
-            NoBody,
-            200,
-        ),
-        op(
-            "patch",
-            "/api/v1/operator/tenants/{id}",
-            "operator",
-            "Rename, suspend or reactivate a tenant",
-            Operator,
-            Json,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/me",
-            "identity",
-            "The caller: user, role, tenant",
-            reader,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/users",
-            "identity",
-            "Users of the tenant",
-            reader,
-            NoBody,
-            200,
-        ),
-        op("post", "/api/v1/users", "identity", "Add a user", admin, Json, 201),
-        op("get", "/api/v1/users/{id}", "identity", "One user", reader, NoBody, 200),
-        op(
-            "patch",
-            "/api/v1/users/{id}",
-            "identity",
-            "Change a user's name, role or status",
-            admin,
-            Json,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/users/{id}/groups",
-            "groups",
-            "Groups a user belongs to",
-            reader,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/keys",
-            "identity",
-            "API keys (all for admins, own otherwise)",
-            reader,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/keys",
-            "identity",
-            "Create an API key (secret shown once)",
-            reader,
-            Json,
-            201,
-        ),
-        op(
-            "get",
-            "/api/v1/keys/{id}",
-            "identity",
-            "One API key (never its secret)",
-            reader,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/keys/{id}/revoke",
-            "identity",
-            "Revoke an API key",
-            reader,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/groups",
-            "groups",
-            "Groups (`?parent_id=`, `?root=true`)",
-            reader,
-            NoBody,
-            200,
-        ),
-        op("post", "/api/v1/groups", "groups", "Create a group", manager, Json, 201),
-        op("get", "/api/v1/groups/{id}", "groups", "One group", reader, NoBody, 200),
-        op(
-            "patch",
-            "/api/v1/groups/{id}",
-            "groups",
-            "Rename or move a group (with its subtree)",
-            manager,
-            Json,
-            200,
-        ),
-        op(
-            "delete",
-            "/api/v1/groups/{id}",
-            "groups",
-            "Delete a leaf group without shares",
-            manager,
-            NoBody,
-            204,
-        ),
-        op(
-            "get",
-            "/api/v1/groups/{id}/ancestors",
-            "groups",
-            "Path from the root",
-            reader,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/groups/{id}/descendants",
-            "groups",
-            "Subtree, paginated",
-            reader,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/groups/{id}/tree",
-            "groups",
-            "Subtree as a nested tree",
-            reader,
-            NoBody,
-            200,
-        ),
-        op(
-            "get",
-            "/api/v1/groups/{id}/members",
-            "groups",
-            "Members of a group",
-            reader,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/groups/{id}/members",
-            "groups",
-            "Add a member",
-            manager,
-            Json,
-            201,
-        ),
-        op(
-            "delete",
-            "/api/v1/groups/{id}/members/{user_id}",
-            "groups",
-            "Remove a member",
-            manager,
-            NoBody,
-            204,
-        ),
-        op(
-            "get",
-            "/api/v1/records/{object}/{id}/shares",
-            "records",
-            "Groups a record is shared with",
-            member,
-            NoBody,
-            200,
-        ),
-        op(
-            "post",
-            "/api/v1/records/{object}/{id}/shares",
-            "records",
-            "Share a record with a group",
-            member,
-            Json,
-            201,
-        ),
-        op(
-            "delete",
-            "/api/v1/records/{object}/{id}/shares/{group_id}",
-            "records",
-            "Stop sharing a record with a group",
-            member,
-            NoBody,
-            204,
-        ),
-    ]
+/// Every fixed operation, from the route registrations (`super::routes`); built once.
+fn operations() -> &'static [Op] {
+    static OPS: OnceLock<Vec<Op>> = OnceLock::new();
+    OPS.get_or_init(|| super::routes().ops().to_vec())
 }
 
 /// JSON Schema of one field value.
@@ -1303,10 +398,11 @@ fn base_components() -> Value {
 pub async fn build(state: &AppState, version: &str, auth: Option<&Auth>) -> ApiResult<Value> {
     let mut paths = Map::new();
     for o in operations() {
-        let request = match o.body {
-            NoBody => None,
-            Json => Some(json!({ "application/json": { "schema": { "type": "object" } } })),
-            Binary => Some(
+        let d = o.doc;
+        let request = match d.body {
+            Body::None => None,
+            Body::Json => Some(json!({ "application/json": { "schema": { "type": "object" } } })),
+            Body::Binary => Some(
                 json!({ "application/octet-stream": { "schema": { "type": "string", "contentEncoding": "binary" } } }),
             ),
         };
@@ -1314,8 +410,12 @@ pub async fn build(state: &AppState, version: &str, auth: Option<&Auth>) -> ApiR
             &mut paths,
             o.path,
             o.method,
-            operation(o.summary, o.tag, o.access, o.path, request, o.status, None),
+            operation(d.summary, d.tag, d.access, o.path, request, d.status, None),
         );
+    }
+    for (method, path, summary) in GATEWAY {
+        let op = operation(summary, "plugins", Tenant(Role::Member), path, None, 200, None);
+        insert(&mut paths, path, method, op);
     }
     let mut components = base_components();
     let objects = match auth {
@@ -1399,105 +499,59 @@ async fn document(State(state): State<AppState>, parts: Parts, RawQuery(raw): Ra
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
-    /// Every `(method, path)` registered with `.route("…", get(…).post(…))` in the API
-    /// modules, read from their source files (all of `src/api`, so a new module is
-    /// checked without being listed here). `any(…)` routes yield method `*`.
-    fn registered_routes() -> Vec<(String, String)> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
-            let src = std::fs::read_to_string(&path).unwrap();
-            // This module's own tests mention `.route(` in prose; stop at the tests.
-            let src = src.split("#[cfg(test)]").next().unwrap_or_default();
-            let mut rest = src;
-            while let Some(i) = rest.find(".route(") {
-                rest = &rest[i + 7..];
-                let Some(start) = rest.find('"') else { break };
-                let after = &rest[start + 1..];
-                let Some(end) = after.find('"') else { break };
-                // `{*path}` is axum's catch-all; OpenAPI spells it `{path}`.
-                let route = after[..end].replace("{*path}", "{path}");
-                // The handler expression runs to the parenthesis closing `.route(`.
-                let tail = &after[end + 1..];
-                let expr = tail;
-                let mut depth = 1;
-                let close = expr
-                    .char_indices()
-                    .find(|&(_, c)| {
-                        match c {
-                            '(' => depth += 1,
-                            ')' => depth -= 1,
-                            _ => {}
-                        }
-                        depth == 0
-                    })
-                    .map_or(expr.len(), |(i, _)| i);
-                let expr = &expr[..close];
-                for method in ["get", "post", "put", "patch", "delete", "any"] {
-                    let token = format!("{method}(");
-                    let found = expr
-                        .match_indices(&token)
-                        .any(|(i, _)| i == 0 || !expr[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_'));
-                    if found {
-                        let method = if method == "any" { "*" } else { method };
-                        out.push((method.to_string(), route.clone()));
-                    }
-                }
-                rest = &tail[close..];
-            }
-        }
-        assert!(out.len() > 50, "route scan found too little: {out:?}");
-        out
-    }
-
-    /// Record operations are generated per object from these templates.
-    const GENERATED: [(&str, &str); 8] = [
-        ("get", "/api/v1/records/{object}"),
-        ("post", "/api/v1/records/{object}"),
-        ("get", "/api/v1/records/{object}/{id}"),
-        ("patch", "/api/v1/records/{object}/{id}"),
-        ("delete", "/api/v1/records/{object}/{id}"),
-        ("post", "/api/v1/records/{object}/{id}/restore"),
-        ("post", "/api/v1/records/{object}/bulk"),
-        ("post", "/api/v1/records/{object}/aggregate"),
+    /// The record operations `record_operations` describes per object.
+    const PER_OBJECT: [&str; 5] = [
+        "/api/v1/records/{object}",
+        "/api/v1/records/{object}/{id}",
+        "/api/v1/records/{object}/{id}/restore",
+        "/api/v1/records/{object}/bulk",
+        "/api/v1/records/{object}/aggregate",
     ];
 
     #[test]
-    fn every_registered_route_is_documented() {
-        let documented: Vec<(&str, &str)> = operations().iter().map(|o| (o.method, o.path)).collect();
-        let mut missing = Vec::new();
-        for (method, route) in registered_routes() {
-            if method == "*" {
-                // The plugin gateway: documented per installation from the manifests.
-                assert!(route.starts_with("/api/v1/plugins/{plugin}"), "{route}");
-                continue;
-            }
-            let pair = (method.as_str(), route.as_str());
-            if !documented.contains(&pair) && !GENERATED.contains(&pair) {
-                missing.push(format!("{method} {route}"));
-            }
+    fn every_operation_is_registered_once_with_a_description() {
+        let mut seen = BTreeSet::new();
+        for o in operations() {
+            assert!(
+                seen.insert((o.method, o.path)),
+                "{} {} is registered twice",
+                o.method,
+                o.path
+            );
+            assert!(
+                !o.doc.summary.is_empty() && !o.doc.tag.is_empty(),
+                "{} {}",
+                o.method,
+                o.path
+            );
+            assert!((200..300).contains(&o.doc.status), "{} {}", o.method, o.path);
         }
-        assert!(
-            missing.is_empty(),
-            "routed but not in the OpenAPI operation table: {missing:?}"
-        );
+        assert!(operations().len() > 80, "found only {} operations", operations().len());
     }
 
     #[test]
-    fn every_documented_operation_is_routed() {
-        let routed = registered_routes();
-        let missing: Vec<String> = operations()
+    fn routes_described_elsewhere_are_the_ones_generated_elsewhere() {
+        let routes = super::super::routes();
+        let per_object: BTreeSet<&str> = routes.per_object_paths().iter().copied().collect();
+        assert_eq!(per_object, PER_OBJECT.into_iter().collect(), "per-object record routes");
+        let gateways: BTreeSet<&str> = routes
+            .gateways()
             .iter()
-            .filter(|o| !routed.iter().any(|(m, p)| (m == o.method || m == "*") && p == o.path))
-            .map(|o| format!("{} {}", o.method, o.path))
+            .map(|p| p.trim_end_matches('/'))
+            .map(|p| p.replace("{*path}", "{path}"))
+            .map(|p| {
+                GATEWAY
+                    .iter()
+                    .find(|(_, g, _)| *g == p)
+                    .map(|(_, g, _)| *g)
+                    .unwrap_or("?")
+            })
             .collect();
-        assert!(missing.is_empty(), "documented but not routed: {missing:?}");
+        assert_eq!(gateways, GATEWAY.iter().map(|(_, p, _)| *p).collect(), "gateway routes");
     }
 
     #[test]

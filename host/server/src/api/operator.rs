@@ -3,27 +3,50 @@
 //! them, rename, suspend and reactivate them. A suspended tenant's keys get 401 at
 //! once (the auth cache is cleared on every change).
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::context::{client_name, request_id};
-use super::tenancy::{ApiQuery, Page, PageQuery};
+use super::extract::{ApiQuery, Page, PageQuery};
+use super::routes::{Access, Routes, doc};
 use super::{ApiError, ApiJson, ApiResult, AppState, Operator};
 use plinth_core::store::audit::Actor;
 use plinth_core::tenancy::{self, tenants};
 use plinth_core::versioning::DEFAULT_VERSION;
 
 /// Routes of this module.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/operator/tenants", get(list_tenants).post(create_tenant))
-        .route("/api/v1/operator/tenants/{id}", get(get_tenant).patch(patch_tenant))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get(
+            "/api/v1/operator/tenants",
+            list_tenants,
+            doc("operator", "Tenants", Access::Operator),
+        )
+        .post(
+            "/api/v1/operator/tenants",
+            create_tenant,
+            doc(
+                "operator",
+                "Create a tenant with its owner (key shown once)",
+                Access::Operator,
+            )
+            .json()
+            .status(201),
+        )
+        .get(
+            "/api/v1/operator/tenants/{id}",
+            get_tenant,
+            doc("operator", "One tenant", Access::Operator),
+        )
+        .patch(
+            "/api/v1/operator/tenants/{id}",
+            patch_tenant,
+            doc("operator", "Rename, suspend or reactivate a tenant", Access::Operator).json(),
+        )
 }
 
 /// The audit actor of an operator request: no tenant user or key, the client marked

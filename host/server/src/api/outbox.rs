@@ -8,23 +8,38 @@
 //! | `GET /api/v1/outbox` | `kind=email\|webhook`, `status=pending\|sending\|sent\|failed`, `cursor`, `limit` (1–200, default 50) | `{data: [item], next_cursor}`, newest first |
 //! | `GET /api/v1/outbox/{id}` | — | one item |
 
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::routes::{Access, Routes, doc};
 use super::{ApiError, ApiResult, AppState, Ctx};
 use plinth_core::manifest::Role;
 use plinth_core::outbox::email;
 use plinth_core::store::outbox::{self, OutboxFilter, OutboxRow, kind, status};
 
 /// Routes of this module.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/outbox", get(list))
-        .route("/api/v1/outbox/{id}", get(one))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get(
+            "/api/v1/outbox",
+            list,
+            doc(
+                "outbox",
+                "Queued and delivered emails and webhook calls, newest first",
+                Access::Tenant(Role::Admin),
+            ),
+        )
+        .get(
+            "/api/v1/outbox/{id}",
+            one,
+            doc(
+                "outbox",
+                "One outbox item: status, attempts, last error",
+                Access::Tenant(Role::Admin),
+            ),
+        )
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::any;
 
+use super::routes::Routes;
 use super::{ApiError, ApiResult, AppState, Ctx};
 use plinth_core::manifest::Role;
 use plinth_core::store::installations::state;
@@ -23,11 +23,11 @@ use plinth_runtime::plugins::{Active, Resolved};
 use plinth_runtime::sandbox::percent_decode;
 
 /// Routes of this module.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/plugins/{plugin}", any(root))
-        .route("/api/v1/plugins/{plugin}/", any(root))
-        .route("/api/v1/plugins/{plugin}/{*path}", any(endpoint))
+pub fn routes() -> Routes {
+    Routes::new()
+        .gateway("/api/v1/plugins/{plugin}", any(root))
+        .gateway("/api/v1/plugins/{plugin}/", any(root))
+        .gateway("/api/v1/plugins/{plugin}/{*path}", any(endpoint))
 }
 
 /// Request headers a plugin never sees.

@@ -1,27 +1,59 @@
 //! `/api/v1/operator/publishers`: the operator's registry of publishers, their keys
 //! (add for rotation, retire, revoke) and upload tokens. Operator token required.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::routes::{Access, Routes, doc};
 use super::{ApiError, ApiJson, ApiResult, AppState, Operator};
 use plinth_core::package::PublicKey;
 use plinth_runtime::marketplace::publishers;
 
 /// Routes of this module.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/operator/publishers", get(list).post(create))
-        .route("/api/v1/operator/publishers/{id}", get(one))
-        .route("/api/v1/operator/publishers/{id}/keys", post(add_key))
-        .route("/api/v1/operator/publishers/{id}/keys/{key_id}/retire", post(retire))
-        .route("/api/v1/operator/publishers/{id}/keys/{key_id}/revoke", post(revoke))
-        .route("/api/v1/operator/publishers/{id}/tokens", post(token))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get(
+            "/api/v1/operator/publishers",
+            list,
+            doc("operator", "Registered publishers", Access::Operator),
+        )
+        .post(
+            "/api/v1/operator/publishers",
+            create,
+            doc("operator", "Register a publisher", Access::Operator)
+                .json()
+                .status(201),
+        )
+        .get(
+            "/api/v1/operator/publishers/{id}",
+            one,
+            doc("operator", "One publisher and its keys", Access::Operator),
+        )
+        .post(
+            "/api/v1/operator/publishers/{id}/keys",
+            add_key,
+            doc("operator", "Add a key (rotation)", Access::Operator)
+                .json()
+                .status(201),
+        )
+        .post(
+            "/api/v1/operator/publishers/{id}/keys/{key_id}/retire",
+            retire,
+            doc("operator", "Retire a key", Access::Operator),
+        )
+        .post(
+            "/api/v1/operator/publishers/{id}/keys/{key_id}/revoke",
+            revoke,
+            doc("operator", "Revoke a key", Access::Operator),
+        )
+        .post(
+            "/api/v1/operator/publishers/{id}/tokens",
+            token,
+            doc("operator", "Issue an upload token", Access::Operator).status(201),
+        )
 }
 
 fn key(text: &str) -> ApiResult<PublicKey> {
@@ -104,7 +136,8 @@ async fn revoke(
     _op: Operator,
     Path((id, key_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let r = publishers::revoke_key(&state.db, &state.plugins, &id, &key_id).await?;
+    let r = publishers::revoke_key(&state.db, &id, &key_id).await?;
+    state.plugins.forget_revoked(&r);
     Ok(axum::Json(r).into_response())
 }
 

@@ -2,14 +2,15 @@
 //! and sorted cursor listings, bulk writes and aggregates. Handlers translate HTTP
 //! to the records service and back; rules live in `plinth_core::records`.
 
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::extract::IfMatch;
+use super::routes::Routes;
 use super::{ApiError, ApiJson, ApiResult, AppState, Ctx};
 use plinth_core::problem::IntoProblem as _;
 use plinth_core::records::query::{self, AggregateRequest, Cursor, Deleted, ListQuery};
@@ -18,16 +19,16 @@ use plinth_core::store::records::Record;
 use plinth_core::versioning;
 
 /// Routes of this module.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/records/{object}", get(list).post(create))
-        .route("/api/v1/records/{object}/bulk", post(bulk))
-        .route("/api/v1/records/{object}/aggregate", post(aggregate))
-        .route(
+pub fn routes() -> Routes {
+    Routes::new()
+        .per_object("/api/v1/records/{object}", routing::get(list).post(create))
+        .per_object("/api/v1/records/{object}/bulk", routing::post(bulk))
+        .per_object("/api/v1/records/{object}/aggregate", routing::post(aggregate))
+        .per_object(
             "/api/v1/records/{object}/{id}",
-            get(get_one).patch(patch).delete(delete),
+            routing::get(get_one).patch(patch).delete(delete),
         )
-        .route("/api/v1/records/{object}/{id}/restore", post(restore))
+        .per_object("/api/v1/records/{object}/{id}/restore", routing::post(restore))
 }
 
 impl From<RecordError> for ApiError {
@@ -57,25 +58,6 @@ pub fn who(ctx: &Ctx) -> Who {
 
 fn etag(version: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
-}
-
-/// The version an `If-Match` header demands (`None`: no header or `*`).
-fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
-    let Some(raw) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let raw = raw
-        .to_str()
-        .map_err(|_| ApiError::bad_request("If-Match is not ASCII"))?
-        .trim();
-    if raw == "*" {
-        return Ok(None);
-    }
-    raw.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<i64>()
-        .map(Some)
-        .map_err(|_| ApiError::bad_request("If-Match must be an ETag this API returned, like \"3\""))
 }
 
 /// A record as the request's API version shows it: handlers speak the newest
@@ -222,7 +204,7 @@ async fn patch(
     State(state): State<AppState>,
     ctx: Ctx,
     Path((object, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    IfMatch(expected_version): IfMatch,
     ApiJson(mut body): ApiJson<WriteBody>,
 ) -> ApiResult<Response> {
     versioning::fields_in(&ctx.api_version, &object, &mut body.fields).map_err(|e| e.prefixed("fields"))?;
@@ -230,7 +212,7 @@ async fn patch(
         id,
         fields: body.fields,
         owner_id: body.owner_id,
-        expected_version: if_match(&headers)?,
+        expected_version,
     };
     let updated = records::update(&state.db, &who(&ctx), &object, vec![change], false).await?;
     let record = updated
@@ -244,9 +226,9 @@ async fn delete(
     State(state): State<AppState>,
     ctx: Ctx,
     Path((object, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    IfMatch(expected_version): IfMatch,
 ) -> ApiResult<Response> {
-    let record = records::set_deleted(&state.db, &who(&ctx), &object, &id, true, if_match(&headers)?).await?;
+    let record = records::set_deleted(&state.db, &who(&ctx), &object, &id, true, expected_version).await?;
     Ok(one(&record, StatusCode::OK, &ctx.api_version))
 }
 
@@ -254,9 +236,9 @@ async fn restore(
     State(state): State<AppState>,
     ctx: Ctx,
     Path((object, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    IfMatch(expected_version): IfMatch,
 ) -> ApiResult<Response> {
-    let record = records::set_deleted(&state.db, &who(&ctx), &object, &id, false, if_match(&headers)?).await?;
+    let record = records::set_deleted(&state.db, &who(&ctx), &object, &id, false, expected_version).await?;
     Ok(one(&record, StatusCode::OK, &ctx.api_version))
 }
 

@@ -8,24 +8,46 @@
 //! | `PUT /api/v1/installations/{plugin}/secrets/{name}` | `{"value": "…"}` | 204 |
 //! | `DELETE /api/v1/installations/{plugin}/secrets/{name}` | — | 204, or 404 if not set |
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::routes::{Access, Routes, doc};
 use super::{ApiError, ApiJson, ApiResult, AppState, Ctx};
 use plinth_core::manifest::Role;
 use plinth_core::secrets::plugin::{self, SecretError};
 use plinth_core::store::installations::state as install_state;
 
 /// Routes of this module.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/installations/{plugin}/secrets", get(list))
-        .route("/api/v1/installations/{plugin}/secrets/{name}", put(set).delete(remove))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get(
+            "/api/v1/installations/{plugin}/secrets",
+            list,
+            doc(
+                "secrets",
+                "Names and times of a plugin's secrets (never values)",
+                Access::Tenant(Role::Admin),
+            ),
+        )
+        .put(
+            "/api/v1/installations/{plugin}/secrets/{name}",
+            set,
+            doc(
+                "secrets",
+                "Set a plugin secret (stored encrypted; never returned)",
+                Access::Tenant(Role::Admin),
+            )
+            .json()
+            .status(204),
+        )
+        .delete(
+            "/api/v1/installations/{plugin}/secrets/{name}",
+            remove,
+            doc("secrets", "Remove a plugin secret", Access::Tenant(Role::Admin)).status(204),
+        )
 }
 
 impl From<SecretError> for ApiError {

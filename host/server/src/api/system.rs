@@ -4,15 +4,14 @@ use std::sync::OnceLock;
 
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use axum::response::Response;
-use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use super::routes::{Access, Routes, doc};
 use super::{ApiError, AppState};
 
 /// The process-wide Prometheus recorder (installed once; later servers in the same
@@ -25,11 +24,23 @@ pub(super) fn metrics_handle() -> Option<PrometheusHandle> {
 }
 
 /// Unauthenticated operational endpoints.
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get(
+            "/healthz",
+            healthz,
+            doc("system", "Liveness: the process is up", Access::Public),
+        )
+        .get(
+            "/readyz",
+            readyz,
+            doc("system", "Readiness: the database answers", Access::Public),
+        )
+        .get(
+            "/metrics",
+            metrics,
+            doc("system", "Prometheus metrics (text exposition)", Access::Public),
+        )
 }
 
 /// Middleware: count requests and time them, per method, route template and status.

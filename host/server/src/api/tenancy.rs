@@ -1,29 +1,23 @@
-//! Users, API keys and `/me` (`/api/v1/users`, `/api/v1/keys`, `/api/v1/me`), plus
-//! what the tenancy and group handlers share: cursor pages, `ETag`/`If-Match`, and
-//! the mapping of [`TenancyError`] to problems.
+//! Users, API keys and `/me` (`/api/v1/users`, `/api/v1/keys`, `/api/v1/me`), and the
+//! mapping of [`TenancyError`] to problems that the group handlers share.
 //!
 //! Reads need any role; writes need `admin` (users) or are limited to one's own keys
 //! unless admin. Ids of other tenants are simply not found (404).
 
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
+use super::extract::{ApiQuery, IfMatch, Page, PageQuery, with_etag};
+use super::routes::{Access, Routes, doc};
 use super::{ApiError, ApiJson, ApiResult, AppState, Ctx, FieldProblem};
 use plinth_core::manifest::Role;
 use plinth_core::store::tenancy::ApiKey;
 use plinth_core::tenancy::keys::{self, KeyRequest};
 use plinth_core::tenancy::users::{self, UserPatch};
 use plinth_core::tenancy::{Caller, TenancyError};
-
-/// Default page size.
-pub(crate) const DEFAULT_LIMIT: i64 = 50;
-/// Largest page size.
-pub(crate) const MAX_LIMIT: i64 = 500;
 
 impl From<TenancyError> for ApiError {
     fn from(e: TenancyError) -> Self {
@@ -72,101 +66,6 @@ impl From<TenancyError> for ApiError {
     }
 }
 
-/// A query-string extractor whose rejections are problem documents (400 naming the
-/// parameter) rather than axum's plain-text ones.
-#[derive(Debug, Clone)]
-pub(crate) struct ApiQuery<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::try_from_uri(&parts.uri)
-            .map(|q| ApiQuery(q.0))
-            .map_err(|rejection| ApiError::bad_request(format!("bad query string: {}", rejection.body_text())))
-    }
-}
-
-/// `?cursor=&limit=` of every list.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PageQuery {
-    /// Opaque cursor from a previous page's `next_cursor`.
-    pub cursor: Option<String>,
-    /// Page size, 1–500 (default 50).
-    pub limit: Option<i64>,
-}
-
-impl PageQuery {
-    /// The page size, validated.
-    pub fn limit(&self) -> ApiResult<i64> {
-        match self.limit {
-            None => Ok(DEFAULT_LIMIT),
-            Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            Some(_) => {
-                Err(ApiError::validation("bad page size")
-                    .with_field("limit", format!("must be between 1 and {MAX_LIMIT}")))
-            }
-        }
-    }
-
-    /// The cursor as the id to continue after (cursors are the last id of a page).
-    pub fn after(&self) -> ApiResult<Option<&str>> {
-        match self.cursor.as_deref() {
-            None | Some("") => Ok(None),
-            Some(c) if c.len() <= 64 && c.chars().all(|ch| ch.is_ascii_alphanumeric()) => Ok(Some(c)),
-            Some(_) => Err(ApiError::validation("bad cursor").with_field("cursor", "is not a cursor from this list")),
-        }
-    }
-}
-
-/// A page of a list: `{ "data": [...], "next_cursor": ... }`.
-#[derive(Debug, Serialize)]
-pub(crate) struct Page<T> {
-    /// The items.
-    pub data: Vec<T>,
-    /// Cursor for the next page; `null` on the last page.
-    pub next_cursor: Option<String>,
-}
-
-impl<T> Page<T> {
-    /// A page from up to `limit + 1` fetched items: the extra one only says "more".
-    pub fn from_items(mut items: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Page<T> {
-        let more = items.len() as i64 > limit;
-        items.truncate(usize::try_from(limit).unwrap_or(0));
-        let next_cursor = if more { items.last().map(cursor_of) } else { None };
-        Page {
-            data: items,
-            next_cursor,
-        }
-    }
-}
-
-/// `If-Match` as a version: `None` when absent or `*`; a value that is not a version
-/// (`"3"`, `3` or `W/"3"`) matches nothing → 412.
-pub(crate) fn if_match(headers: &HeaderMap) -> ApiResult<Option<i64>> {
-    let Some(raw) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let raw = raw.to_str().unwrap_or("").trim();
-    if raw == "*" {
-        return Ok(None);
-    }
-    let bare = raw.strip_prefix("W/").unwrap_or(raw).trim_matches('"');
-    bare.parse::<i64>()
-        .map(Some)
-        .map_err(|_| ApiError::precondition_failed(format!("If-Match `{raw}` does not name a version")))
-}
-
-/// A JSON response with an `ETag: "<version>"`.
-pub(crate) fn with_etag(status: StatusCode, version: i64, body: impl Serialize) -> Response {
-    let mut response = (status, axum::Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
-        response.headers_mut().insert(header::ETAG, v);
-    }
-    response
-}
-
 /// The service-level caller of a request.
 pub(crate) fn caller(ctx: &Ctx) -> Caller<'_> {
     Caller {
@@ -176,14 +75,78 @@ pub(crate) fn caller(ctx: &Ctx) -> Caller<'_> {
 }
 
 /// Routes of this module.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/me", get(me))
-        .route("/api/v1/users", get(list_users).post(create_user))
-        .route("/api/v1/users/{id}", get(get_user).patch(patch_user))
-        .route("/api/v1/keys", get(list_keys).post(create_key))
-        .route("/api/v1/keys/{id}", get(get_key))
-        .route("/api/v1/keys/{id}/revoke", post(revoke_key))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get(
+            "/api/v1/me",
+            me,
+            doc(
+                "identity",
+                "The caller: user, role, tenant",
+                Access::Tenant(Role::ReadOnly),
+            ),
+        )
+        .get(
+            "/api/v1/users",
+            list_users,
+            doc("identity", "Users of the tenant", Access::Tenant(Role::ReadOnly)),
+        )
+        .post(
+            "/api/v1/users",
+            create_user,
+            doc("identity", "Add a user", Access::Tenant(Role::Admin))
+                .json()
+                .status(201),
+        )
+        .get(
+            "/api/v1/users/{id}",
+            get_user,
+            doc("identity", "One user", Access::Tenant(Role::ReadOnly)),
+        )
+        .patch(
+            "/api/v1/users/{id}",
+            patch_user,
+            doc(
+                "identity",
+                "Change a user's name, role or status",
+                Access::Tenant(Role::Admin),
+            )
+            .json(),
+        )
+        .get(
+            "/api/v1/keys",
+            list_keys,
+            doc(
+                "identity",
+                "API keys (all for admins, own otherwise)",
+                Access::Tenant(Role::ReadOnly),
+            ),
+        )
+        .post(
+            "/api/v1/keys",
+            create_key,
+            doc(
+                "identity",
+                "Create an API key (secret shown once)",
+                Access::Tenant(Role::ReadOnly),
+            )
+            .json()
+            .status(201),
+        )
+        .get(
+            "/api/v1/keys/{id}",
+            get_key,
+            doc(
+                "identity",
+                "One API key (never its secret)",
+                Access::Tenant(Role::ReadOnly),
+            ),
+        )
+        .post(
+            "/api/v1/keys/{id}/revoke",
+            revoke_key,
+            doc("identity", "Revoke an API key", Access::Tenant(Role::ReadOnly)),
+        )
 }
 
 /// `GET /api/v1/me`: the caller's user, role, tenant and key.
@@ -262,11 +225,10 @@ async fn patch_user(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    IfMatch(expected): IfMatch,
     ApiJson(body): ApiJson<UserPatchBody>,
 ) -> ApiResult<Response> {
     ctx.auth.require(Role::Admin)?;
-    let expected = if_match(&headers)?;
     let patch = UserPatch {
         name: body.name,
         role: body.role,

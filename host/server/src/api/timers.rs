@@ -13,15 +13,15 @@
 //! is disabled or revoked: it fires once the plugin is enabled again) or `failed` (a
 //! one-shot timer whose fire failed; kept for a week to show `last_error`).
 
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::routes::{Access, Routes, doc};
 use super::{ApiError, ApiResult, AppState, Ctx};
+use plinth_core::installed;
 use plinth_core::manifest::Role;
 use plinth_core::store::installations::state as installation;
 use plinth_core::store::time as stored;
@@ -31,10 +31,27 @@ const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 500;
 
 /// Routes of this module.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/installations/{plugin}/timers", get(list))
-        .route("/api/v1/installations/{plugin}/timers/{key}", delete(cancel))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get(
+            "/api/v1/installations/{plugin}/timers",
+            list,
+            doc(
+                "installations",
+                "The plugin's timers: next fire, cron, state, last error",
+                Access::Tenant(Role::Admin),
+            ),
+        )
+        .delete(
+            "/api/v1/installations/{plugin}/timers/{key}",
+            cancel,
+            doc(
+                "installations",
+                "Cancel one of the plugin's timers",
+                Access::Tenant(Role::Admin),
+            )
+            .status(204),
+        )
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,7 +121,7 @@ async fn list(
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::validation(format!("`limit` is 1–{MAX_LIMIT}")).with_field("limit", "out of range"));
     }
-    let installed = installed(&state, &ctx, &plugin).await?;
+    let installed = installed::require_installed(&state.db, ctx.tenant(), &plugin).await?;
     let held = installed.state != installation::ENABLED;
     let mut rows = state
         .db
@@ -124,43 +141,12 @@ async fn list(
     .into_response())
 }
 
-/// The installation of `plugin` in the caller's tenant, unless it is uninstalled.
-async fn installed(
-    state: &AppState,
-    ctx: &Ctx,
-    plugin: &str,
-) -> ApiResult<plinth_core::store::installations::Installation> {
-    match state.db.installation(None, ctx.tenant(), plugin).await? {
-        Some(i) if i.state != installation::UNINSTALLED => Ok(i),
-        _ => Err(ApiError::not_found(format!("`{plugin}` is not installed"))),
-    }
-}
-
 async fn cancel(
     State(state): State<AppState>,
     ctx: Ctx,
     Path((plugin, key)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     ctx.auth.require(Role::Admin)?;
-    installed(&state, &ctx, &plugin).await?;
-    let mut tx = state.db.writer().begin().await.map_err(ApiError::internal)?;
-    let Some(removed) = state.db.remove_timer(&mut tx, ctx.tenant(), &plugin, &key).await? else {
-        return Err(ApiError::not_found(format!("`{plugin}` has no timer `{key}`")));
-    };
-    let entity = format!("{plugin}/{key}");
-    let before = json!({
-        "next_fire": removed.due_at,
-        "cron": removed.cron,
-        "time_zone": removed.time_zone,
-    });
-    let event = plinth_core::store::audit::NewEvent {
-        action: "plugin_timer.cancel",
-        entity_type: "plugin_timer",
-        entity_id: Some(&entity),
-        before: Some(&before),
-        after: None,
-    };
-    plinth_core::store::audit::append(&mut tx, state.db.dialect(), ctx.tenant(), &ctx.actor(), event).await?;
-    tx.commit().await.map_err(ApiError::internal)?;
+    installed::cancel_timer(&state.db, ctx.tenant(), &ctx.actor(), &plugin, &key).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

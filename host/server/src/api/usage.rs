@@ -3,14 +3,14 @@
 //! (keys and clients still on deprecated or retired versions). Only the caller's
 //! tenant's requests are ever read.
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use super::routes::{Access, Routes, doc};
 use super::{ApiError, ApiResult, AppState, Ctx};
 use plinth_core::manifest::Role;
 use plinth_core::store::request_log::LogGroup;
@@ -20,10 +20,26 @@ use plinth_core::versioning::usage::{self, Window};
 /// Window of `GET /api/v1/usage` when `from` is not given.
 const DEFAULT_USAGE_WINDOW: time::Duration = time::Duration::hours(24);
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/usage", get(usage_report))
-        .route("/api/v1/usage/deprecated-clients", get(deprecated_clients))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get(
+            "/api/v1/usage",
+            usage_report,
+            doc(
+                "usage",
+                "Request analytics by version, client or route",
+                Access::Tenant(Role::Admin),
+            ),
+        )
+        .get(
+            "/api/v1/usage/deprecated-clients",
+            deprecated_clients,
+            doc(
+                "usage",
+                "Clients still on deprecated versions",
+                Access::Tenant(Role::Admin),
+            ),
+        )
 }
 
 /// Query of both endpoints; times are RFC 3339.

@@ -13,16 +13,16 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use axum::Json;
 use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::routes::{Access, Routes, doc};
 use super::{ApiError, ApiJson, ApiResult, AppState, Auth, Operator, context, usage};
 use plinth_core::store::request_log::LogEntry;
 use plinth_core::store::time as store_time;
@@ -39,11 +39,27 @@ pub const ACCEPT_VERSION: HeaderName = HeaderName::from_static("accept-version")
 pub const VERSION_DOCS: &str = "https://plinth.dev/api/versions/";
 
 /// Routes: the public version list, the operator's lifecycle endpoints, usage.
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/versions", get(list_public))
-        .route("/api/v1/operator/versions", get(list_operator))
-        .route("/api/v1/operator/versions/{version}", put(set_lifecycle))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get(
+            "/api/versions",
+            list_public,
+            doc(
+                "versions",
+                "The API versions, their lifecycle and changelog",
+                Access::Public,
+            ),
+        )
+        .get(
+            "/api/v1/operator/versions",
+            list_operator,
+            doc("operator", "API versions with operator overrides", Access::Operator),
+        )
+        .put(
+            "/api/v1/operator/versions/{version}",
+            set_lifecycle,
+            doc("operator", "Change a version's lifecycle", Access::Operator).json(),
+        )
         .merge(usage::routes())
 }
 

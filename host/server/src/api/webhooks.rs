@@ -11,24 +11,75 @@
 //! | `DELETE /api/v1/webhooks/{id}` | — | 204 |
 //! | `GET /api/v1/webhooks/{id}/deliveries` | `cursor`, `limit` (1–200) | `{data: [delivery], next_cursor}` |
 
-use axum::Router;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::extract::{ApiQuery, Page, PageQuery};
+use super::routes::{Access, Routes, doc};
 use super::{ApiError, ApiJson, ApiResult, AppState, Ctx};
 use plinth_core::manifest::Role;
 use plinth_core::outbox::webhooks::{self, NewWebhook, WebhookError, WebhookPatch};
 
 /// Routes of this module.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/webhooks", get(list).post(create))
-        .route("/api/v1/webhooks/{id}", get(one).patch(update).delete(remove))
-        .route("/api/v1/webhooks/{id}/deliveries", get(deliveries))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get(
+            "/api/v1/webhooks",
+            list,
+            doc(
+                "webhooks",
+                "The tenant's webhooks (never their secrets)",
+                Access::Tenant(Role::Admin),
+            ),
+        )
+        .post(
+            "/api/v1/webhooks",
+            create,
+            doc(
+                "webhooks",
+                "Register a webhook; its signing secret is returned once",
+                Access::Tenant(Role::Admin),
+            )
+            .json()
+            .status(201),
+        )
+        .get(
+            "/api/v1/webhooks/{id}",
+            one,
+            doc("webhooks", "One webhook", Access::Tenant(Role::Admin)),
+        )
+        .patch(
+            "/api/v1/webhooks/{id}",
+            update,
+            doc(
+                "webhooks",
+                "Change a webhook's URL, events, alerts, enabled flag or secret",
+                Access::Tenant(Role::Admin),
+            )
+            .json(),
+        )
+        .delete(
+            "/api/v1/webhooks/{id}",
+            remove,
+            doc(
+                "webhooks",
+                "Delete a webhook and its delivery log",
+                Access::Tenant(Role::Admin),
+            )
+            .status(204),
+        )
+        .get(
+            "/api/v1/webhooks/{id}/deliveries",
+            deliveries,
+            doc(
+                "webhooks",
+                "Delivery attempts of a webhook, newest first",
+                Access::Tenant(Role::Admin),
+            ),
+        )
 }
 
 impl From<WebhookError> for ApiError {
@@ -129,29 +180,14 @@ async fn remove(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>)
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PageQuery {
-    cursor: Option<String>,
-    limit: Option<i64>,
-}
-
 async fn deliveries(
     State(state): State<AppState>,
     ctx: Ctx,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     ctx.auth.require(Role::Admin)?;
-    let q: PageQuery = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::bad_request(format!("invalid query: {e} (allowed: cursor, limit)")))?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::validation("limit out of range").with_field("limit", "is 1–200"));
-    }
-    let mut rows = webhooks::deliveries(&state.db, ctx.tenant(), &id, q.cursor.as_deref(), limit + 1).await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next = if more { rows.last().map(|d| d.id.clone()) } else { None };
-    Ok(axum::Json(json!({ "data": rows, "next_cursor": next })).into_response())
+    let limit = q.limit_up_to(200)?;
+    let rows = webhooks::deliveries(&state.db, ctx.tenant(), &id, q.after()?, limit + 1).await?;
+    Ok(axum::Json(Page::from_items(rows, limit, |d| d.id.clone())).into_response())
 }

@@ -338,12 +338,7 @@ fn publisher(cmd: PublisherCommand) -> anyhow::Result<ExitCode> {
                 println!("key {key_id} of {name} retired");
             }
             PublisherCommand::RevokeKey { name, key_id, .. } => {
-                let runtime = plinth_runtime::engine::Runtime::new(plinth_runtime::engine::RuntimeConfig {
-                    pooling: false,
-                    ..plinth_runtime::engine::RuntimeConfig::default()
-                })?;
-                let host = plinth_runtime::plugins::PluginHost::new(db.clone(), runtime);
-                let r = p::revoke_key(&db, &host, &name, &key_id).await?;
+                let r = p::revoke_key(&db, &name, &key_id).await?;
                 println!(
                     "key {key_id} of {name} revoked: {} packages untrusted, {} installations disabled \
                      (running servers notice within {}s)",
