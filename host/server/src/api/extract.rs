@@ -109,17 +109,22 @@ impl IfMatch {
         let Some(raw) = raw else {
             return Ok(IfMatch(None));
         };
-        let text = raw.to_str().unwrap_or("").trim();
+        let refused = |shown: &str| {
+            ApiError::precondition_failed(format!(
+                "If-Match {shown}does not name a version: send an ETag this API returned, like \"3\""
+            ))
+        };
+        // Only visible ASCII reads as text; anything else names no version either.
+        let Ok(text) = raw.to_str().map(str::trim) else {
+            return Err(refused(""));
+        };
         if text == "*" {
             return Ok(IfMatch(None));
         }
         let bare = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-        bare.parse::<i64>().map(|v| IfMatch(Some(v))).map_err(|_| {
-            ApiError::precondition_failed(format!(
-                "If-Match `{}` does not name a version: send an ETag this API returned, like \"3\"",
-                text.escape_debug()
-            ))
-        })
+        bare.parse::<i64>()
+            .map(|v| IfMatch(Some(v)))
+            .map_err(|_| refused(&format!("{text} ")))
     }
 }
 
@@ -145,6 +150,14 @@ mod tests {
         assert_eq!(parse(" 5 ").unwrap(), IfMatch(Some(5)));
         let refused = parse("\"abc\"").unwrap_err();
         assert_eq!(refused.status(), StatusCode::PRECONDITION_FAILED);
+        assert!(
+            refused.body()["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("If-Match \"abc\" does not")
+        );
+        let binary = IfMatch::parse(Some(&HeaderValue::from_bytes(b"\"\xff\"").unwrap())).unwrap_err();
+        assert_eq!(binary.status(), StatusCode::PRECONDITION_FAILED);
     }
 
     #[test]
