@@ -43,80 +43,62 @@ pub fn routes() -> Routes {
         .get(
             "/api/v1/audit/events",
             list_events,
-            doc("audit", "Query the audit ledger", Access::Tenant(Role::Admin)),
+            doc("audit", "Query the audit ledger", Access::ADMIN),
         )
         .get(
             "/api/v1/audit/verify",
             verify_chain,
-            doc("audit", "Verify the tenant's hash chain", Access::Tenant(Role::Admin)),
+            doc("audit", "Verify the tenant's hash chain", Access::ADMIN),
         )
         .get(
             "/api/v1/audit/export",
             export_events,
-            doc(
-                "audit",
-                "Stream the ledger as CSV or JSON Lines",
-                Access::Tenant(Role::Admin),
-            ),
+            doc("audit", "Stream the ledger as CSV or JSON Lines", Access::ADMIN),
         )
         .get(
             "/api/v1/audit/policies",
             list_policies,
-            doc("audit", "List audit policies", Access::Tenant(Role::Admin)),
+            doc("audit", "List audit policies", Access::ADMIN),
         )
         .post(
             "/api/v1/audit/policies",
             create_policy,
-            doc("audit", "Create an audit policy", Access::Tenant(Role::Admin))
-                .json()
-                .status(201),
+            doc("audit", "Create an audit policy", Access::ADMIN).json().status(201),
         )
         .get(
             "/api/v1/audit/policies/{id}",
             get_policy,
-            doc("audit", "One audit policy", Access::Tenant(Role::Admin)),
+            doc("audit", "One audit policy", Access::ADMIN),
         )
         .patch(
             "/api/v1/audit/policies/{id}",
             update_policy,
-            doc("audit", "Change an audit policy", Access::Tenant(Role::Admin)).json(),
+            doc("audit", "Change an audit policy", Access::ADMIN).json(),
         )
         .delete(
             "/api/v1/audit/policies/{id}",
             delete_policy,
-            doc("audit", "Delete an audit policy", Access::Tenant(Role::Admin)).status(204),
+            doc("audit", "Delete an audit policy", Access::ADMIN).status(204),
         )
         .get(
             "/api/v1/audit/alerts",
             list_alerts,
-            doc(
-                "audit",
-                "Alerts raised by policies and the host",
-                Access::Tenant(Role::Admin),
-            ),
+            doc("audit", "Alerts raised by policies and the host", Access::ADMIN),
         )
         .post(
             "/api/v1/audit/alerts/{id}/acknowledge",
             acknowledge_alert,
-            doc("audit", "Acknowledge an alert", Access::Tenant(Role::Admin)),
+            doc("audit", "Acknowledge an alert", Access::ADMIN),
         )
         .get(
             "/api/v1/audit/compliance",
             compliance_report,
-            doc(
-                "audit",
-                "Compliance report for a period (JSON or CSV)",
-                Access::Tenant(Role::Admin),
-            ),
+            doc("audit", "Compliance report for a period (JSON or CSV)", Access::ADMIN),
         )
         .get(
             "/api/v1/records/{object}/{id}/history",
             record_history,
-            doc(
-                "records",
-                "The audit events of one record",
-                Access::Tenant(Role::Member),
-            ),
+            doc("records", "The audit events of one record", Access::MEMBER),
         )
 }
 

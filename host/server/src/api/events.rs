@@ -37,44 +37,27 @@ pub fn routes() -> Routes {
         .get(
             "/api/v1/events",
             list_events,
-            doc(
-                "events",
-                "The tenant's event log in commit order",
-                Access::Tenant(Role::Admin),
-            ),
+            doc("events", "The tenant's event log in commit order", Access::ADMIN),
         )
         .get(
             "/api/v1/events/subscriptions",
             subscriptions,
-            doc(
-                "events",
-                "Delivery progress of each installation",
-                Access::Tenant(Role::Admin),
-            ),
+            doc("events", "Delivery progress of each installation", Access::ADMIN),
         )
         .get(
             "/api/v1/events/dead-letters",
             list_dead_letters,
-            doc(
-                "events",
-                "Events a plugin failed to handle",
-                Access::Tenant(Role::Admin),
-            ),
+            doc("events", "Events a plugin failed to handle", Access::ADMIN),
         )
         .delete(
             "/api/v1/events/dead-letters/{id}",
             discard,
-            doc("events", "Discard a dead letter", Access::Tenant(Role::Admin)).status(204),
+            doc("events", "Discard a dead letter", Access::ADMIN).status(204),
         )
         .post(
             "/api/v1/events/dead-letters/{id}/replay",
             replay,
-            doc(
-                "events",
-                "Re-queue a dead letter for delivery",
-                Access::Tenant(Role::Admin),
-            )
-            .status(202),
+            doc("events", "Re-queue a dead letter for delivery", Access::ADMIN).status(202),
         )
 }
 

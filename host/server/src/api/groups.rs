@@ -28,106 +28,79 @@ pub fn routes() -> Routes {
         .get(
             "/api/v1/groups",
             list_groups,
-            doc(
-                "groups",
-                "Groups (`?parent_id=`, `?root=true`)",
-                Access::Tenant(Role::ReadOnly),
-            ),
+            doc("groups", "Groups (`?parent_id=`, `?root=true`)", Access::READER),
         )
         .post(
             "/api/v1/groups",
             create_group,
-            doc("groups", "Create a group", Access::Tenant(Role::Manager))
-                .json()
-                .status(201),
+            doc("groups", "Create a group", Access::MANAGER).json().status(201),
         )
         .get(
             "/api/v1/groups/{id}",
             get_group,
-            doc("groups", "One group", Access::Tenant(Role::ReadOnly)),
+            doc("groups", "One group", Access::READER),
         )
         .patch(
             "/api/v1/groups/{id}",
             patch_group,
-            doc(
-                "groups",
-                "Rename or move a group (with its subtree)",
-                Access::Tenant(Role::Manager),
-            )
-            .json(),
+            doc("groups", "Rename or move a group (with its subtree)", Access::MANAGER).json(),
         )
         .delete(
             "/api/v1/groups/{id}",
             delete_group,
-            doc(
-                "groups",
-                "Delete a leaf group without shares",
-                Access::Tenant(Role::Manager),
-            )
-            .status(204),
+            doc("groups", "Delete a leaf group without shares", Access::MANAGER).status(204),
         )
         .get(
             "/api/v1/groups/{id}/ancestors",
             ancestors,
-            doc("groups", "Path from the root", Access::Tenant(Role::ReadOnly)),
+            doc("groups", "Path from the root", Access::READER),
         )
         .get(
             "/api/v1/groups/{id}/descendants",
             descendants,
-            doc("groups", "Subtree, paginated", Access::Tenant(Role::ReadOnly)),
+            doc("groups", "Subtree, paginated", Access::READER),
         )
         .get(
             "/api/v1/groups/{id}/tree",
             tree,
-            doc("groups", "Subtree as a nested tree", Access::Tenant(Role::ReadOnly)),
+            doc("groups", "Subtree as a nested tree", Access::READER),
         )
         .get(
             "/api/v1/groups/{id}/members",
             list_members,
-            doc("groups", "Members of a group", Access::Tenant(Role::ReadOnly)),
+            doc("groups", "Members of a group", Access::READER),
         )
         .post(
             "/api/v1/groups/{id}/members",
             add_member,
-            doc("groups", "Add a member", Access::Tenant(Role::Manager))
-                .json()
-                .status(201),
+            doc("groups", "Add a member", Access::MANAGER).json().status(201),
         )
         .delete(
             "/api/v1/groups/{id}/members/{user_id}",
             remove_member,
-            doc("groups", "Remove a member", Access::Tenant(Role::Manager)).status(204),
+            doc("groups", "Remove a member", Access::MANAGER).status(204),
         )
         .get(
             "/api/v1/users/{id}/groups",
             groups_of_user,
-            doc("groups", "Groups a user belongs to", Access::Tenant(Role::ReadOnly)),
+            doc("groups", "Groups a user belongs to", Access::READER),
         )
         .get(
             "/api/v1/records/{object}/{id}/shares",
             list_shares,
-            doc(
-                "records",
-                "Groups a record is shared with",
-                Access::Tenant(Role::Member),
-            ),
+            doc("records", "Groups a record is shared with", Access::MEMBER),
         )
         .post(
             "/api/v1/records/{object}/{id}/shares",
             add_share,
-            doc("records", "Share a record with a group", Access::Tenant(Role::Member))
+            doc("records", "Share a record with a group", Access::MEMBER)
                 .json()
                 .status(201),
         )
         .delete(
             "/api/v1/records/{object}/{id}/shares/{group_id}",
             remove_share,
-            doc(
-                "records",
-                "Stop sharing a record with a group",
-                Access::Tenant(Role::Member),
-            )
-            .status(204),
+            doc("records", "Stop sharing a record with a group", Access::MEMBER).status(204),
         )
 }
 

@@ -24,7 +24,7 @@ pub fn routes() -> Routes {
         .get(
             "/api/v1/installations",
             list,
-            doc("installations", "This tenant's plugins", Access::Tenant(Role::ReadOnly)),
+            doc("installations", "This tenant's plugins", Access::READER),
         )
         .post(
             "/api/v1/installations",
@@ -32,7 +32,7 @@ pub fn routes() -> Routes {
             doc(
                 "installations",
                 "Install a plugin (and, confirmed, its dependencies)",
-                Access::Tenant(Role::Admin),
+                Access::ADMIN,
             )
             .json()
             .status(201),
@@ -43,7 +43,7 @@ pub fn routes() -> Routes {
             doc(
                 "installations",
                 "One installation: version, state, grants, history, kept roll-ups",
-                Access::Tenant(Role::ReadOnly),
+                Access::READER,
             ),
         )
         .delete(
@@ -52,14 +52,14 @@ pub fn routes() -> Routes {
             doc(
                 "installations",
                 "Uninstall (`?purge=true` deletes its data)",
-                Access::Tenant(Role::Admin),
+                Access::ADMIN,
             )
             .status(204),
         )
         .post(
             "/api/v1/installations/{plugin}/enable",
             enable,
-            doc("installations", "Switch on", Access::Tenant(Role::Admin)),
+            doc("installations", "Switch on", Access::ADMIN),
         )
         .post(
             "/api/v1/installations/{plugin}/disable",
@@ -67,7 +67,7 @@ pub fn routes() -> Routes {
             doc(
                 "installations",
                 "Switch off (endpoints 404; events and timers held)",
-                Access::Tenant(Role::Admin),
+                Access::ADMIN,
             ),
         )
         .post(
@@ -76,44 +76,36 @@ pub fn routes() -> Routes {
             doc(
                 "installations",
                 "Upgrade (new capabilities need a grant)",
-                Access::Tenant(Role::Admin),
+                Access::ADMIN,
             )
             .json(),
         )
         .post(
             "/api/v1/installations/{plugin}/rollback",
             rollback,
-            doc(
-                "installations",
-                "Back to the previous version",
-                Access::Tenant(Role::Admin),
-            ),
+            doc("installations", "Back to the previous version", Access::ADMIN),
         )
         .get(
             "/api/v1/installations/{plugin}/metrics",
             metrics,
-            doc("installations", "Execution metrics", Access::Tenant(Role::Admin)),
+            doc("installations", "Execution metrics", Access::ADMIN),
         )
         .get(
             "/api/v1/installations/{plugin}/settings",
             settings,
-            doc("installations", "Plugin settings", Access::Tenant(Role::Admin)),
+            doc("installations", "Plugin settings", Access::ADMIN),
         )
         .put(
             "/api/v1/installations/{plugin}/settings/{key}",
             put_setting,
-            doc(
-                "installations",
-                "Set a setting (JSON value)",
-                Access::Tenant(Role::Admin),
-            )
-            .json()
-            .status(204),
+            doc("installations", "Set a setting (JSON value)", Access::ADMIN)
+                .json()
+                .status(204),
         )
         .delete(
             "/api/v1/installations/{plugin}/settings/{key}",
             delete_setting,
-            doc("installations", "Remove a setting", Access::Tenant(Role::Admin)).status(204),
+            doc("installations", "Remove a setting", Access::ADMIN).status(204),
         )
 }
 

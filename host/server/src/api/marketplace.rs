@@ -56,22 +56,12 @@ pub fn routes() -> Routes {
         .put(
             "/api/v1/marketplace/plugins/{id}/review",
             put_review,
-            doc(
-                "marketplace",
-                "Rate and review (installers)",
-                Access::Tenant(Role::Admin),
-            )
-            .json(),
+            doc("marketplace", "Rate and review (installers)", Access::ADMIN).json(),
         )
         .delete(
             "/api/v1/marketplace/plugins/{id}/review",
             delete_review,
-            doc(
-                "marketplace",
-                "Delete this tenant's review",
-                Access::Tenant(Role::Admin),
-            )
-            .status(204),
+            doc("marketplace", "Delete this tenant's review", Access::ADMIN).status(204),
         )
 }
 

@@ -21,43 +21,29 @@ pub fn routes() -> Routes {
         .get(
             "/api/v1/objects",
             list,
-            doc(
-                "objects",
-                "Schemas of every standard and custom object",
-                Access::Tenant(Role::ReadOnly),
-            ),
+            doc("objects", "Schemas of every standard and custom object", Access::READER),
         )
         .post(
             "/api/v1/objects",
             create,
-            doc("objects", "Define a custom object", Access::Tenant(Role::Admin))
+            doc("objects", "Define a custom object", Access::ADMIN)
                 .json()
                 .status(201),
         )
         .get(
             "/api/v1/objects/{name}",
             get_one,
-            doc("objects", "One object's schema", Access::Tenant(Role::ReadOnly)),
+            doc("objects", "One object's schema", Access::READER),
         )
         .patch(
             "/api/v1/objects/{name}",
             update,
-            doc(
-                "objects",
-                "Relabel a custom object or add fields",
-                Access::Tenant(Role::Admin),
-            )
-            .json(),
+            doc("objects", "Relabel a custom object or add fields", Access::ADMIN).json(),
         )
         .delete(
             "/api/v1/objects/{name}",
             delete,
-            doc(
-                "objects",
-                "Delete a custom object without records",
-                Access::Tenant(Role::Admin),
-            )
-            .status(204),
+            doc("objects", "Delete a custom object without records", Access::ADMIN).status(204),
         )
 }
 

@@ -28,17 +28,13 @@ pub fn routes() -> Routes {
             doc(
                 "outbox",
                 "Queued and delivered emails and webhook calls, newest first",
-                Access::Tenant(Role::Admin),
+                Access::ADMIN,
             ),
         )
         .get(
             "/api/v1/outbox/{id}",
             one,
-            doc(
-                "outbox",
-                "One outbox item: status, attempts, last error",
-                Access::Tenant(Role::Admin),
-            ),
+            doc("outbox", "One outbox item: status, attempts, last error", Access::ADMIN),
         )
 }
 

@@ -37,6 +37,17 @@ pub enum Body {
     Binary,
 }
 
+impl Access {
+    /// Any tenant user (`read-only` and up).
+    pub const READER: Access = Access::Tenant(Role::ReadOnly);
+    /// A tenant `member` and up.
+    pub const MEMBER: Access = Access::Tenant(Role::Member);
+    /// A tenant `manager` and up.
+    pub const MANAGER: Access = Access::Tenant(Role::Manager);
+    /// A tenant `admin` or `owner`.
+    pub const ADMIN: Access = Access::Tenant(Role::Admin);
+}
+
 /// The description of one operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Doc {

@@ -29,7 +29,7 @@ pub fn routes() -> Routes {
             doc(
                 "secrets",
                 "Names and times of a plugin's secrets (never values)",
-                Access::Tenant(Role::Admin),
+                Access::ADMIN,
             ),
         )
         .put(
@@ -38,7 +38,7 @@ pub fn routes() -> Routes {
             doc(
                 "secrets",
                 "Set a plugin secret (stored encrypted; never returned)",
-                Access::Tenant(Role::Admin),
+                Access::ADMIN,
             )
             .json()
             .status(204),
@@ -46,7 +46,7 @@ pub fn routes() -> Routes {
         .delete(
             "/api/v1/installations/{plugin}/secrets/{name}",
             remove,
-            doc("secrets", "Remove a plugin secret", Access::Tenant(Role::Admin)).status(204),
+            doc("secrets", "Remove a plugin secret", Access::ADMIN).status(204),
         )
 }
 

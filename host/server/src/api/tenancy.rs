@@ -80,72 +80,49 @@ pub fn routes() -> Routes {
         .get(
             "/api/v1/me",
             me,
-            doc(
-                "identity",
-                "The caller: user, role, tenant",
-                Access::Tenant(Role::ReadOnly),
-            ),
+            doc("identity", "The caller: user, role, tenant", Access::READER),
         )
         .get(
             "/api/v1/users",
             list_users,
-            doc("identity", "Users of the tenant", Access::Tenant(Role::ReadOnly)),
+            doc("identity", "Users of the tenant", Access::READER),
         )
         .post(
             "/api/v1/users",
             create_user,
-            doc("identity", "Add a user", Access::Tenant(Role::Admin))
-                .json()
-                .status(201),
+            doc("identity", "Add a user", Access::ADMIN).json().status(201),
         )
         .get(
             "/api/v1/users/{id}",
             get_user,
-            doc("identity", "One user", Access::Tenant(Role::ReadOnly)),
+            doc("identity", "One user", Access::READER),
         )
         .patch(
             "/api/v1/users/{id}",
             patch_user,
-            doc(
-                "identity",
-                "Change a user's name, role or status",
-                Access::Tenant(Role::Admin),
-            )
-            .json(),
+            doc("identity", "Change a user's name, role or status", Access::ADMIN).json(),
         )
         .get(
             "/api/v1/keys",
             list_keys,
-            doc(
-                "identity",
-                "API keys (all for admins, own otherwise)",
-                Access::Tenant(Role::ReadOnly),
-            ),
+            doc("identity", "API keys (all for admins, own otherwise)", Access::READER),
         )
         .post(
             "/api/v1/keys",
             create_key,
-            doc(
-                "identity",
-                "Create an API key (secret shown once)",
-                Access::Tenant(Role::ReadOnly),
-            )
-            .json()
-            .status(201),
+            doc("identity", "Create an API key (secret shown once)", Access::READER)
+                .json()
+                .status(201),
         )
         .get(
             "/api/v1/keys/{id}",
             get_key,
-            doc(
-                "identity",
-                "One API key (never its secret)",
-                Access::Tenant(Role::ReadOnly),
-            ),
+            doc("identity", "One API key (never its secret)", Access::READER),
         )
         .post(
             "/api/v1/keys/{id}/revoke",
             revoke_key,
-            doc("identity", "Revoke an API key", Access::Tenant(Role::ReadOnly)),
+            doc("identity", "Revoke an API key", Access::READER),
         )
 }
 

@@ -39,18 +39,13 @@ pub fn routes() -> Routes {
             doc(
                 "installations",
                 "The plugin's timers: next fire, cron, state, last error",
-                Access::Tenant(Role::Admin),
+                Access::ADMIN,
             ),
         )
         .delete(
             "/api/v1/installations/{plugin}/timers/{key}",
             cancel,
-            doc(
-                "installations",
-                "Cancel one of the plugin's timers",
-                Access::Tenant(Role::Admin),
-            )
-            .status(204),
+            doc("installations", "Cancel one of the plugin's timers", Access::ADMIN).status(204),
         )
 }
 

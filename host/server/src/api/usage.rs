@@ -25,20 +25,12 @@ pub fn routes() -> Routes {
         .get(
             "/api/v1/usage",
             usage_report,
-            doc(
-                "usage",
-                "Request analytics by version, client or route",
-                Access::Tenant(Role::Admin),
-            ),
+            doc("usage", "Request analytics by version, client or route", Access::ADMIN),
         )
         .get(
             "/api/v1/usage/deprecated-clients",
             deprecated_clients,
-            doc(
-                "usage",
-                "Clients still on deprecated versions",
-                Access::Tenant(Role::Admin),
-            ),
+            doc("usage", "Clients still on deprecated versions", Access::ADMIN),
         )
 }
 

@@ -29,11 +29,7 @@ pub fn routes() -> Routes {
         .get(
             "/api/v1/webhooks",
             list,
-            doc(
-                "webhooks",
-                "The tenant's webhooks (never their secrets)",
-                Access::Tenant(Role::Admin),
-            ),
+            doc("webhooks", "The tenant's webhooks (never their secrets)", Access::ADMIN),
         )
         .post(
             "/api/v1/webhooks",
@@ -41,7 +37,7 @@ pub fn routes() -> Routes {
             doc(
                 "webhooks",
                 "Register a webhook; its signing secret is returned once",
-                Access::Tenant(Role::Admin),
+                Access::ADMIN,
             )
             .json()
             .status(201),
@@ -49,7 +45,7 @@ pub fn routes() -> Routes {
         .get(
             "/api/v1/webhooks/{id}",
             one,
-            doc("webhooks", "One webhook", Access::Tenant(Role::Admin)),
+            doc("webhooks", "One webhook", Access::ADMIN),
         )
         .patch(
             "/api/v1/webhooks/{id}",
@@ -57,19 +53,14 @@ pub fn routes() -> Routes {
             doc(
                 "webhooks",
                 "Change a webhook's URL, events, alerts, enabled flag or secret",
-                Access::Tenant(Role::Admin),
+                Access::ADMIN,
             )
             .json(),
         )
         .delete(
             "/api/v1/webhooks/{id}",
             remove,
-            doc(
-                "webhooks",
-                "Delete a webhook and its delivery log",
-                Access::Tenant(Role::Admin),
-            )
-            .status(204),
+            doc("webhooks", "Delete a webhook and its delivery log", Access::ADMIN).status(204),
         )
         .get(
             "/api/v1/webhooks/{id}/deliveries",
@@ -77,7 +68,7 @@ pub fn routes() -> Routes {
             doc(
                 "webhooks",
                 "Delivery attempts of a webhook, newest first",
-                Access::Tenant(Role::Admin),
+                Access::ADMIN,
             ),
         )
 }
