@@ -23,31 +23,23 @@ struct Bench {
 impl Bench {
     /// Call the plugin; panics on anything but 2xx, with the problem.
     async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let r = self
-            .s
-            .call(method, &format!("{P}{path}"), Some(&self.t.key), body)
-            .await;
-        assert!(
-            (200..300).contains(&r.status),
-            "{method} {path}: {} {}",
-            r.status,
-            r.text
-        );
+        let call = self.t.request(method, &format!("{P}{path}"));
+        let r = match body {
+            Some(body) => call.json(body).await,
+            None => call.await,
+        };
+        assert!((200..300).contains(&r.status), "{}: {} {}", r.request, r.status, r.text);
         r.body
     }
 
     async fn bulk(&self, object: &str, items: Vec<Value>) -> Vec<String> {
-        let r = self
-            .s
-            .call(
-                "POST",
-                &format!("/api/v1/records/{object}/bulk"),
-                Some(&self.t.key),
-                Some(json!({ "create": items })),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        r.body["records"]
+        let created = self
+            .t
+            .post(&format!("/api/v1/records/{object}/bulk"), json!({ "create": items }))
+            .await
+            .expect(201)
+            .json();
+        created["records"]
             .as_array()
             .unwrap()
             .iter()

@@ -412,26 +412,19 @@ impl TestServer {
     /// Register a publisher with a new key (through the operator API) and give it an
     /// upload token.
     pub async fn publisher(&self, id: &str) -> TestPublisher {
-        let op = self.operator_token().await;
+        let operator = self.operator().await;
         let key = plinth_core::package::SecretKey::generate();
         let body = serde_json::json!({ "id": id, "public_key": key.public_key().to_text() });
-        let r = self
-            .call("POST", "/api/v1/operator/publishers", Some(&op), Some(body))
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        let r = self
-            .call(
-                "POST",
-                &format!("/api/v1/operator/publishers/{id}/tokens"),
-                Some(&op),
-                None,
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text);
+        operator.post("/api/v1/operator/publishers", body).await.expect(201);
+        let token = operator
+            .request("POST", &format!("/api/v1/operator/publishers/{id}/tokens"))
+            .await
+            .expect(201)
+            .json();
         TestPublisher {
             id: id.into(),
             key,
-            token: r.body["token"].as_str().expect("token").to_string(),
+            token: token["token"].as_str().expect("token").to_string(),
         }
     }
 
@@ -458,8 +451,7 @@ impl TestServer {
     /// (`"all"` or a list of capability keys); returns the answer unchecked.
     pub async fn install(&self, tenant: &TestTenant, plugin: &str, grants: Value) -> Reply {
         let body = serde_json::json!({ "plugin": plugin, "grants": grants });
-        self.call("POST", "/api/v1/installations", Some(&tenant.key), Some(body))
-            .await
+        tenant.post("/api/v1/installations", body).await
     }
 
     /// A client sending `key` as its bearer token.
@@ -475,33 +467,6 @@ impl TestServer {
     /// A client with a fresh operator token.
     pub async fn operator(&self) -> Client {
         self.client(&self.operator_token().await)
-    }
-
-    /// Send a request with an optional key and JSON body, in the newest API version
-    /// ([`NEWEST_VERSION`]); returns status, headers, JSON. Prefer the [`Client`] of a
-    /// tenant or user: `t.post(path, body).await.expect(201)`.
-    pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Reply {
-        self.call_in(NEWEST_VERSION, method, path, key, body).await
-    }
-
-    /// Like [`TestServer::call`], in API version `version`.
-    pub async fn call_in(
-        &self,
-        version: &str,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
-        let client = match key {
-            Some(key) => self.client(key),
-            None => self.anonymous(),
-        };
-        let call = client.request(method, path).version(version);
-        match body {
-            Some(body) => call.json(body).await,
-            None => call.await,
-        }
     }
 
     /// Stop the server gracefully; on PostgreSQL also drop its test database, so
