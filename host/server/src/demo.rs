@@ -87,13 +87,57 @@ pub async fn ensure(db: &Db, data_dir: &Path) -> anyhow::Result<DemoInfo> {
         user_id: &created.owner.id,
         role: Role::Owner,
     };
-    for (role, email, name) in [
-        ("admin", "admin@demo.plinth.dev", "Adam Admin"),
-        ("manager", "manager@demo.plinth.dev", "Mia Manager"),
-        ("member", "member@demo.plinth.dev", "Max Member"),
-        ("read-only", "readonly@demo.plinth.dev", "Rita Reader"),
+    // The management chain the directory shows: Max (a rep) and Rita report to Mia
+    // (sales manager), Mia to Adam (director), Adam to Olivia (VP).
+    for (role, email, name, reports_to, locale, time_zone) in [
+        (
+            "admin",
+            "admin@demo.plinth.dev",
+            "Adam Admin",
+            "owner",
+            "en-GB",
+            "Europe/London",
+        ),
+        (
+            "manager",
+            "manager@demo.plinth.dev",
+            "Mia Manager",
+            "admin",
+            "de-DE",
+            "Europe/Berlin",
+        ),
+        (
+            "member",
+            "member@demo.plinth.dev",
+            "Max Member",
+            "manager",
+            "de-DE",
+            "Europe/Berlin",
+        ),
+        (
+            "read-only",
+            "readonly@demo.plinth.dev",
+            "Rita Reader",
+            "manager",
+            "de-AT",
+            "Europe/Vienna",
+        ),
     ] {
-        let user = users::create_user(db, &tenant, &actor, owner, email, name, role).await?;
+        let manager_id = if reports_to == "owner" {
+            created.owner.id.clone()
+        } else {
+            user_ids
+                .iter()
+                .find(|(r, _)| *r == reports_to)
+                .map(|(_, id)| id.clone())
+                .context("the demo creates managers before their reports")?
+        };
+        let profile = users::Profile {
+            manager_id: Some(manager_id),
+            locale: Some(locale.into()),
+            time_zone: Some(time_zone.into()),
+        };
+        let user = users::create_user(db, &tenant, &actor, owner, email, name, role, &profile).await?;
         let key = keys::create_key(
             db,
             &tenant,

@@ -40,6 +40,12 @@ pub struct User {
     pub role: String,
     /// `active` or `disabled`.
     pub status: String,
+    /// The user they report to, in the same tenant.
+    pub manager_id: Option<String>,
+    /// Their locale (BCP 47, e.g. `de-DE`).
+    pub locale: Option<String>,
+    /// Their IANA time zone (e.g. `Europe/Berlin`).
+    pub time_zone: Option<String>,
     /// Version for optimistic concurrency.
     pub version: i64,
     /// Creation time.
@@ -101,7 +107,8 @@ pub struct ResolvedKey {
     pub user_status: String,
 }
 
-const USER_COLUMNS: &str = "tenant_id, id, email, name, role, status, version, created_at, updated_at";
+const USER_COLUMNS: &str =
+    "tenant_id, id, email, name, role, status, manager_id, locale, time_zone, version, created_at, updated_at";
 const KEY_COLUMNS: &str =
     "tenant_id, id, user_id, name, prefix, api_version, created_by, created_at, last_used_at, expires_at, revoked_at";
 
@@ -113,6 +120,9 @@ fn user_from(r: &sqlx::any::AnyRow) -> StoreResult<User> {
         name: r.try_get("name")?,
         role: r.try_get("role")?,
         status: r.try_get("status")?,
+        manager_id: r.try_get("manager_id")?,
+        locale: r.try_get("locale")?,
+        time_zone: r.try_get("time_zone")?,
         version: r.try_get("version")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
@@ -176,6 +186,9 @@ pub async fn insert_user(tx: &mut Tx<'_>, tenant: &str, email: &str, name: &str,
         name: name.to_string(),
         role: role.to_string(),
         status: "active".into(),
+        manager_id: None,
+        locale: None,
+        time_zone: None,
         version: 1,
         created_at: now.clone(),
         updated_at: now,
@@ -289,33 +302,60 @@ pub async fn lock_active_owners(tx: &mut Tx<'_>, tenant: &str) -> StoreResult<Ve
     .await?)
 }
 
-/// Set a user's name, role and status (bumps the version); returns the new state.
-pub async fn update_user(
-    tx: &mut Tx<'_>,
-    tenant: &str,
-    id: &str,
-    name: &str,
-    role: &str,
-    status: &str,
-) -> StoreResult<User> {
+/// Write a user's changeable fields — name, role, status, manager, locale, time zone —
+/// from `next` (bumps the version); returns the new state.
+pub async fn update_user(tx: &mut Tx<'_>, next: &User) -> StoreResult<User> {
     let done = sqlx::query(
-        "UPDATE users SET name = $3, role = $4, status = $5, version = version + 1, updated_at = $6 \
-         WHERE tenant_id = $1 AND id = $2",
+        "UPDATE users SET name = $3, role = $4, status = $5, manager_id = $6, locale = $7, time_zone = $8, \
+         version = version + 1, updated_at = $9 WHERE tenant_id = $1 AND id = $2",
     )
-    .bind(tenant)
-    .bind(id)
-    .bind(name)
-    .bind(role)
-    .bind(status)
+    .bind(&next.tenant_id)
+    .bind(&next.id)
+    .bind(&next.name)
+    .bind(&next.role)
+    .bind(&next.status)
+    .bind(&next.manager_id)
+    .bind(&next.locale)
+    .bind(&next.time_zone)
     .bind(time::now())
     .execute(&mut **tx)
     .await?;
     if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound(format!("user {id} not found")));
+        return Err(StoreError::NotFound(format!("user {} not found", next.id)));
     }
-    lock_user(tx, tenant, id)
+    lock_user(tx, &next.tenant_id, &next.id)
         .await?
-        .ok_or_else(|| StoreError::NotFound(format!("user {id} not found")))
+        .ok_or_else(|| StoreError::NotFound(format!("user {} not found", next.id)))
+}
+
+/// Deepest management chain the directory walks: deeper chains are cut off there
+/// (real ones are a handful of levels; this bounds the walk on any data).
+pub const MAX_CHAIN: u32 = 100;
+
+/// `id`'s managers, nearest first, at most `levels` (≤ [`MAX_CHAIN`]) of them; on any
+/// connection, so a write can check a new manager inside its transaction.
+pub async fn manager_chain(conn: &mut AnyConnection, tenant: &str, id: &str, levels: u32) -> StoreResult<Vec<User>> {
+    let columns = USER_COLUMNS
+        .split(", ")
+        .map(|c| format!("u.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = sqlx::query(&format!(
+        "WITH RECURSIVE chain(id, manager_id, depth) AS ( \
+             SELECT id, manager_id, 0 FROM users WHERE tenant_id = $1 AND id = $2 \
+             UNION ALL \
+             SELECT u.id, u.manager_id, c.depth + 1 FROM users u JOIN chain c \
+               ON u.tenant_id = $1 AND u.id = c.manager_id WHERE c.depth < $3 \
+         ) \
+         SELECT {columns} FROM chain c JOIN users u ON u.tenant_id = $1 AND u.id = c.id \
+         WHERE c.depth > 0 ORDER BY c.depth"
+    ))
+    .bind(tenant)
+    .bind(id)
+    .bind(i64::from(levels.min(MAX_CHAIN)))
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(user_from).collect()
 }
 
 /// An API key's metadata, read on any connection (e.g. inside a transaction).
@@ -461,6 +501,60 @@ impl Db {
     }
 
     /// Users of `tenant` in id order, after `after`, at most `limit`.
+    /// `id`'s managers, nearest first, at most `levels` of them.
+    pub async fn manager_chain(&self, tenant: &str, id: &str, levels: u32) -> StoreResult<Vec<User>> {
+        let mut conn = self.reader().acquire().await?;
+        manager_chain(&mut conn, tenant, id, levels).await
+    }
+
+    /// The users who report to `id` directly, by id, after `after`, at most `limit`.
+    pub async fn direct_reports(
+        &self,
+        tenant: &str,
+        id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND manager_id = $2 AND id > $3 ORDER BY id LIMIT $4"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(user_from).collect()
+    }
+
+    /// Everyone below `id` in the management tree (reports, their reports, … down to
+    /// [`MAX_CHAIN`] levels), by id, after `after`, at most `limit`.
+    pub async fn all_reports(&self, tenant: &str, id: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<User>> {
+        let columns = USER_COLUMNS
+            .split(", ")
+            .map(|c| format!("u.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "WITH RECURSIVE below(id, depth) AS ( \
+                 SELECT id, 1 FROM users WHERE tenant_id = $1 AND manager_id = $2 \
+                 UNION \
+                 SELECT u.id, b.depth + 1 FROM users u JOIN below b \
+                   ON u.tenant_id = $1 AND u.manager_id = b.id WHERE b.depth < $5 \
+             ) \
+             SELECT DISTINCT {columns} FROM below b JOIN users u ON u.tenant_id = $1 AND u.id = b.id \
+             WHERE u.id > $3 AND u.id <> $2 ORDER BY u.id LIMIT $4"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .bind(i64::from(MAX_CHAIN))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(user_from).collect()
+    }
+
     pub async fn users(&self, tenant: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<User>> {
         let rows = sqlx::query(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"

@@ -34,6 +34,16 @@ pub enum TenancyError {
         /// Group ids from `group` down to `new_parent`.
         path: Vec<String>,
     },
+    /// A user would end up managing themselves through the management chain.
+    #[error("making {manager} the manager of {user} would create a cycle")]
+    ManagerCycle {
+        /// The user being changed.
+        user: String,
+        /// The requested manager.
+        manager: String,
+        /// User ids from the requested manager up the chain to `user`.
+        path: Vec<String>,
+    },
     /// The group is managed by a plugin (or by REST, when a plugin asks) and may
     /// not be changed by this caller.
     #[error("group {group} is managed by {manager}; change it there")]

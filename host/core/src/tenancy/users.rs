@@ -48,7 +48,21 @@ fn stored_role(u: &User) -> TenancyResult<Role> {
     })
 }
 
-/// Create a user (`admin` or higher; the role must be grantable by the caller).
+/// Who a user reports to and how their work is shown. In a [`UserPatch`] an absent
+/// field (`None`) stays as it is and `Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// The user they report to (same tenant; no cycles).
+    pub manager_id: Option<String>,
+    /// Language tag (`de-DE`).
+    pub locale: Option<String>,
+    /// IANA time zone (`Europe/Berlin`).
+    pub time_zone: Option<String>,
+}
+
+/// Create a user (`admin` or higher; the role must be grantable by the caller), with
+/// their `profile`.
+#[allow(clippy::too_many_arguments)]
 pub async fn create_user(
     db: &Db,
     tenant: &str,
@@ -57,11 +71,20 @@ pub async fn create_user(
     email: &str,
     name: &str,
     role: &str,
+    profile: &Profile,
 ) -> TenancyResult<User> {
     let mut problems = Problems::default();
     let email = problems.check("email", validate::email(email));
     let name = problems.check("name", validate::name(name));
     let role = problems.check("role", parse_role(role));
+    let locale = profile
+        .locale
+        .as_deref()
+        .and_then(|l| problems.check("locale", validate::locale(l)));
+    let time_zone = profile
+        .time_zone
+        .as_deref()
+        .and_then(|z| problems.check("time_zone", validate::time_zone(z)));
     problems.finish()?;
     let (Some(email), Some(name), Some(role)) = (email, name, role) else {
         return Err(TenancyError::invalid("body", "invalid user"));
@@ -78,7 +101,21 @@ pub async fn create_user(
         )));
     }
     let mut tx = db.writer().begin().await?;
-    let user = store::insert_user(&mut tx, tenant, &email, &name, role.as_str()).await?;
+    let mut user = store::insert_user(&mut tx, tenant, &email, &name, role.as_str()).await?;
+    if profile.manager_id.is_some() || locale.is_some() || time_zone.is_some() {
+        if let Some(manager) = &profile.manager_id {
+            check_manager(&mut tx, tenant, &user.id, manager).await?;
+        }
+        let next = User {
+            manager_id: profile.manager_id.clone(),
+            locale,
+            time_zone,
+            ..user
+        };
+        // The insert and this one write happen in one transaction: the user is
+        // created at version 2, which nobody has seen at version 1.
+        user = store::update_user(&mut tx, &next).await?;
+    }
     let after = snapshot(&user);
     audit::append(
         &mut tx,
@@ -101,9 +138,16 @@ pub struct UserPatch {
     pub role: Option<String>,
     /// New status (`active` or `disabled`).
     pub status: Option<String>,
+    /// New manager (`Some(None)` clears it).
+    pub manager_id: Option<Option<String>>,
+    /// New locale (`Some(None)` clears it).
+    pub locale: Option<Option<String>>,
+    /// New time zone (`Some(None)` clears it).
+    pub time_zone: Option<Option<String>>,
 }
 
-/// Change a user's name, role or status. Callers need `admin` or higher and may change
+/// Change a user's name, role, status, manager, locale or time zone. Callers need
+/// `admin` or higher and may change
 /// only users they manage (themselves included, within what they may grant); the last
 /// active owner cannot be demoted or disabled. No change → no version bump or event.
 /// Audited as `user.disable` when the user is being disabled, else `user.update`.
@@ -131,6 +175,14 @@ pub async fn update_user(
         .status
         .as_deref()
         .and_then(|s| problems.check("status", parse_status(s)));
+    let locale = patch.locale.clone().map(|l| match l {
+        Some(l) => problems.check("locale", validate::locale(&l)),
+        None => None,
+    });
+    let time_zone = patch.time_zone.clone().map(|z| match z {
+        Some(z) => problems.check("time_zone", validate::time_zone(&z)),
+        None => None,
+    });
     problems.finish()?;
     if !caller.role.at_least(Role::Admin) {
         return Err(TenancyError::Forbidden(
@@ -150,7 +202,16 @@ pub async fn update_user(
     let new_role = role.unwrap_or(current_role);
     let new_status = status.unwrap_or_else(|| before.status.clone());
     let new_name = name.unwrap_or_else(|| before.name.clone());
-    if new_role == current_role && new_status == before.status && new_name == before.name {
+    let next = User {
+        name: new_name,
+        role: new_role.as_str().to_string(),
+        status: new_status.clone(),
+        manager_id: patch.manager_id.clone().unwrap_or_else(|| before.manager_id.clone()),
+        locale: locale.unwrap_or_else(|| before.locale.clone()),
+        time_zone: time_zone.unwrap_or_else(|| before.time_zone.clone()),
+        ..before.clone()
+    };
+    if next == before {
         return Ok(before);
     }
     let is_self = before.id == caller.user_id;
@@ -176,7 +237,12 @@ pub async fn update_user(
             )));
         }
     }
-    let after = store::update_user(&mut tx, tenant, id, &new_name, new_role.as_str(), &new_status).await?;
+    if let Some(manager) = next.manager_id.as_deref()
+        && before.manager_id.as_deref() != Some(manager)
+    {
+        check_manager(&mut tx, tenant, id, manager).await?;
+    }
+    let after = store::update_user(&mut tx, &next).await?;
     let action = if new_status == "disabled" && before.status != "disabled" {
         "user.disable"
     } else {
@@ -193,6 +259,33 @@ pub async fn update_user(
     .await?;
     tx.commit().await?;
     Ok(after)
+}
+
+/// `manager` may manage `user`: a user of the tenant, and not `user` nor anyone below
+/// `user` (the chain up from `manager` must not reach `user`). Changes of managers
+/// take the tenant's row lock first (PostgreSQL), so two concurrent changes cannot
+/// each pass this check and together close a loop.
+async fn check_manager(tx: &mut crate::store::Tx<'_>, tenant: &str, user: &str, manager: &str) -> TenancyResult<()> {
+    store::lock_tenant(tx, tenant).await?;
+    if store::lock_user(tx, tenant, manager).await?.is_none() {
+        return Err(TenancyError::invalid(
+            "manager_id",
+            format!("there is no user {manager} in this tenant"),
+        ));
+    }
+    let chain = store::manager_chain(tx, tenant, manager, store::MAX_CHAIN).await?;
+    let mut path = vec![manager.to_string()];
+    if manager != user {
+        match chain.iter().position(|u| u.id == user) {
+            None => return Ok(()),
+            Some(at) => path.extend(chain[..=at].iter().map(|u| u.id.clone())),
+        }
+    }
+    Err(TenancyError::ManagerCycle {
+        user: user.to_string(),
+        manager: manager.to_string(),
+        path,
+    })
 }
 
 #[cfg(test)]

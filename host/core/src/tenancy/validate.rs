@@ -84,6 +84,30 @@ pub fn email(raw: &str) -> Result<String, String> {
     if shape_ok { Ok(e) } else { Err(bad()) }
 }
 
+/// A BCP 47 language tag as people write them: `de`, `de-DE`, `zh-Hant-TW`; at most
+/// 35 characters of letters and digits in `-`-separated subtags.
+pub fn locale(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    let mut subtags = raw.split('-');
+    let language_ok = subtags
+        .next()
+        .is_some_and(|l| (2..=3).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphabetic()));
+    let rest_ok = subtags.all(|t| (1..=8).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if raw.len() <= 35 && language_ok && rest_ok {
+        Ok(raw.to_string())
+    } else {
+        Err(format!("`{raw}` is not a language tag like `de` or `de-DE`"))
+    }
+}
+
+/// An IANA time zone name (`Europe/Berlin`, `UTC`).
+pub fn time_zone(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    raw.parse::<chrono_tz::Tz>()
+        .map(|_| raw.to_string())
+        .map_err(|_| format!("`{raw}` is not an IANA time zone like `Europe/Berlin`"))
+}
+
 /// A membership role: 1–50 characters of `a-z`, `0-9`, `-`, `_`, starting with a
 /// letter (`member`, `owner`, `forecast-manager`…).
 pub fn member_role(raw: &str) -> Result<String, String> {
@@ -177,6 +201,11 @@ mod tests {
         let mut p = Problems::default();
         assert_eq!(p.check("name", name("ok")), Some("ok".to_string()));
         assert_eq!(p.check("email", email("nope")), None);
+        assert_eq!(locale("de-DE"), Ok("de-DE".into()));
+        assert_eq!(locale("zh-Hant-TW"), Ok("zh-Hant-TW".into()));
+        assert!(locale("deutsch").is_err() && locale("de_DE").is_err() && locale("").is_err());
+        assert_eq!(time_zone("Europe/Berlin"), Ok("Europe/Berlin".into()));
+        assert!(time_zone("Mars/Olympus").is_err());
         p.push("role", "bad");
         match p.finish() {
             Err(TenancyError::Invalid(v)) => assert_eq!(v.len(), 2),

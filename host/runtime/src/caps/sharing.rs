@@ -82,6 +82,7 @@ impl CapCtx {
             TenancyError::ManagedElsewhere { group, .. } => WitError::NotFound(format!("group {group} not found")),
             TenancyError::Forbidden(m) => WitError::Denied(m),
             TenancyError::Conflict(m) | TenancyError::LastOwner(m) => WitError::Conflict(m),
+            e @ TenancyError::ManagerCycle { .. } => WitError::Conflict(e.to_string()),
             TenancyError::VersionMismatch { current } => {
                 WitError::Conflict(format!("the group changed meanwhile (now at version {current})"))
             }

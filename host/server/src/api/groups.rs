@@ -10,9 +10,9 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-use super::extract::{ApiQuery, IfMatch, Page, PageQuery, with_etag};
+use super::extract::{ApiQuery, IfMatch, Page, PageQuery, present, with_etag};
 use super::routes::{Access, Routes, doc};
 use super::tenancy::caller;
 use super::{ApiError, ApiJson, ApiResult, AppState, Ctx};
@@ -188,11 +188,6 @@ async fn create_group(
     )
     .await?;
     Ok(with_etag(StatusCode::CREATED, g.version, &g))
-}
-
-/// Absent → `None`; `null` → `Some(None)`; a value → `Some(Some(v))`.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,13 +10,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{ApiQuery, IfMatch, Page, PageQuery, with_etag};
+use super::extract::{ApiQuery, IfMatch, Page, PageQuery, present, with_etag};
 use super::routes::{Access, Routes, doc};
 use super::{ApiError, ApiJson, ApiResult, AppState, Ctx, FieldProblem};
 use plinth_core::manifest::Role;
 use plinth_core::store::tenancy::ApiKey;
 use plinth_core::tenancy::keys::{self, KeyRequest};
-use plinth_core::tenancy::users::{self, UserPatch};
+use plinth_core::tenancy::users::{self, Profile, UserPatch};
 use plinth_core::tenancy::{Caller, TenancyError};
 
 impl From<TenancyError> for ApiError {
@@ -52,6 +52,17 @@ impl From<TenancyError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "group-cycle", "Group cycle", detail)
                     .with_extra("group_id", group.into())
                     .with_extra("parent_id", new_parent.into())
+                    .with_extra("cycle", json!(path))
+            }
+            TenancyError::ManagerCycle { user, manager, path } => {
+                let detail = format!(
+                    "{manager} cannot manage {user}: {user} is above {manager} in the management chain, so \
+                     it would become a cycle ({})",
+                    path.join(" → ")
+                );
+                ApiError::new(StatusCode::CONFLICT, "manager-cycle", "Manager cycle", detail)
+                    .with_extra("user_id", user.into())
+                    .with_extra("manager_id", manager.into())
                     .with_extra("cycle", json!(path))
             }
             e @ TenancyError::ManagedElsewhere { .. } => ApiError::new(
@@ -169,6 +180,12 @@ struct NewUserBody {
     email: String,
     name: String,
     role: String,
+    #[serde(default)]
+    manager_id: Option<String>,
+    #[serde(default)]
+    locale: Option<String>,
+    #[serde(default)]
+    time_zone: Option<String>,
 }
 
 async fn create_user(
@@ -185,6 +202,11 @@ async fn create_user(
         &body.email,
         &body.name,
         &body.role,
+        &Profile {
+            manager_id: body.manager_id,
+            locale: body.locale,
+            time_zone: body.time_zone,
+        },
     )
     .await?;
     Ok(with_etag(StatusCode::CREATED, user.version, &user))
@@ -196,6 +218,13 @@ struct UserPatchBody {
     name: Option<String>,
     role: Option<String>,
     status: Option<String>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    manager_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    locale: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    time_zone: Option<Option<String>>,
 }
 
 async fn patch_user(
@@ -210,6 +239,9 @@ async fn patch_user(
         name: body.name,
         role: body.role,
         status: body.status,
+        manager_id: body.manager_id,
+        locale: body.locale,
+        time_zone: body.time_zone,
     };
     let user = users::update_user(
         &state.db,
