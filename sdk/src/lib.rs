@@ -48,6 +48,7 @@ extern crate self as plinth_sdk;
 pub mod audit;
 mod caller;
 pub mod config;
+pub mod directory;
 pub mod email;
 mod error;
 pub mod events;

@@ -24,4 +24,4 @@ pub mod plugins;
 pub mod sandbox;
 
 /// Version of the `plinth:plugin` WIT package this host implements.
-pub const WIT_VERSION: semver::Version = semver::Version::new(1, 4, 0);
+pub const WIT_VERSION: semver::Version = semver::Version::new(1, 5, 0);

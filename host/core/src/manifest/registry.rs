@@ -134,6 +134,13 @@ pub const EMIT: Capability = Capability {
     grant: Grant::Flag,
     summary: "emit events (named under the plugin's id)",
 };
+/// The tenant's people: users, managers, reports, group members.
+pub const DIRECTORY: Capability = Capability {
+    key: "directory",
+    interface: Some("directory"),
+    grant: Grant::Flag,
+    summary: "read the tenant's people: users, their managers and reports, group members",
+};
 /// Event subscriptions (the host calls `on-event`).
 pub const EVENTS: Capability = Capability {
     key: "events",
@@ -159,7 +166,7 @@ pub const RECORDS: Capability = Capability {
 /// Every capability. The order is the order of `[capabilities]` keys in documents the
 /// host writes (installation views, OpenAPI descriptions).
 pub static REGISTRY: &[Capability] = &[
-    TYPES, LOG, STORAGE, CONFIG, SECRETS, SHARING, AUDIT, SCHEDULE, EMAIL, EMIT, EVENTS, HTTP, RECORDS,
+    TYPES, LOG, STORAGE, CONFIG, SECRETS, SHARING, AUDIT, SCHEDULE, EMAIL, EMIT, DIRECTORY, EVENTS, HTTP, RECORDS,
 ];
 
 #[cfg(test)]

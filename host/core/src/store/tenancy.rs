@@ -109,6 +109,15 @@ pub struct ResolvedKey {
 
 const USER_COLUMNS: &str =
     "tenant_id, id, email, name, role, status, manager_id, locale, time_zone, version, created_at, updated_at";
+/// [`USER_COLUMNS`] of the table aliased `u`.
+fn user_columns_of_u() -> String {
+    USER_COLUMNS
+        .split(", ")
+        .map(|c| format!("u.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 const KEY_COLUMNS: &str =
     "tenant_id, id, user_id, name, prefix, api_version, created_by, created_at, last_used_at, expires_at, revoked_at";
 
@@ -335,11 +344,7 @@ pub const MAX_CHAIN: u32 = 100;
 /// `id`'s managers, nearest first, at most `levels` (≤ [`MAX_CHAIN`]) of them; on any
 /// connection, so a write can check a new manager inside its transaction.
 pub async fn manager_chain(conn: &mut AnyConnection, tenant: &str, id: &str, levels: u32) -> StoreResult<Vec<User>> {
-    let columns = USER_COLUMNS
-        .split(", ")
-        .map(|c| format!("u.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = user_columns_of_u();
     let rows = sqlx::query(&format!(
         "WITH RECURSIVE chain(id, manager_id, depth) AS ( \
              SELECT id, manager_id, 0 FROM users WHERE tenant_id = $1 AND id = $2 \
@@ -527,14 +532,37 @@ impl Db {
         rows.iter().map(user_from).collect()
     }
 
+    /// The direct members of group `group`, as users, by id, after `after`, at most
+    /// `limit`; `None` when the tenant has no such group.
+    pub async fn group_people(
+        &self,
+        tenant: &str,
+        group: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Option<Vec<User>>> {
+        let mut conn = self.reader().acquire().await?;
+        if super::groups::group(&mut conn, tenant, group).await?.is_none() {
+            return Ok(None);
+        }
+        let columns = user_columns_of_u();
+        let rows = sqlx::query(&format!(
+            "SELECT {columns} FROM group_members m JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id \
+             WHERE m.tenant_id = $1 AND m.group_id = $2 AND u.id > $3 ORDER BY u.id LIMIT $4"
+        ))
+        .bind(tenant)
+        .bind(group)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter().map(user_from).collect::<StoreResult<Vec<_>>>().map(Some)
+    }
+
     /// Everyone below `id` in the management tree (reports, their reports, … down to
     /// [`MAX_CHAIN`] levels), by id, after `after`, at most `limit`.
     pub async fn all_reports(&self, tenant: &str, id: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<User>> {
-        let columns = USER_COLUMNS
-            .split(", ")
-            .map(|c| format!("u.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let columns = user_columns_of_u();
         let rows = sqlx::query(&format!(
             "WITH RECURSIVE below(id, depth) AS ( \
                  SELECT id, 1 FROM users WHERE tenant_id = $1 AND manager_id = $2 \

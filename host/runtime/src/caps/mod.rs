@@ -8,6 +8,7 @@
 
 mod audit;
 mod config;
+mod directory;
 mod email;
 mod events;
 mod http;
