@@ -632,3 +632,30 @@ pub fn update(object: &str, id: &str, fields: &impl Serialize, expected_version:
 pub fn delete(object: &str, id: &str, expected_version: Option<u64>) -> Result<(), Error> {
     Ok(wit::delete(object, id, expected_version)?)
 }
+
+/// Lock a record the caller may write: until [`unlock`], every write to it but this
+/// plugin's is refused (REST answers `423 Locked` naming the plugin and `reason`; an
+/// admin may override on purpose). Needs `lock = true` under
+/// `[capabilities.records.<object>]` and the tenant's grant; a record another plugin
+/// locked is a conflict. Locks go when the plugin is uninstalled. Needs a host with
+/// `plinth:plugin@1.5.0` (`api = "^1.5"`).
+///
+/// ```no_run
+/// plinth_sdk::records::lock("opportunity", "01JD…", "awaiting approval of a 25% discount")?;
+/// // … approved: apply it, then let others write again.
+/// plinth_sdk::records::unlock("opportunity", "01JD…")?;
+/// # Ok::<(), plinth_sdk::Error>(())
+/// ```
+pub fn lock(object: &str, id: &str, reason: &str) -> Result<(), Error> {
+    Ok(wit::lock(object, id, reason)?)
+}
+
+/// Release this plugin's lock on a record; `false` when it held none.
+///
+/// ```no_run
+/// let released = plinth_sdk::records::unlock("opportunity", "01JD…")?;
+/// # Ok::<(), plinth_sdk::Error>(())
+/// ```
+pub fn unlock(object: &str, id: &str) -> Result<bool, Error> {
+    Ok(wit::unlock(object, id)?)
+}

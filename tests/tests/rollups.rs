@@ -193,6 +193,7 @@ impl World {
             user_id: user.map_or(self.t.owner_id.clone(), |u| u.id.clone()),
             role: if user.is_some() { Role::Member } else { Role::Owner },
             actor: Actor::default(),
+            override_lock: false,
         }
     }
 
@@ -672,6 +673,7 @@ async fn queries_filter_and_group_by_dimensions_with_clear_problems() {
         user_id: t.owner_id.clone(),
         role: Role::Owner,
         actor: Actor::default(),
+        override_lock: false,
     };
     // Grouped by one dimension, filtered by another.
     let query = |group_by: &str, field: &str, op: Op, value: Value| RollupQuery {

@@ -38,6 +38,7 @@ impl FieldProblem {
 /// | `Denied` | 403 | `denied` |
 /// | `Conflict` | 409 | `conflict` |
 /// | `Stale` | 412 | `conflict` |
+/// | `Locked` | 423 | `conflict` |
 /// | `Limit` | 429 | `limit` |
 /// | `Internal` | 500 (detail logged, never shown) | `internal` |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,8 @@ pub enum ProblemKind {
     Conflict,
     /// An expected version (`If-Match`) no longer matches.
     Stale,
+    /// The thing is locked by someone else (a plugin's record lock).
+    Locked,
     /// A size, count or rate limit was exceeded.
     Limit,
     /// The host failed; the detail is for the log only.

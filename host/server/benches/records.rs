@@ -169,6 +169,7 @@ async fn main() {
             user_id: id('U', group_index),
             role: Role::Member,
             actor: Actor::system(),
+            override_lock: false,
         };
         let visible = n_accounts / 5usize.pow(level as u32);
         // The member's group has every group below it in its interval, no more.
@@ -247,6 +248,7 @@ async fn main() {
         user_id: t.owner.id.clone(),
         role: Role::Owner,
         actor: Actor::system(),
+        override_lock: false,
     };
     let opp_schema = records::schema(&db, &tenant, "opportunity").await.unwrap();
     let req = AggregateRequest {

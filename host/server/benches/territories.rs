@@ -375,6 +375,7 @@ async fn run() -> anyhow::Result<()> {
         user_id: owner.clone(),
         role: Role::Owner,
         actor: Actor::system(),
+        override_lock: false,
     };
     let kept_rollup_of = |region: String| {
         let (db, who) = (db.clone(), owner_who.clone());

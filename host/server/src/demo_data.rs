@@ -166,6 +166,7 @@ pub async fn seed(db: &Db, tenant: &str, owner: &str, owners: &[String]) -> anyh
         user_id: owner.to_string(),
         role: Role::Owner,
         actor: Actor::system(),
+        override_lock: false,
     };
     let today = OffsetDateTime::now_utc().date();
 

@@ -63,7 +63,8 @@ impl Capabilities {
 
     /// One key per requested capability, the unit of per-tenant grants and upgrade diffs:
     /// `storage` … `emit`, `events:<pattern>`, `http:<origin>`, `records:<object>:read` and,
-    /// for read-write objects, also `records:<object>:write`.
+    /// for read-write objects, also `records:<object>:write`, and for objects it may lock
+    /// `records:<object>:lock`.
     pub fn keys(&self) -> BTreeSet<String> {
         let mut keys: BTreeSet<String> = self.flags.iter().map(|k| (*k).to_owned()).collect();
         keys.extend(self.events.iter().map(|e| event_key(e)));
@@ -72,6 +73,9 @@ impl Capabilities {
             keys.insert(record_key(object, "read"));
             if access.access == Access::ReadWrite {
                 keys.insert(record_key(object, "write"));
+            }
+            if access.lock {
+                keys.insert(record_key(object, "lock"));
             }
         }
         keys
@@ -93,7 +97,8 @@ impl Capabilities {
                     Access::Read
                 };
                 let fields = requested.fields.clone();
-                (object.clone(), RecordAccess { access, fields })
+                let lock = requested.lock && has(&record_key(object, "lock"));
+                (object.clone(), RecordAccess { access, fields, lock })
             })
             .collect();
         Capabilities {
@@ -162,6 +167,10 @@ pub struct RecordAccess {
     pub access: Access,
     /// Which fields the plugin sees (and, with write access, may change).
     pub fields: FieldSet,
+    /// It may lock records of the object (`lock = true`; grant key
+    /// `records:<object>:lock`): while locked, only it writes them.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lock: bool,
 }
 
 /// Access level to a CRM object's records.

@@ -41,6 +41,7 @@
 //! [capabilities.records.account]
 //! access = "read-write"
 //! fields = ["name", "owner_id", "territory"]
+//! lock = true
 //!
 //! [capabilities.records.opportunity]
 //! access = "read"
@@ -90,7 +91,8 @@
 //!   userinfo; the host may start with a `*.` wildcard label followed by at least two
 //!   labels. `[capabilities.records.<object>]` with object `^[a-z][a-z0-9_]{0,62}$`:
 //!   `access` (required, `read` | `read-write`) and `fields` (optional, default all):
-//!   `["*"]` for all fields or a non-empty list of distinct `^[a-z][a-z0-9_]{0,62}$` names.
+//!   `["*"]` for all fields or a non-empty list of distinct `^[a-z][a-z0-9_]{0,62}$` names,
+//!   and `lock` (optional boolean): the plugin may lock records of the object.
 //! * **`[[endpoints]]`** (≤ 200). `method`: `GET` | `POST` | `PUT` | `PATCH` | `DELETE`.
 //!   `path`: see [`PathTemplate`]. Optional `role` (minimum [`Role`], default `member`),
 //!   `summary` (≤ 200), `description` (≤ 4000), `body_schema` (a JSON object, given as a

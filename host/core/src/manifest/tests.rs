@@ -44,6 +44,7 @@ fn expected_full() -> Manifest {
         RecordAccess {
             access: Access::ReadWrite,
             fields: FieldSet::Only(set(&["name", "owner_id", "territory"])),
+            lock: true,
         },
     );
     records.insert(
@@ -51,6 +52,7 @@ fn expected_full() -> Manifest {
         RecordAccess {
             access: Access::Read,
             fields: FieldSet::All,
+            lock: false,
         },
     );
     let mut dependencies = BTreeMap::new();
@@ -347,6 +349,7 @@ fn capability_keys_and_restrict() {
         "http:https://*.example.org:8443",
         "records:account:read",
         "records:account:write",
+        "records:account:lock",
         "records:opportunity:read",
     ]);
     assert_eq!(keys, expected);
@@ -428,7 +431,7 @@ fn serializes_to_api_json() {
     );
     assert_eq!(
         value["capabilities"]["records"]["account"],
-        json!({"access": "read-write", "fields": ["name", "owner_id", "territory"]})
+        json!({"access": "read-write", "fields": ["name", "owner_id", "territory"], "lock": true})
     );
     assert_eq!(
         value["capabilities"]["records"]["opportunity"],

@@ -31,7 +31,7 @@ const PLUGIN_KEYS: &[&str] = &[
     "api",
     "homepage",
 ];
-const RECORD_KEYS: &[&str] = &["access", "fields"];
+const RECORD_KEYS: &[&str] = &["access", "fields", "lock"];
 const ENDPOINT_KEYS: &[&str] = &["method", "path", "role", "summary", "description", "body_schema"];
 const LIMIT_KEYS: &[&str] = &["timeout_ms", "memory_mib"];
 
@@ -260,8 +260,9 @@ fn records(cx: &mut Ctx, t: &Table) -> BTreeMap<String, RecordAccess> {
                     .and_then(|items| field_set(cx, &fields_path, items))
             }
         };
+        let lock = cx.get::<bool>(entry, &path, "lock").unwrap_or(false);
         if let (true, Some(access), Some(fields)) = (name_ok, access, fields) {
-            out.insert(object.clone(), RecordAccess { access, fields });
+            out.insert(object.clone(), RecordAccess { access, fields, lock });
         }
     }
     out

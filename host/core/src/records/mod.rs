@@ -56,6 +56,16 @@ pub enum RecordError {
     /// Bad request shape (limits, conflicting options).
     #[error("{0}")]
     BadRequest(String),
+    /// Another plugin locked the record.
+    #[error("{object} {id} is locked by the plugin `{}`: {}", .lock.plugin, .lock.reason)]
+    Locked {
+        /// Object.
+        object: String,
+        /// Record id.
+        id: String,
+        /// The lock.
+        lock: Box<crate::store::locks::Lock>,
+    },
     /// Storage failure.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -73,6 +83,10 @@ impl IntoProblem for RecordError {
                 format!("the record is at version {current}, not {expected}: fetch it again and retry"),
             ),
             RecordError::BadRequest(m) => Problem::new(ProblemKind::BadRequest, m),
+            e @ RecordError::Locked { .. } => Problem::new(
+                ProblemKind::Locked,
+                format!("{e}; the plugin releases it, or an admin may override with `override_lock=true`"),
+            ),
             RecordError::Store(e) => e.into_problem(),
         }
     }
@@ -98,9 +112,17 @@ pub struct Who {
     pub role: Role,
     /// For audit events.
     pub actor: Actor,
+    /// Write even if another plugin locked the record (admins only; audited as
+    /// `record.lock_override`).
+    pub override_lock: bool,
 }
 
 impl Who {
+    /// The plugin this write comes from, if a plugin makes it.
+    pub fn plugin_id(&self) -> Option<&str> {
+        self.actor.plugin.as_deref().map(|p| p.split('@').next().unwrap_or(p))
+    }
+
     /// Visibility for reads and writes.
     pub fn viewer(&self) -> Viewer {
         Viewer {
@@ -409,6 +431,7 @@ pub async fn update(db: &Db, who: &Who, object: &str, changes: Vec<Change>, bulk
     let mut updated = Vec::with_capacity(changes.len());
     for (i, (change, v)) in changes.iter().zip(validated).enumerate() {
         let current = for_write(db, &mut tx, who, object, &change.id, false).await?;
+        check_lock(db, &mut tx, who, object, &change.id).await?;
         if let Some(expected) = change.expected_version
             && expected != current.version
         {
@@ -483,6 +506,7 @@ pub async fn set_deleted(
     schema(db, &who.tenant, object).await?;
     let mut tx = db.writer().begin().await?;
     let current = for_write(db, &mut tx, who, object, id, true).await?;
+    check_lock(db, &mut tx, who, object, id).await?;
     if current.deleted_at.is_some() == deleted {
         let state = if deleted { "already deleted" } else { "not deleted" };
         return Err(RecordError::BadRequest(format!("{object} {id} is {state}")));
@@ -531,6 +555,99 @@ pub async fn set_deleted(
     after_write(&mut tx, db, who, change, Some(&current), &after).await?;
     tx.commit().await?;
     Ok(after)
+}
+
+/// Refuse a write to a record another plugin locked — unless this is that plugin, or
+/// an admin overriding the lock on purpose (audited as `record.lock_override`).
+async fn check_lock(db: &Db, tx: &mut crate::store::Tx<'_>, who: &Who, object: &str, id: &str) -> RecordResult<()> {
+    let Some(lock) = crate::store::locks::lock_of(tx, &who.tenant, object, id).await? else {
+        return Ok(());
+    };
+    if who.plugin_id() == Some(lock.plugin.as_str()) {
+        return Ok(());
+    }
+    if !who.override_lock {
+        return Err(RecordError::Locked {
+            object: object.to_string(),
+            id: id.to_string(),
+            lock: Box::new(lock),
+        });
+    }
+    if !who.role.at_least(Role::Admin) {
+        return Err(RecordError::Forbidden(
+            "overriding a record lock needs the admin role or higher".into(),
+        ));
+    }
+    let held = serde_json::to_value(&lock).unwrap_or_default();
+    let event = NewEvent {
+        action: "record.lock_override",
+        entity_type: &entity(object),
+        entity_id: Some(id),
+        before: Some(&held),
+        after: None,
+    };
+    audit::append(tx, db.dialect(), &who.tenant, &who.actor, event).await?;
+    Ok(())
+}
+
+/// Lock a record for `who`'s plugin (`record.lock`): the record must exist and be
+/// visible to the caller; a lock of another plugin is a conflict; locking again changes
+/// the reason.
+pub async fn lock(db: &Db, who: &Who, object: &str, id: &str, reason: &str) -> RecordResult<crate::store::locks::Lock> {
+    let plugin = who
+        .plugin_id()
+        .ok_or_else(|| RecordError::Forbidden("only plugins lock records".into()))?
+        .to_string();
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(RecordError::Invalid(vec![FieldProblem::new(
+            "reason",
+            "must be 1–500 characters",
+        )]));
+    }
+    schema(db, &who.tenant, object).await?;
+    let mut tx = db.writer().begin().await?;
+    for_write(db, &mut tx, who, object, id, false).await?;
+    let user = (!who.user_id.starts_with("plugin:")).then_some(who.user_id.as_str());
+    let (before, after) = crate::store::locks::lock(&mut tx, &who.tenant, &plugin, object, id, reason, user).await?;
+    let (b, a) = (
+        before.map(|l| serde_json::to_value(l).unwrap_or_default()),
+        serde_json::to_value(&after).unwrap_or_default(),
+    );
+    let event = NewEvent {
+        action: "record.lock",
+        entity_type: &entity(object),
+        entity_id: Some(id),
+        before: b.as_ref(),
+        after: Some(&a),
+    };
+    audit::append(&mut tx, db.dialect(), &who.tenant, &who.actor, event).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Release `who`'s plugin's lock on a record (`record.unlock`); `false` when it held
+/// none.
+pub async fn unlock(db: &Db, who: &Who, object: &str, id: &str) -> RecordResult<bool> {
+    let plugin = who
+        .plugin_id()
+        .ok_or_else(|| RecordError::Forbidden("only plugins lock records".into()))?
+        .to_string();
+    let mut tx = db.writer().begin().await?;
+    let Some(released) = crate::store::locks::unlock(&mut tx, &who.tenant, &plugin, object, id).await? else {
+        return Ok(false);
+    };
+    let b = serde_json::to_value(&released).unwrap_or_default();
+    let event = NewEvent {
+        action: "record.unlock",
+        entity_type: &entity(object),
+        entity_id: Some(id),
+        before: Some(&b),
+        after: None,
+    };
+    audit::append(&mut tx, db.dialect(), &who.tenant, &who.actor, event).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// What every record write does after the row itself, in the one order these writes

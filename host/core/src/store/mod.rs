@@ -15,6 +15,7 @@ pub mod event_delivery;
 pub mod events;
 pub mod groups;
 pub mod installations;
+pub mod locks;
 pub mod marketplace;
 mod objects;
 pub mod outbox;

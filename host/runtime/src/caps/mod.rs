@@ -119,12 +119,15 @@ impl CapCtx {
                 user_id: user.clone(),
                 role,
                 actor: self.actor(),
+                override_lock: false,
             },
             _ => plinth_core::records::Who {
                 tenant: self.caller.tenant_id.clone(),
                 user_id: format!("plugin:{}", self.plugin.id),
                 role: plinth_core::manifest::Role::Admin,
                 actor: self.actor(),
+                // A plugin never writes through another plugin's lock.
+                override_lock: false,
             },
         }
     }
@@ -149,7 +152,7 @@ impl CapCtx {
             ProblemKind::NotFound => WitError::NotFound(p.flattened()),
             ProblemKind::BadRequest | ProblemKind::Invalid => WitError::Invalid(p.flattened()),
             ProblemKind::Denied => WitError::Denied(p.flattened()),
-            ProblemKind::Conflict | ProblemKind::Stale => WitError::Conflict(p.flattened()),
+            ProblemKind::Conflict | ProblemKind::Stale | ProblemKind::Locked => WitError::Conflict(p.flattened()),
             ProblemKind::Limit => WitError::Limit(p.flattened()),
             ProblemKind::Internal => {
                 tracing::error!(

@@ -95,6 +95,19 @@ impl CapCtx {
         Ok(grant)
     }
 
+    /// The grant of `object` with the lock (`records:<object>:lock`), or `denied`.
+    fn lock_grant(&mut self, object: &str) -> Result<(), WitError> {
+        self.stats.host_calls += 1;
+        if self.granted_records(object, false)?.lock {
+            return Ok(());
+        }
+        self.stats.denied += 1;
+        Err(WitError::Denied(format!(
+            "the plugin may not lock `{object}` records: the manifest must declare `lock = true` under \
+             [capabilities.records.{object}] and the tenant must grant `records:{object}:lock`"
+        )))
+    }
+
     fn check_fields<'a>(
         &mut self,
         allowed: &FieldSet,
@@ -410,6 +423,29 @@ impl Host for CapCtx {
             records::set_deleted(&db, &self.who(), &object, &id, true, expected)
                 .await
                 .map(|_| ())
+                .map_err(|e| self.record_error(e))
+        };
+        Ok(run.await)
+    }
+
+    async fn lock(&mut self, object: String, id: String, reason: String) -> wasmtime::Result<Result<(), WitError>> {
+        let run = async {
+            self.lock_grant(&object)?;
+            let db = self.services.db.clone();
+            records::lock(&db, &self.who(), &object, &id, &reason)
+                .await
+                .map(|_| ())
+                .map_err(|e| self.record_error(e))
+        };
+        Ok(run.await)
+    }
+
+    async fn unlock(&mut self, object: String, id: String) -> wasmtime::Result<Result<bool, WitError>> {
+        let run = async {
+            self.lock_grant(&object)?;
+            let db = self.services.db.clone();
+            records::unlock(&db, &self.who(), &object, &id)
+                .await
                 .map_err(|e| self.record_error(e))
         };
         Ok(run.await)

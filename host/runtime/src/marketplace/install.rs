@@ -685,6 +685,8 @@ pub async fn uninstall(db: &Db, host: &PluginHost, who: &Steward, plugin: &str, 
     let mut tx = db.writer().begin().await?;
     // Timers are dropped either way: a re-install starts without the old schedule.
     db.drop_timers(&mut tx, &who.tenant, plugin).await?;
+    // Its record locks go with it: nothing would ever release them.
+    plinth_core::store::locks::release_all(&mut tx, &who.tenant, plugin).await?;
     // So are roll-ups: derived data, rebuilt on a re-install.
     rollups::drop_all(&mut tx, &who.tenant, plugin)
         .await

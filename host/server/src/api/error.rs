@@ -247,6 +247,7 @@ impl From<DomainProblem> for ApiError {
             ProblemKind::Denied => ApiError::forbidden(p.detail),
             ProblemKind::Conflict => ApiError::conflict(p.detail),
             ProblemKind::Stale => ApiError::precondition_failed(p.detail),
+            ProblemKind::Locked => ApiError::new(StatusCode::LOCKED, "locked", "Locked", p.detail),
             ProblemKind::Limit => ApiError::too_many(p.detail),
             ProblemKind::Internal => ApiError::internal(p.detail),
         }

@@ -130,6 +130,9 @@ fn object_schemas(o: &ObjectSchema, version: &str, schemas: &mut Map<String, Val
                 "created_by": { "type": ["string", "null"] },
                 "updated_by": { "type": ["string", "null"] },
                 "deleted_at": { "type": ["string", "null"], "format": "date-time" },
+                "locked_by": { "type": "object", "description": "Present while a plugin locks the record (single reads)",
+                    "properties": { "plugin": { "type": "string" }, "reason": { "type": "string" },
+                                    "since": { "type": "string", "format": "date-time" } } },
                 "fields": { "$ref": format!("#/components/schemas/Fields_{n}") }
             }
         }),
@@ -314,6 +317,19 @@ fn record_operations(o: &ObjectSchema, paths: &mut Map<String, Value>) {
             Some(reference("Record")),
         ),
     );
+    // Writes to one record may meet a plugin's lock: 423, or an admin's override.
+    let override_lock = json!({ "name": "override_lock", "in": "query", "schema": { "type": "boolean" },
+        "description": "Admins: write even though a plugin locked the record (audited as record.lock_override)" });
+    let locked = json!({ "description": "A plugin locked the record; `locked_by` names it and its reason",
+        "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } });
+    for (path, method) in [(&one, "patch"), (&one, "delete"), (&restore, "post")] {
+        if let Some(op) = paths.get_mut(path.as_str()).and_then(|p| p.get_mut(method)) {
+            if let Some(params) = op["parameters"].as_array_mut() {
+                params.push(override_lock.clone());
+            }
+            op["responses"]["423"] = locked.clone();
+        }
+    }
     let bulk = format!("{list}/bulk");
     let bulk_body = json!({ "type": "object", "properties": {
         "create": { "type": "array", "maxItems": 1000, "items": reference("Create") },

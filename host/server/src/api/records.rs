@@ -9,7 +9,7 @@ use axum::routing;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::IfMatch;
+use super::extract::{ApiQuery, IfMatch};
 use super::routes::Routes;
 use super::{ApiError, ApiJson, ApiResult, AppState, Ctx};
 use plinth_core::problem::IntoProblem as _;
@@ -38,11 +38,21 @@ impl From<RecordError> for ApiError {
             RecordError::VersionMismatch { current, .. } => Some(*current),
             _ => None,
         };
-        let error = ApiError::from(e.into_problem());
-        match current {
-            Some(v) => error.with_extra("current_version", v.into()),
-            None => error,
+        // A locked record names the lock, so a client can tell its user who holds it.
+        let lock = match &e {
+            RecordError::Locked { lock, .. } => {
+                Some(json!({ "plugin": lock.plugin, "reason": lock.reason, "since": lock.since }))
+            }
+            _ => None,
+        };
+        let mut error = ApiError::from(e.into_problem());
+        if let Some(v) = current {
+            error = error.with_extra("current_version", v.into());
         }
+        if let Some(lock) = lock {
+            error = error.with_extra("locked_by", lock);
+        }
+        error
     }
 }
 
@@ -53,6 +63,7 @@ pub fn who(ctx: &Ctx) -> Who {
         user_id: ctx.auth.user_id.clone(),
         role: ctx.auth.role,
         actor: ctx.actor(),
+        override_lock: false,
     }
 }
 
@@ -177,8 +188,28 @@ async fn get_one(
         )?),
         None => None,
     };
-    let json = shown(&record, fields.as_deref(), &ctx.api_version);
+    let mut json = shown(&record, fields.as_deref(), &ctx.api_version);
+    if let Some(lock) = state.db.record_lock(ctx.tenant(), &object, &id).await? {
+        json["locked_by"] = json!({ "plugin": lock.plugin, "reason": lock.reason, "since": lock.since });
+    }
     Ok(([(header::ETAG, etag(record.version))], axum::Json(json)).into_response())
+}
+
+/// `?override_lock=true` on a write: an admin writes through another plugin's lock on
+/// purpose (audited). Anything else in the query string is refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteParams {
+    #[serde(default)]
+    override_lock: bool,
+}
+
+/// The acting user of a write, overriding record locks when the query asks it to.
+fn writer(ctx: &Ctx, params: &WriteParams) -> Who {
+    Who {
+        override_lock: params.override_lock,
+        ..who(ctx)
+    }
 }
 
 /// The record as it was at `at`: its audit snapshot (fields and owner) at that time.
@@ -205,6 +236,7 @@ async fn patch(
     ctx: Ctx,
     Path((object, id)): Path<(String, String)>,
     IfMatch(expected_version): IfMatch,
+    ApiQuery(params): ApiQuery<WriteParams>,
     ApiJson(mut body): ApiJson<WriteBody>,
 ) -> ApiResult<Response> {
     versioning::fields_in(&ctx.api_version, &object, &mut body.fields).map_err(|e| e.prefixed("fields"))?;
@@ -214,7 +246,7 @@ async fn patch(
         owner_id: body.owner_id,
         expected_version,
     };
-    let updated = records::update(&state.db, &who(&ctx), &object, vec![change], false).await?;
+    let updated = records::update(&state.db, &writer(&ctx, &params), &object, vec![change], false).await?;
     let record = updated
         .into_iter()
         .next()
@@ -227,8 +259,10 @@ async fn delete(
     ctx: Ctx,
     Path((object, id)): Path<(String, String)>,
     IfMatch(expected_version): IfMatch,
+    ApiQuery(params): ApiQuery<WriteParams>,
 ) -> ApiResult<Response> {
-    let record = records::set_deleted(&state.db, &who(&ctx), &object, &id, true, expected_version).await?;
+    let who = writer(&ctx, &params);
+    let record = records::set_deleted(&state.db, &who, &object, &id, true, expected_version).await?;
     Ok(one(&record, StatusCode::OK, &ctx.api_version))
 }
 
@@ -237,8 +271,10 @@ async fn restore(
     ctx: Ctx,
     Path((object, id)): Path<(String, String)>,
     IfMatch(expected_version): IfMatch,
+    ApiQuery(params): ApiQuery<WriteParams>,
 ) -> ApiResult<Response> {
-    let record = records::set_deleted(&state.db, &who(&ctx), &object, &id, false, expected_version).await?;
+    let who = writer(&ctx, &params);
+    let record = records::set_deleted(&state.db, &who, &object, &id, false, expected_version).await?;
     Ok(one(&record, StatusCode::OK, &ctx.api_version))
 }
 

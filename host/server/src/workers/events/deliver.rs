@@ -461,6 +461,7 @@ mod tests {
             RecordAccess {
                 access: Access::Read,
                 fields: FieldSet::Only(only),
+                lock: false,
             },
         );
         let some: Value = serde_json::from_str(&visible_payload(&grants, &e)).unwrap();
