@@ -54,6 +54,7 @@ mod error;
 pub mod events;
 mod http;
 pub mod log;
+pub mod notify;
 pub mod outbound;
 pub mod records;
 mod router;

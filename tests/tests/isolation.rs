@@ -25,12 +25,17 @@ struct Ids {
     outbox: String,
     webhook: String,
     dead_letter: String,
+    notification: String,
 }
 
 /// Paths that do not address tenant-owned data: the operator's (operator token), the
-/// public catalog, and the API version registry. Each is checked by its own tests.
+/// public catalog, the API version registry, and the caller's own notification
+/// settings (named by category, never by another user's id). Each is checked by its
+/// own tests.
 fn not_tenant_owned(path: &str) -> bool {
-    path.starts_with("/api/v1/operator/") || path.starts_with("/api/v1/marketplace/plugins/{id}")
+    path.starts_with("/api/v1/operator/")
+        || path.starts_with("/api/v1/marketplace/plugins/{id}")
+        || path.starts_with("/api/v1/me/notification-settings/")
 }
 
 /// Fill `path`'s parameters with tenant A's ids; `None` means the matrix does not
@@ -73,6 +78,7 @@ fn fill(path: &str, ids: &Ids) -> Option<String> {
             &[("{plugin}", "counter"), ("{path}", "version")],
         ),
         ("/api/v1/users/{id}", &[("{id}", &ids.member)]),
+        ("/api/v1/me/notifications/{id}", &[("{id}", &ids.notification)]),
         ("/api/v1/keys/{id}", &[("{id}", &ids.key)]),
         (
             "/api/v1/groups/{id}",
@@ -198,6 +204,14 @@ async fn setup_a(s: &TestServer, a: &TestTenant) -> Ids {
         &[&a.id, &dead_letter, now],
     )
     .await;
+    // Only a plugin with `notify` writes notifications; `counter` has none.
+    let notification = ulid::Ulid::new().to_string();
+    s.sql(
+        "INSERT INTO notifications (tenant_id, id, user_id, plugin_id, dedupe_key, category, title, body, \
+         created_at) VALUES ($1, $2, $3, 'counter', 'k', 'c', 'Secret Corp news', '', $4)",
+        &[&a.id, &notification, &member.id, now],
+    )
+    .await;
     Ids {
         member: member.id,
         key,
@@ -210,6 +224,7 @@ async fn setup_a(s: &TestServer, a: &TestTenant) -> Ids {
         outbox,
         webhook,
         dead_letter,
+        notification,
     }
 }
 
@@ -224,6 +239,7 @@ async fn state_of(s: &TestServer, tenant: &str) -> Vec<String> {
         "SELECT id || '|' || CAST(enabled AS TEXT) FROM webhooks WHERE tenant_id = $1 ORDER BY id",
         "SELECT id || '|' || COALESCE(acknowledged_at, '-') FROM audit_alerts WHERE tenant_id = $1 ORDER BY id",
         "SELECT id || '|' || state FROM event_dead_letters WHERE tenant_id = $1 ORDER BY id",
+        "SELECT id || '|' || COALESCE(read_at, '-') FROM notifications WHERE tenant_id = $1 ORDER BY id",
     ];
     out.extend(rows(s, tenant, &more).await);
     out
@@ -250,6 +266,7 @@ async fn every_documented_endpoint_answers_another_tenants_ids_with_404_and_chan
         &ids.outbox,
         &ids.webhook,
         &ids.dead_letter,
+        &ids.notification,
         "Secret Corp",
         "hooks.example.com",
     ];

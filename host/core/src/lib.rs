@@ -13,6 +13,7 @@
 //! - [`records`], [`tenancy`], [`audit`], [`versioning`], [`secrets`]: the services
 //!   behind the REST API and the capabilities; each owns its transaction and its audit
 //!   write;
+//! - [`notify`]: users' notification inboxes, written by plugins;
 //! - [`installed`]: an installed plugin's settings, timers and review, as its tenant's
 //!   admin manages them;
 //! - [`events`] (emission into the tenant's log), [`outbox`] (email and webhooks,
@@ -23,6 +24,7 @@ pub mod audit;
 pub mod events;
 pub mod installed;
 pub mod manifest;
+pub mod notify;
 pub mod outbound;
 pub mod outbox;
 pub mod package;

@@ -141,6 +141,13 @@ pub const DIRECTORY: Capability = Capability {
     grant: Grant::Flag,
     summary: "read the tenant's people: users, their managers and reports, group members",
 };
+/// Notifying users in their inbox (and by email, as they choose).
+pub const NOTIFY: Capability = Capability {
+    key: "notify",
+    interface: Some("notify"),
+    grant: Grant::Flag,
+    summary: "notify the tenant's users in their inbox (and by email where they chose it)",
+};
 /// Event subscriptions (the host calls `on-event`).
 pub const EVENTS: Capability = Capability {
     key: "events",
@@ -166,7 +173,8 @@ pub const RECORDS: Capability = Capability {
 /// Every capability. The order is the order of `[capabilities]` keys in documents the
 /// host writes (installation views, OpenAPI descriptions).
 pub static REGISTRY: &[Capability] = &[
-    TYPES, LOG, STORAGE, CONFIG, SECRETS, SHARING, AUDIT, SCHEDULE, EMAIL, EMIT, DIRECTORY, EVENTS, HTTP, RECORDS,
+    TYPES, LOG, STORAGE, CONFIG, SECRETS, SHARING, AUDIT, SCHEDULE, EMAIL, EMIT, DIRECTORY, NOTIFY, EVENTS, HTTP,
+    RECORDS,
 ];
 
 #[cfg(test)]

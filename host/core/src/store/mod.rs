@@ -17,6 +17,7 @@ pub mod groups;
 pub mod installations;
 pub mod locks;
 pub mod marketplace;
+pub mod notifications;
 mod objects;
 pub mod outbox;
 pub mod records;

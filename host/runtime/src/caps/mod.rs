@@ -13,6 +13,7 @@ mod email;
 mod events;
 mod http;
 mod log;
+mod notify;
 mod records;
 mod schedule;
 mod secrets;

@@ -19,6 +19,7 @@ mod groups;
 mod installations;
 pub mod json;
 mod marketplace;
+mod notifications;
 mod objects;
 mod openapi;
 mod operator;
@@ -197,6 +198,7 @@ fn routes() -> Routes {
         .merge(outbox::routes())
         .merge(webhooks::routes())
         .merge(secrets::routes())
+        .merge(notifications::routes())
 }
 
 /// The whole HTTP application.

@@ -4,14 +4,25 @@
 //!
 //! - `<id>.loop`: emits `loop` again (a self-triggering chain the host must stop);
 //! - `<id>.touch` `{id, stage}`: updates that opportunity's stage (a record write
-//!   made while handling an event).
+//!   made while handling an event);
+//! - `<id>.notify` `{user_id, title}`: notifies that user, keyed by the event id —
+//!   *before* deciding whether to fail, so a retried delivery notifies again and the
+//!   host must keep it to one.
 //!
 //! `POST /emit/{name}` emits an event with the request body as payload; `POST
-//! /touch/{id}` updates an opportunity with the body's fields.
+//! /touch/{id}` updates an opportunity with the body's fields; `POST /notify` sends the
+//! body as a notification (`{user_id, key, category, title, body?, link?}`).
 
+use plinth_sdk::notify::Notification;
 use plinth_sdk::serde_json::{Value, json};
 use plinth_sdk::storage::Collection;
 use plinth_sdk::{Caller, Error, Event, Plugin, Response, Router, config, events, export_plugin, records};
+
+fn field<'a>(v: &'a Value, name: &str) -> Result<&'a str, Error> {
+    v[name]
+        .as_str()
+        .ok_or_else(|| Error::invalid(format!("`{name}` is required")))
+}
 
 struct Probe;
 
@@ -30,6 +41,20 @@ impl Plugin for Probe {
                 let payload: Value = req.json()?;
                 events::emit(req.param("name")?, &payload)?;
                 Ok(Response::json(&json!({ "emitted": true })))
+            })
+            .post("/notify", |req| {
+                let b: Value = req.json()?;
+                let mut n = Notification::new(
+                    field(&b, "user_id")?,
+                    field(&b, "key")?,
+                    field(&b, "category")?,
+                    field(&b, "title")?,
+                )
+                .body(b["body"].as_str().unwrap_or_default());
+                if let Some(link) = b["link"].as_str() {
+                    n = n.link(link);
+                }
+                Ok(Response::json(&json!({ "sent": n.send()? })))
             })
             .post("/touch/{id}", |req| {
                 let fields: Value = req.json()?;
@@ -62,6 +87,15 @@ impl Plugin for Probe {
             entries.push(entry.clone());
             entries
         })?;
+        if event.name.ends_with(".notify") {
+            Notification::new(
+                field(&payload, "user_id")?,
+                &event.id,
+                "probe.events",
+                field(&payload, "title")?,
+            )
+            .send()?;
+        }
         if fail {
             return Err(Error::internal(format!("told to fail attempt {attempt}")));
         }
