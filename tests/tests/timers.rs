@@ -83,6 +83,37 @@ async fn advance(s: &TestServer, by: Duration) {
 }
 
 #[tokio::test]
+async fn a_timer_runs_as_the_user_who_set_it_and_waits_while_they_are_deactivated() {
+    let (s, t) = driven_probe(NOON).await;
+    let max = s.user(&t, "Max", "member").await;
+    after(&max, "report", 60_000, "weekly").await;
+    let user = format!("/api/v1/users/{}", max.id);
+    t.patch(&user, json!({ "status": "disabled" })).await.expect(200);
+
+    // Due, but its user is deactivated: held, shown as paused, never run with stale rights.
+    advance(&s, Duration::from_secs(120)).await;
+    assert_eq!(counts(&t, ["report"]).await, [0]);
+    let listed = admin_timers(&t).await;
+    assert_eq!(
+        (listed["data"][0]["state"].clone(), listed["data"][0]["run_as"].clone()),
+        (json!("paused"), json!(max.id))
+    );
+
+    // Active again (and promoted meanwhile): it fires, as Max with his roles of now.
+    t.patch(&user, json!({ "status": "active", "role": "manager" }))
+        .await
+        .expect(200);
+    advance(&s, Duration::from_secs(1)).await;
+    let f = fires(&t).await;
+    assert_eq!(f["report"]["count"], 1, "{f}");
+    assert_eq!(
+        (f["report"]["user"].clone(), f["report"]["roles"].clone()),
+        (json!(max.id), json!(["manager"]))
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_timer_due_in_200ms_fires_once() {
     let s = TestServer::start().await;
     let t = install_probe(&s, json!("all")).await;
@@ -107,10 +138,10 @@ async fn a_timer_due_in_200ms_fires_once() {
     let f = fires(&t).await;
     assert_eq!(f["soon"]["count"], 1, "{f}");
     assert_eq!(f["soon"]["payloads"], json!(["hello"]));
-    // The caller is the tenant's system identity: no user, no roles.
+    // It ran as the user whose call set it: the tenant's owner.
     assert_eq!(
         (f["soon"]["user"].clone(), f["soon"]["roles"].clone()),
-        (Value::Null, json!([]))
+        (json!(t.owner_id), json!(["owner"]))
     );
     assert!(pending(&t).await.is_empty());
     assert_eq!(admin_timers(&t).await["data"], json!([]));
@@ -540,6 +571,7 @@ async fn the_timer_count_limit_refuses_new_keys_only() {
         payload: "",
         cron: None,
         due_at: "2026-11-24T13:00:00.000Z",
+        run_as: None,
     };
     for key in ["a", "b", "c"] {
         let set = db.set_timer("t1", "p", timer(key), now, 3).await.expect("set");

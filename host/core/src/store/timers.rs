@@ -50,10 +50,12 @@ pub struct TimerRow {
     pub last_error: Option<String>,
     /// When that failure happened.
     pub last_error_at: Option<String>,
+    /// The user it runs as (the one whose call set it), if any.
+    pub run_as: Option<String>,
 }
 
 const COLUMNS: &str = "tenant_id, plugin_id, timer_key, payload, cron, time_zone, due_at, claimed_by, claim_until, \
-    created_at, updated_at, fires, failures, last_fired_at, last_error, last_error_at";
+    created_at, updated_at, fires, failures, last_fired_at, last_error, last_error_at, run_as";
 
 fn from_row(r: &sqlx::any::AnyRow) -> StoreResult<TimerRow> {
     Ok(TimerRow {
@@ -73,6 +75,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> StoreResult<TimerRow> {
         last_fired_at: r.try_get("last_fired_at")?,
         last_error: r.try_get("last_error")?,
         last_error_at: r.try_get("last_error_at")?,
+        run_as: r.try_get("run_as")?,
     })
 }
 
@@ -87,6 +90,8 @@ pub struct NewTimer<'a> {
     pub cron: Option<(&'a str, &'a str)>,
     /// First fire (stored form, see `store::time`).
     pub due_at: &'a str,
+    /// The user it runs as (the user of the call that sets it).
+    pub run_as: Option<&'a str>,
 }
 
 /// Whether [`Db::set_timer`] created a key or replaced one.
@@ -109,6 +114,11 @@ pub struct Fired<'a> {
     pub next_due: Option<&'a str>,
 }
 
+/// A timer (aliased `t`) may fire: it runs as no user, or as one who is active. A
+/// deactivated user's timers are held until they are active again.
+const RUNNABLE: &str = "(t.run_as IS NULL OR EXISTS (SELECT 1 FROM users u \
+    WHERE u.tenant_id = t.tenant_id AND u.id = t.run_as AND u.status = 'active'))";
+
 impl Db {
     /// Set a timer, replacing one under the same key (and any claim on it). A new key
     /// is refused with `Limit` when the plugin already has `max` pending timers in the
@@ -125,7 +135,8 @@ impl Db {
         for _ in 0..2 {
             let replaced = sqlx::query(
                 "UPDATE plugin_timers SET payload = $4, cron = $5, time_zone = $6, due_at = $7, claimed_by = NULL, \
-                 claim_until = NULL, updated_at = $8 WHERE tenant_id = $1 AND plugin_id = $2 AND timer_key = $3",
+                 claim_until = NULL, updated_at = $8, run_as = $9 \
+                 WHERE tenant_id = $1 AND plugin_id = $2 AND timer_key = $3",
             )
             .bind(tenant)
             .bind(plugin)
@@ -135,6 +146,7 @@ impl Db {
             .bind(zone)
             .bind(timer.due_at)
             .bind(now)
+            .bind(timer.run_as)
             .execute(self.writer())
             .await?;
             if replaced.rows_affected() == 1 {
@@ -142,8 +154,8 @@ impl Db {
             }
             let inserted = sqlx::query(
                 "INSERT INTO plugin_timers (tenant_id, plugin_id, timer_key, payload, cron, time_zone, due_at, \
-                 created_at, updated_at, fires, failures) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $8, 0, 0 WHERE (SELECT COUNT(*) FROM plugin_timers \
+                 created_at, updated_at, fires, failures, run_as) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $8, 0, 0, $10 WHERE (SELECT COUNT(*) FROM plugin_timers \
                  WHERE tenant_id = $1 AND plugin_id = $2 AND due_at IS NOT NULL) < $9",
             )
             .bind(tenant)
@@ -155,6 +167,7 @@ impl Db {
             .bind(timer.due_at)
             .bind(now)
             .bind(max)
+            .bind(timer.run_as)
             .execute(self.writer())
             .await;
             match inserted {
@@ -253,11 +266,12 @@ impl Db {
     /// The earliest due time among timers that could be claimed at `now` or later
     /// (pending, of an enabled installation, not under a live claim), across tenants.
     pub async fn next_timer_due(&self, now: &str) -> StoreResult<Option<String>> {
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "SELECT MIN(t.due_at) AS due FROM plugin_timers t JOIN installations i \
              ON i.tenant_id = t.tenant_id AND i.plugin_id = t.plugin_id \
-             WHERE i.state = $1 AND t.due_at IS NOT NULL AND (t.claim_until IS NULL OR t.claim_until < $2)",
-        )
+             WHERE i.state = $1 AND t.due_at IS NOT NULL AND (t.claim_until IS NULL OR t.claim_until < $2) \
+             AND {RUNNABLE}"
+        ))
         .bind(state::ENABLED)
         .bind(now)
         .fetch_one(self.reader())
@@ -288,7 +302,7 @@ impl Db {
                 SELECT t.tenant_id, t.plugin_id, t.timer_key FROM plugin_timers t JOIN installations i \
                 ON i.tenant_id = t.tenant_id AND i.plugin_id = t.plugin_id \
                 WHERE i.state = $3 AND t.due_at IS NOT NULL AND t.due_at <= $4 \
-                AND (t.claim_until IS NULL OR t.claim_until < $4) \
+                AND (t.claim_until IS NULL OR t.claim_until < $4) AND {RUNNABLE} \
                 ORDER BY t.due_at LIMIT $5 {lock}) \
              AND due_at IS NOT NULL AND due_at <= $4 AND (claim_until IS NULL OR claim_until < $4) \
              RETURNING {COLUMNS}"

@@ -50,6 +50,8 @@ impl CapCtx {
             payload: &payload,
             cron,
             due_at: &due,
+            // It runs as the user this call is for (none for event and timer calls).
+            run_as: self.caller.user_id.as_deref(),
         };
         let db = self.services.db.clone();
         db.set_timer(

@@ -10,8 +10,9 @@
 //!
 //! Query: `cursor` (from `next_cursor`), `limit` (1–500, default 100). Each timer has a
 //! `state`: `pending`, `firing` (claimed by a scheduler now), `held` (the installation
-//! is disabled or revoked: it fires once the plugin is enabled again) or `failed` (a
-//! one-shot timer whose fire failed; kept for a week to show `last_error`).
+//! is disabled or revoked: it fires once the plugin is enabled again), `paused` (the
+//! user it runs as, `run_as`, is deactivated: it fires once they are active again) or
+//! `failed` (a one-shot timer whose fire failed; kept for a week to show `last_error`).
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -75,15 +76,19 @@ struct TimerView {
     last_fired_at: Option<String>,
     last_error: Option<String>,
     last_error_at: Option<String>,
+    /// The user it runs as (whose call set it); `None`: no user.
+    run_as: Option<String>,
 }
 
-fn view(t: TimerRow, held: bool, now: &str) -> TimerView {
+/// `paused`: the user it runs as is deactivated.
+fn view(t: TimerRow, held: bool, paused: bool, now: &str) -> TimerView {
     let firing = t.claimed_by.is_some() && t.claim_until.as_deref().is_some_and(|u| u > now);
-    let state = match (&t.due_at, held, firing) {
-        (None, _, _) => "failed",
-        (Some(_), true, _) => "held",
-        (Some(_), false, true) => "firing",
-        (Some(_), false, false) => "pending",
+    let state = match (&t.due_at, held, paused, firing) {
+        (None, _, _, _) => "failed",
+        (Some(_), true, _, _) => "held",
+        (Some(_), false, true, _) => "paused",
+        (Some(_), false, false, true) => "firing",
+        (Some(_), false, false, false) => "pending",
     };
     TimerView {
         key: t.key,
@@ -100,6 +105,7 @@ fn view(t: TimerRow, held: bool, now: &str) -> TimerView {
         last_fired_at: t.last_fired_at,
         last_error: t.last_error,
         last_error_at: t.last_error_at,
+        run_as: t.run_as,
     }
 }
 
@@ -126,7 +132,18 @@ async fn list(
     rows.truncate(limit as usize);
     let next_cursor = if more { rows.last().map(|t| t.key.clone()) } else { None };
     let now = stored::format(state.plugins.services().timers.now());
-    let data: Vec<TimerView> = rows.into_iter().map(|t| view(t, held, &now)).collect();
+    let mut data = Vec::with_capacity(rows.len());
+    for t in rows {
+        let paused = match &t.run_as {
+            None => false,
+            Some(user) => state
+                .db
+                .user(ctx.tenant(), user)
+                .await?
+                .is_none_or(|u| u.status != "active"),
+        };
+        data.push(view(t, held, paused, &now));
+    }
     Ok(axum::Json(json!({
         "plugin": plugin,
         "installation_state": installed.state,

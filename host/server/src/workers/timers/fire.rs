@@ -91,11 +91,24 @@ async fn fire_one(
         Ok(Some(t)) => t.default_api_version,
         _ => plinth_core::versioning::DEFAULT_VERSION.to_string(),
     };
+    // It runs as the user whose call set it, with their roles as they are now; one
+    // deactivated since the claim is held like a disabled plugin, never run stale.
+    let (user_id, roles) = match &timer.run_as {
+        None => (None, Vec::new()),
+        Some(id) => match db.user(&timer.tenant_id, id).await? {
+            Some(u) if u.status == "active" => (Some(u.id), vec![u.role]),
+            _ => {
+                return db
+                    .release_timer(timer, token, &stored::format(timers.now() + HOLD_BACK))
+                    .await;
+            }
+        },
+    };
     let request_id = ulid::Ulid::new().to_string();
     let caller = Caller {
         tenant_id: timer.tenant_id.clone(),
-        user_id: None,
-        roles: Vec::new(),
+        user_id,
+        roles,
         api_version,
         request_id: request_id.clone(),
     };
@@ -157,6 +170,7 @@ mod tests {
             last_fired_at: None,
             last_error: None,
             last_error_at: None,
+            run_as: None,
         }
     }
 
