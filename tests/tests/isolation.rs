@@ -26,6 +26,7 @@ struct Ids {
     webhook: String,
     dead_letter: String,
     notification: String,
+    file: String,
 }
 
 /// Paths that do not address tenant-owned data: the operator's (operator token), the
@@ -79,6 +80,7 @@ fn fill(path: &str, ids: &Ids) -> Option<String> {
         ),
         ("/api/v1/users/{id}", &[("{id}", &ids.member)]),
         ("/api/v1/me/notifications/{id}", &[("{id}", &ids.notification)]),
+        ("/api/v1/files/{id}", &[("{id}", &ids.file)]),
         ("/api/v1/keys/{id}", &[("{id}", &ids.key)]),
         (
             "/api/v1/groups/{id}",
@@ -204,6 +206,15 @@ async fn setup_a(s: &TestServer, a: &TestTenant) -> Ids {
         &[&a.id, &dead_letter, now],
     )
     .await;
+    let file = a
+        .request("POST", "/api/v1/files?name=secret.csv")
+        .bytes("text/csv", b"Secret Corp,1".to_vec())
+        .await
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Only a plugin with `notify` writes notifications; `counter` has none.
     let notification = ulid::Ulid::new().to_string();
     s.sql(
@@ -225,6 +236,7 @@ async fn setup_a(s: &TestServer, a: &TestTenant) -> Ids {
         webhook,
         dead_letter,
         notification,
+        file,
     }
 }
 
@@ -240,6 +252,7 @@ async fn state_of(s: &TestServer, tenant: &str) -> Vec<String> {
         "SELECT id || '|' || COALESCE(acknowledged_at, '-') FROM audit_alerts WHERE tenant_id = $1 ORDER BY id",
         "SELECT id || '|' || state FROM event_dead_letters WHERE tenant_id = $1 ORDER BY id",
         "SELECT id || '|' || COALESCE(read_at, '-') FROM notifications WHERE tenant_id = $1 ORDER BY id",
+        "SELECT id || '|' || digest FROM files WHERE tenant_id = $1 ORDER BY id",
     ];
     out.extend(rows(s, tenant, &more).await);
     out
@@ -267,6 +280,7 @@ async fn every_documented_endpoint_answers_another_tenants_ids_with_404_and_chan
         &ids.webhook,
         &ids.dead_letter,
         &ids.notification,
+        &ids.file,
         "Secret Corp",
         "hooks.example.com",
     ];

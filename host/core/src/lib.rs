@@ -14,6 +14,7 @@
 //!   behind the REST API and the capabilities; each owns its transaction and its audit
 //!   write;
 //! - [`notify`]: users' notification inboxes, written by plugins;
+//! - [`files`]: large files, streamed into chunks in the database;
 //! - [`installed`]: an installed plugin's settings, timers and review, as its tenant's
 //!   admin manages them;
 //! - [`events`] (emission into the tenant's log), [`outbox`] (email and webhooks,
@@ -22,6 +23,7 @@
 
 pub mod audit;
 pub mod events;
+pub mod files;
 pub mod installed;
 pub mod manifest;
 pub mod notify;

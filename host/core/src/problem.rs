@@ -39,6 +39,7 @@ impl FieldProblem {
 /// | `Conflict` | 409 | `conflict` |
 /// | `Stale` | 412 | `conflict` |
 /// | `Locked` | 423 | `conflict` |
+/// | `TooLarge` | 413 | `limit` |
 /// | `Limit` | 429 | `limit` |
 /// | `Internal` | 500 (detail logged, never shown) | `internal` |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,8 @@ pub enum ProblemKind {
     Stale,
     /// The thing is locked by someone else (a plugin's record lock).
     Locked,
+    /// Larger than a size limit or a quota allows.
+    TooLarge,
     /// A size, count or rate limit was exceeded.
     Limit,
     /// The host failed; the detail is for the log only.

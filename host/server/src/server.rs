@@ -200,6 +200,10 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         ),
         ("timer scheduler", tokio::spawn(scheduler.run(stopped()))),
         ("outbox worker", tokio::spawn(outbox.run(stopped()))),
+        (
+            "abandoned-upload sweeper",
+            tokio::spawn(plinth_core::files::run_sweeper(db.clone(), stopped())),
+        ),
     ];
     if config.fold_rollups {
         let folder = plinth_core::store::rollups::run_folder(db.clone(), stopped());

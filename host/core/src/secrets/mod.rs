@@ -81,6 +81,8 @@ impl Owner<'_> {
 pub struct Vault {
     cipher: XChaCha20Poly1305,
     key_id: String,
+    /// HMAC key for signed links, derived from the secret key (never the key itself).
+    link_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Vault {
@@ -95,10 +97,36 @@ impl Vault {
     /// A vault over a 32-byte key.
     pub fn new(key: &[u8; 32]) -> Vault {
         let digest = Sha256::digest([b"plinth/secret-key-id/v1".as_slice(), key].concat());
+        let link_key: [u8; 32] = Sha256::digest([b"plinth/link-signing-key/v1".as_slice(), key].concat()).into();
         Vault {
             cipher: XChaCha20Poly1305::new(key.into()),
             key_id: hex::encode(&digest[..8]),
+            link_key,
         }
+    }
+
+    /// Sign `message` for a link that works without an API key (HMAC-SHA256 with a key
+    /// derived from the secret key; hex). Every host holding the same secret key
+    /// accepts it.
+    pub fn sign_link(&self, message: &str) -> String {
+        use hmac::Mac as _;
+        let mut mac =
+            <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&self.link_key).expect("HMAC takes any key length");
+        mac.update(message.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `signature` is [`Vault::sign_link`]'s for `message` (compared in constant
+    /// time).
+    pub fn verify_link(&self, message: &str, signature: &str) -> bool {
+        use hmac::Mac as _;
+        let Ok(given) = hex::decode(signature) else {
+            return false;
+        };
+        let mut mac =
+            <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&self.link_key).expect("HMAC takes any key length");
+        mac.update(message.as_bytes());
+        mac.verify_slice(&given).is_ok()
     }
 
     /// A vault over a key that lives only as long as this process: for sandboxes

@@ -13,6 +13,7 @@ pub mod audit_query;
 mod documents;
 pub mod event_delivery;
 pub mod events;
+pub mod files;
 pub mod groups;
 pub mod installations;
 pub mod locks;

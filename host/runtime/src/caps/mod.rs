@@ -154,7 +154,7 @@ impl CapCtx {
             ProblemKind::BadRequest | ProblemKind::Invalid => WitError::Invalid(p.flattened()),
             ProblemKind::Denied => WitError::Denied(p.flattened()),
             ProblemKind::Conflict | ProblemKind::Stale | ProblemKind::Locked => WitError::Conflict(p.flattened()),
-            ProblemKind::Limit => WitError::Limit(p.flattened()),
+            ProblemKind::Limit | ProblemKind::TooLarge => WitError::Limit(p.flattened()),
             ProblemKind::Internal => {
                 tracing::error!(
                     cause = %p.detail,

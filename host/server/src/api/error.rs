@@ -248,6 +248,7 @@ impl From<DomainProblem> for ApiError {
             ProblemKind::Conflict => ApiError::conflict(p.detail),
             ProblemKind::Stale => ApiError::precondition_failed(p.detail),
             ProblemKind::Locked => ApiError::new(StatusCode::LOCKED, "locked", "Locked", p.detail),
+            ProblemKind::TooLarge => ApiError::payload_too_large(p.detail),
             ProblemKind::Limit => ApiError::too_many(p.detail),
             ProblemKind::Internal => ApiError::internal(p.detail),
         }

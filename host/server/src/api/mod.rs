@@ -14,6 +14,7 @@ pub mod context;
 mod error;
 mod events;
 pub mod extract;
+mod files;
 pub mod filter;
 mod groups;
 mod installations;
@@ -65,12 +66,15 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// Request log (client tracking) settings.
     pub request_log: plinth_core::versioning::RequestLogConfig,
+    /// File size limit and tenant quota.
+    pub files: plinth_core::files::FilesConfig,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             body_limit: 2 * 1024 * 1024,
+            files: plinth_core::files::FilesConfig::default(),
             request_log: plinth_core::versioning::RequestLogConfig::default(),
         }
     }
@@ -199,6 +203,7 @@ fn routes() -> Routes {
         .merge(webhooks::routes())
         .merge(secrets::routes())
         .merge(notifications::routes())
+        .merge(files::routes())
 }
 
 /// The whole HTTP application.
