@@ -182,6 +182,17 @@ impl Error {
         Self::new(ErrorKind::Internal, message)
     }
 
+    /// An I/O failure of [`crate::files`] readers and writers (or any `std::io` user),
+    /// as an internal failure carrying its message.
+    ///
+    /// ```
+    /// let e = plinth_sdk::Error::from_io(std::io::Error::other("disk full"));
+    /// assert_eq!(e.kind().status(), 500);
+    /// ```
+    pub fn from_io(error: std::io::Error) -> Self {
+        Self::internal(error.to_string())
+    }
+
     /// Add a problem with one input field.
     ///
     /// ```

@@ -52,6 +52,7 @@ pub mod directory;
 pub mod email;
 mod error;
 pub mod events;
+pub mod files;
 mod http;
 pub mod log;
 pub mod notify;

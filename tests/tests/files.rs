@@ -273,3 +273,126 @@ async fn signed_links_work_without_a_key_until_they_expire() {
         .expect_problem(422, "validation");
     s.stop().await;
 }
+
+/// The files probe published and installed in `t` with `grants`.
+async fn files_probe(s: &TestServer, t: &TestTenant, grants: Value) {
+    let publisher = s.publisher("plinth-tests").await;
+    publisher
+        .publish(s, &plinth_tests::Guest::named("files-probe"))
+        .await
+        .expect(201);
+    s.install(t, "files-probe", grants).await.expect(201);
+}
+
+#[tokio::test]
+async fn plugins_read_and_write_files_in_pieces_as_their_caller() {
+    let s = TestServer::start().await;
+    let t = s.tenant("Acme").await;
+    files_probe(&s, &t, json!("all")).await;
+    let probe = |path: &str| format!("/api/v1/plugins/files-probe{path}");
+    let max = s.user(&t, "Max", "member").await;
+    let eve = s.user(&t, "Eve", "member").await;
+
+    // Max's 2.5 MiB file, copied by the plugin 64 KiB at a time, for Max.
+    let bytes = content(5 * (1 << 19));
+    let original = max
+        .request("POST", "/api/v1/files?name=leads.csv")
+        .bytes("text/csv", bytes.clone())
+        .await
+        .expect(201)
+        .json();
+    let id = original["id"].as_str().unwrap();
+    let copied = max
+        .post(&probe(&format!("/copy/{id}")), json!({}))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(copied["copied"], bytes.len());
+    let copy = &copied["file"];
+    assert_eq!(
+        (copy["digest"].clone(), copy["owner_id"].clone()),
+        (original["digest"].clone(), json!(max.id))
+    );
+    assert_eq!(copy["name"], "copy of leads.csv");
+    let copy_id = copy["id"].as_str().unwrap();
+    let (status, _, body) = download(&s, Some(&max.key), &format!("/api/v1/files/{copy_id}"), None).await;
+    assert_eq!((status, body == bytes), (200, true));
+    let shown = max
+        .get(&format!("/api/v1/files/{copy_id}/info"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(shown["plugin"], "files-probe");
+
+    // Eve's calls read only what Eve may read: not Max's file.
+    eve.post(&probe(&format!("/copy/{id}")), json!({})).await.expect(404);
+
+    // Written for someone else: that user reads it, the writer does not.
+    let note = max
+        .post(
+            &probe("/write"),
+            json!({ "name": "for-eve.txt", "text": "hello ", "repeat": 3, "owner_id": eve.id }),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        (note["size"].clone(), note["owner_id"].clone()),
+        (json!(18), json!(eve.id))
+    );
+    let note_id = note["id"].as_str().unwrap();
+    let (_, _, text) = download(&s, Some(&eve.key), &format!("/api/v1/files/{note_id}"), None).await;
+    assert_eq!(text, b"hello hello hello ");
+    max.get(&format!("/api/v1/files/{note_id}/info")).await.expect(404);
+
+    // A file dropped unfinished keeps nothing.
+    let chunks_before = s.db().chunk_count(&t.id).await.unwrap();
+    max.post(&probe("/abandon"), json!({ "name": "gone.bin" }))
+        .await
+        .expect(200);
+    let started = Instant::now();
+    while s.db().chunk_count(&t.id).await.unwrap() != chunks_before {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "an abandoned file left chunks"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    // The plugin lists and deletes only the files it made.
+    let listed = max.get(&probe("/files")).await.expect(200).json();
+    let mut names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["copy of leads.csv", "for-eve.txt"]);
+    let refused = max.delete(&probe(&format!("/files/{id}"))).await.expect(200).json();
+    assert_eq!(refused["deleted"], false, "Max's upload is not the plugin's to delete");
+    let deleted = max
+        .delete(&probe(&format!("/files/{copy_id}")))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(deleted["deleted"], true);
+    max.get(&format!("/api/v1/files/{id}/info")).await.expect(200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_files_capability_needs_its_grant() {
+    let s = TestServer::start().await;
+    let t = s.tenant("Acme").await;
+    files_probe(&s, &t, json!([])).await;
+    let r = t
+        .post(
+            "/api/v1/plugins/files-probe/write",
+            json!({ "name": "x.txt", "text": "x" }),
+        )
+        .await
+        .expect(403);
+    assert!(r.text.contains("files"), "{}", r.text);
+    s.stop().await;
+}

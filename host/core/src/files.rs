@@ -121,6 +121,141 @@ pub fn clean_content_type(raw: &str) -> Result<String, String> {
     }
 }
 
+/// Check a name and a content type, every problem at once; the cleaned pair.
+pub fn check_names(name: &str, content_type: &str) -> Result<(String, String), FileError> {
+    let mut problems = Vec::new();
+    let name = clean_name(name)
+        .map_err(|m| problems.push(FieldProblem::new("name", m)))
+        .ok();
+    let content_type = clean_content_type(content_type)
+        .map_err(|m| problems.push(FieldProblem::new("content_type", m)))
+        .ok();
+    match (name, content_type) {
+        (Some(n), Some(t)) => Ok((n, t)),
+        _ => Err(FileError::Invalid(problems)),
+    }
+}
+
+/// A file being written: bytes go to chunks as they come (at most one chunk
+/// buffered), hashed on the way, within the size limit and the tenant's quota.
+/// [`Writer::finish`] records the file; anything else must end in
+/// [`Writer::abandon`], which drops what was written.
+#[derive(Debug)]
+pub struct Writer {
+    tenant: String,
+    blob: String,
+    hasher: Sha256,
+    buffer: Vec<u8>,
+    size: u64,
+    seq: i64,
+    max_size: u64,
+    quota: u64,
+    quota_left: u64,
+}
+
+impl Writer {
+    /// Start writing a file in `tenant`.
+    pub async fn start(db: &Db, config: &FilesConfig, tenant: &str) -> Result<Writer, FileError> {
+        let used = db.files_usage(tenant).await?.max(0) as u64;
+        let blob = db.begin_upload(tenant).await?;
+        Ok(Writer {
+            tenant: tenant.to_string(),
+            blob,
+            hasher: Sha256::new(),
+            buffer: Vec::with_capacity(CHUNK),
+            size: 0,
+            seq: 0,
+            max_size: config.max_size,
+            quota: config.tenant_quota,
+            quota_left: config.tenant_quota.saturating_sub(used),
+        })
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Append `bytes`.
+    pub async fn write(&mut self, db: &Db, mut bytes: &[u8]) -> Result<(), FileError> {
+        self.size += bytes.len() as u64;
+        if self.size > self.max_size {
+            return Err(FileError::TooLarge(format!(
+                "the file is larger than the limit of {} bytes",
+                self.max_size
+            )));
+        }
+        if self.size > self.quota_left {
+            return Err(FileError::TooLarge(format!(
+                "the tenant's file quota ({} bytes) would be exceeded",
+                self.quota
+            )));
+        }
+        self.hasher.update(bytes);
+        while !bytes.is_empty() {
+            let take = (CHUNK - self.buffer.len()).min(bytes.len());
+            self.buffer.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.buffer.len() == CHUNK {
+                db.put_chunk(&self.tenant, &self.blob, self.seq, &self.buffer).await?;
+                self.seq += 1;
+                self.buffer.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Record the file (audited as `file.create`).
+    pub async fn finish(
+        mut self,
+        db: &Db,
+        caller: &FileCaller<'_>,
+        owner: &str,
+        name: &str,
+        content_type: &str,
+    ) -> Result<FileRow, FileError> {
+        if !self.buffer.is_empty() {
+            db.put_chunk(&self.tenant, &self.blob, self.seq, &self.buffer).await?;
+            self.buffer.clear();
+        }
+        let digest = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        let mut tx = db.writer().begin().await?;
+        let file = NewFile {
+            name,
+            content_type,
+            owner_id: owner,
+            plugin: caller.plugin,
+        };
+        let row = db
+            .finish_upload(&mut tx, &self.tenant, &self.blob, &digest, self.size as i64, file)
+            .await?;
+        let after = serde_json::to_value(&row).unwrap_or_default();
+        let event = NewEvent {
+            action: "file.create",
+            entity_type: "file",
+            entity_id: Some(&row.id),
+            before: None,
+            after: Some(&after),
+        };
+        audit::append(&mut tx, db.dialect(), &self.tenant, caller.actor, event).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Drop everything written (logged, not failed: the sweeper catches what this
+    /// misses).
+    pub async fn abandon(self, db: &Db) {
+        if let Err(e) = db.abandon_upload(&self.tenant, &self.blob).await {
+            tracing::warn!(error = ?e, tenant = %self.tenant, blob = %self.blob, "could not drop an abandoned upload; the sweeper will");
+        }
+    }
+
+    /// The tenant and upload it writes (to abandon it from elsewhere).
+    pub fn upload(&self) -> (&str, &str) {
+        (&self.tenant, &self.blob)
+    }
+}
+
 /// Store the bytes of `body` as a new file named `name` of type `content_type`,
 /// owned by the caller (audited as `file.create`). Nothing is kept if the stream
 /// fails, the size limit or the tenant's quota is passed.
@@ -137,103 +272,20 @@ where
     B: AsRef<[u8]>,
     E: std::fmt::Display,
 {
-    let mut problems = Vec::new();
-    let name = clean_name(name)
-        .map_err(|m| problems.push(FieldProblem::new("name", m)))
-        .ok();
-    let content_type = clean_content_type(content_type)
-        .map_err(|m| problems.push(FieldProblem::new("content_type", m)))
-        .ok();
-    let (Some(name), Some(content_type)) = (name, content_type) else {
-        return Err(FileError::Invalid(problems));
-    };
-    let quota_left = config
-        .tenant_quota
-        .saturating_sub(db.files_usage(caller.tenant).await?.max(0) as u64);
-    let blob = db.begin_upload(caller.tenant).await?;
-    match store_stream(db, config, caller.tenant, &blob, quota_left, body).await {
-        Ok((digest, size)) => {
-            let mut tx = db.writer().begin().await?;
-            let file = NewFile {
-                name: &name,
-                content_type: &content_type,
-                owner_id: caller.user_id,
-                plugin: caller.plugin,
-            };
-            let row = db
-                .finish_upload(&mut tx, caller.tenant, &blob, &digest, size, file)
-                .await?;
-            let after = serde_json::to_value(&row).unwrap_or_default();
-            let event = NewEvent {
-                action: "file.create",
-                entity_type: "file",
-                entity_id: Some(&row.id),
-                before: None,
-                after: Some(&after),
-            };
-            audit::append(&mut tx, db.dialect(), caller.tenant, caller.actor, event).await?;
-            tx.commit().await?;
-            Ok(row)
-        }
-        Err(e) => {
-            if let Err(cleanup) = db.abandon_upload(caller.tenant, &blob).await {
-                tracing::warn!(error = ?cleanup, tenant = %caller.tenant, %blob, "could not drop an abandoned upload; the sweeper will");
-            }
-            Err(e)
-        }
-    }
-}
-
-/// Write `body` as chunks of blob `blob`; its digest and size.
-async fn store_stream<S, B, E>(
-    db: &Db,
-    config: &FilesConfig,
-    tenant: &str,
-    blob: &str,
-    quota_left: u64,
-    body: S,
-) -> Result<(String, i64), FileError>
-where
-    S: Stream<Item = Result<B, E>>,
-    B: AsRef<[u8]>,
-    E: std::fmt::Display,
-{
+    let (name, content_type) = check_names(name, content_type)?;
+    let mut writer = Writer::start(db, config, caller.tenant).await?;
     let mut body = std::pin::pin!(body);
-    let mut hasher = Sha256::new();
-    let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK);
-    let (mut size, mut seq) = (0u64, 0i64);
     while let Some(piece) = body.next().await {
-        let piece = piece.map_err(|e| FileError::Interrupted(e.to_string()))?;
-        let mut bytes = piece.as_ref();
-        size += bytes.len() as u64;
-        if size > config.max_size {
-            return Err(FileError::TooLarge(format!(
-                "the file is larger than the limit of {} bytes",
-                config.max_size
-            )));
-        }
-        if size > quota_left {
-            return Err(FileError::TooLarge(format!(
-                "the tenant's file quota ({} bytes) would be exceeded",
-                config.tenant_quota
-            )));
-        }
-        hasher.update(bytes);
-        while !bytes.is_empty() {
-            let take = (CHUNK - buffer.len()).min(bytes.len());
-            buffer.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-            if buffer.len() == CHUNK {
-                db.put_chunk(tenant, blob, seq, &buffer).await?;
-                seq += 1;
-                buffer.clear();
-            }
+        let written = match piece {
+            Ok(bytes) => writer.write(db, bytes.as_ref()).await,
+            Err(e) => Err(FileError::Interrupted(e.to_string())),
+        };
+        if let Err(e) = written {
+            writer.abandon(db).await;
+            return Err(e);
         }
     }
-    if !buffer.is_empty() {
-        db.put_chunk(tenant, blob, seq, &buffer).await?;
-    }
-    Ok((hex::encode(hasher.finalize()), size as i64))
+    writer.finish(db, caller, caller.user_id, &name, &content_type).await
 }
 
 /// A file the caller may read: its owner, or an admin of the tenant.

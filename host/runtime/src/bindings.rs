@@ -10,6 +10,10 @@ wasmtime::component::bindgen!({
     world: "plugin",
     imports: { default: async | trappable },
     exports: { default: async },
+    with: {
+        "plinth:plugin/files.reader": crate::caps::files::FileReader,
+        "plinth:plugin/files.writer": crate::caps::files::FileWriter,
+    },
 });
 
 pub use plinth::plugin::types::Error as WitError;

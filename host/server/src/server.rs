@@ -264,6 +264,7 @@ fn integrations(
         timers: plinth_core::timers::Timers::new(config.clock.clone()),
         http,
         vault,
+        files: config.api.files,
     };
     Ok((services, worker))
 }

@@ -148,6 +148,13 @@ pub const NOTIFY: Capability = Capability {
     grant: Grant::Flag,
     summary: "notify the tenant's users in their inbox (and by email where they chose it)",
 };
+/// Large files, read and written in pieces.
+pub const FILES: Capability = Capability {
+    key: "files",
+    interface: Some("files"),
+    grant: Grant::Flag,
+    summary: "read the caller's files and the plugin's own, and write files, in pieces",
+};
 /// Event subscriptions (the host calls `on-event`).
 pub const EVENTS: Capability = Capability {
     key: "events",
@@ -173,8 +180,8 @@ pub const RECORDS: Capability = Capability {
 /// Every capability. The order is the order of `[capabilities]` keys in documents the
 /// host writes (installation views, OpenAPI descriptions).
 pub static REGISTRY: &[Capability] = &[
-    TYPES, LOG, STORAGE, CONFIG, SECRETS, SHARING, AUDIT, SCHEDULE, EMAIL, EMIT, DIRECTORY, NOTIFY, EVENTS, HTTP,
-    RECORDS,
+    TYPES, LOG, STORAGE, CONFIG, SECRETS, SHARING, AUDIT, SCHEDULE, EMAIL, EMIT, DIRECTORY, NOTIFY, FILES, EVENTS,
+    HTTP, RECORDS,
 ];
 
 #[cfg(test)]

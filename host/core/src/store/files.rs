@@ -225,6 +225,26 @@ impl Db {
         rows.iter().map(file_from).collect()
     }
 
+    /// Files `plugin` made, by id after `after`.
+    pub async fn plugin_files(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<FileRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM files WHERE tenant_id = $1 AND plugin_id = $2 AND id > $3 ORDER BY id LIMIT $4"
+        ))
+        .bind(tenant)
+        .bind(plugin)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(file_from).collect()
+    }
+
     /// Bytes the tenant's stored content takes (each distinct content once).
     pub async fn files_usage(&self, tenant: &str) -> StoreResult<i64> {
         // PostgreSQL sums BIGINTs as NUMERIC: cast back.

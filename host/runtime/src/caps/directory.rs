@@ -45,7 +45,7 @@ fn check_limit(limit: u32) -> Result<i64, WitError> {
 
 impl CapCtx {
     /// The user `id` of the caller's tenant, or `not-found`.
-    async fn known_user(&self, id: &str) -> Result<User, WitError> {
+    async fn known_user(&mut self, id: &str) -> Result<User, WitError> {
         let db = self.services.db.clone();
         match db.user(&self.caller.tenant_id, id).await {
             Ok(Some(u)) => Ok(u),

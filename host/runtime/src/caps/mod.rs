@@ -11,6 +11,7 @@ mod config;
 mod directory;
 mod email;
 mod events;
+pub(crate) mod files;
 mod http;
 mod log;
 mod notify;
@@ -40,6 +41,8 @@ pub struct Services {
     pub http: plinth_core::outbound::HttpClient,
     /// Seals and opens plugin secrets (WIT `secrets`).
     pub vault: plinth_core::secrets::Vault,
+    /// File size limit and tenant quota (WIT `files`).
+    pub files: plinth_core::files::FilesConfig,
 }
 
 impl Services {
@@ -52,6 +55,7 @@ impl Services {
             timers: plinth_core::timers::Timers::default(),
             http: plinth_core::outbound::HttpClient::strict(),
             vault: plinth_core::secrets::Vault::ephemeral(),
+            files: plinth_core::files::FilesConfig::default(),
         }
     }
 }
@@ -89,6 +93,8 @@ pub struct CapCtx {
     pub services: Services,
     /// Counters for this call.
     pub stats: CallStats,
+    /// Resources the guest holds during the call (file readers and writers).
+    pub resources: wasmtime::component::ResourceTable,
 }
 
 /// Record metadata that any granted object exposes, whatever its field list.

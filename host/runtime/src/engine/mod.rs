@@ -394,6 +394,7 @@ impl Runtime {
             grants: invocation.grants,
             services: services.clone(),
             stats: CallStats::default(),
+            resources: wasmtime::component::ResourceTable::new(),
         };
         let mut store = Store::new(&self.inner.engine, CallState::new(caps, limits.memory_bytes));
         store.limiter(|s| &mut s.limiter);
