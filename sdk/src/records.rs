@@ -650,6 +650,27 @@ pub fn lock(object: &str, id: &str, reason: &str) -> Result<(), Error> {
     Ok(wit::lock(object, id, reason)?)
 }
 
+/// Narrow this call's reads (`get`, `find`, `aggregate`) of the objects granted
+/// `records:<object>:read-as` to what the active user `user_id` may see — one report
+/// per recipient, each showing only what that recipient may see; `None` ends the
+/// narrowing. Writes are unaffected. Needs `read_as = true` under
+/// `[capabilities.records.<object>]` and the tenant's grant; audited per use. Needs
+/// `plinth:plugin@1.5.0`.
+///
+/// ```no_run
+/// use plinth_sdk::records::{self, Find};
+/// for recipient in ["user-1", "user-2"] {
+///     records::read_as(Some(recipient))?;
+///     let visible = records::find("opportunity", &Find::new())?;
+///     // … render this recipient's report from `visible` …
+/// }
+/// records::read_as(None)?;
+/// # Ok::<(), plinth_sdk::Error>(())
+/// ```
+pub fn read_as(user_id: Option<&str>) -> Result<(), Error> {
+    Ok(wit::read_as(user_id)?)
+}
+
 /// Release this plugin's lock on a record; `false` when it held none.
 ///
 /// ```no_run

@@ -135,3 +135,50 @@ async fn locks_need_the_grant_and_go_with_the_plugin() {
     assert!(t.get(&record).await.expect(200).json().get("locked_by").is_none());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_plugin_reads_as_another_user_only_with_the_grant_and_audited() {
+    let (s, t, _) = locked_world(json!("all")).await;
+    let max = s.user(&t, "Max", "member").await;
+    let eve = s.user(&t, "Eve", "member").await;
+    let mut ids = Vec::new();
+    for (name, owner) in [("Max's", &max.id), ("Eve's", &eve.id)] {
+        let created = t
+            .post(
+                "/api/v1/records/account",
+                json!({ "fields": { "name": name }, "owner_id": owner }),
+            )
+            .await
+            .expect(201)
+            .json();
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    let visible_to = |user: &str| format!("/api/v1/plugins/lock-probe/visible-to/{user}");
+
+    // Called by the owner, the plugin reads what Max — then Eve — may see.
+    let as_max = t.get(&visible_to(&max.id)).await.expect(200).json();
+    assert_eq!(as_max, json!([ids[0]]));
+    let as_eve = t.get(&visible_to(&eve.id)).await.expect(200).json();
+    assert_eq!(as_eve, json!([ids[1]]));
+    let audited: Vec<String> = t
+        .audit_events(&[("action", "record.read_as")])
+        .await
+        .iter()
+        .map(|e| e["entity_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(audited, [max.id.clone(), eve.id.clone()], "each narrowing is audited");
+
+    // A deactivated user cannot be read as.
+    t.patch(&format!("/api/v1/users/{}", eve.id), json!({ "status": "disabled" }))
+        .await
+        .expect(200);
+    t.get(&visible_to(&eve.id)).await.expect(404);
+    s.stop().await;
+
+    // Without `records:account:read-as` the plugin cannot narrow.
+    let grants = json!(["records:account:read", "records:account:write", "records:account:lock"]);
+    let (s, t, _) = locked_world(grants).await;
+    let r = t.get(&visible_to(&t.owner_id)).await.expect(403);
+    assert!(r.text.contains("read-as"), "{}", r.text);
+    s.stop().await;
+}

@@ -77,6 +77,9 @@ impl Capabilities {
             if access.lock {
                 keys.insert(record_key(object, "lock"));
             }
+            if access.read_as {
+                keys.insert(record_key(object, "read-as"));
+            }
         }
         keys
     }
@@ -98,7 +101,16 @@ impl Capabilities {
                 };
                 let fields = requested.fields.clone();
                 let lock = requested.lock && has(&record_key(object, "lock"));
-                (object.clone(), RecordAccess { access, fields, lock })
+                let read_as = requested.read_as && has(&record_key(object, "read-as"));
+                (
+                    object.clone(),
+                    RecordAccess {
+                        access,
+                        fields,
+                        lock,
+                        read_as,
+                    },
+                )
             })
             .collect();
         Capabilities {
@@ -171,6 +183,10 @@ pub struct RecordAccess {
     /// `records:<object>:lock`): while locked, only it writes them.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lock: bool,
+    /// It may narrow its reads of the object to another user's visibility
+    /// (`read_as = true`; grant key `records:<object>:read-as`, audited per use).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_as: bool,
 }
 
 /// Access level to a CRM object's records.

@@ -45,6 +45,7 @@ fn expected_full() -> Manifest {
             access: Access::ReadWrite,
             fields: FieldSet::Only(set(&["name", "owner_id", "territory"])),
             lock: true,
+            read_as: false,
         },
     );
     records.insert(
@@ -53,6 +54,7 @@ fn expected_full() -> Manifest {
             access: Access::Read,
             fields: FieldSet::All,
             lock: false,
+            read_as: false,
         },
     );
     let mut dependencies = BTreeMap::new();

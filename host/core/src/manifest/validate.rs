@@ -31,7 +31,7 @@ const PLUGIN_KEYS: &[&str] = &[
     "api",
     "homepage",
 ];
-const RECORD_KEYS: &[&str] = &["access", "fields", "lock"];
+const RECORD_KEYS: &[&str] = &["access", "fields", "lock", "read_as"];
 const ENDPOINT_KEYS: &[&str] = &["method", "path", "role", "summary", "description", "body_schema"];
 const LIMIT_KEYS: &[&str] = &["timeout_ms", "memory_mib"];
 
@@ -261,8 +261,17 @@ fn records(cx: &mut Ctx, t: &Table) -> BTreeMap<String, RecordAccess> {
             }
         };
         let lock = cx.get::<bool>(entry, &path, "lock").unwrap_or(false);
+        let read_as = cx.get::<bool>(entry, &path, "read_as").unwrap_or(false);
         if let (true, Some(access), Some(fields)) = (name_ok, access, fields) {
-            out.insert(object.clone(), RecordAccess { access, fields, lock });
+            out.insert(
+                object.clone(),
+                RecordAccess {
+                    access,
+                    fields,
+                    lock,
+                    read_as,
+                },
+            );
         }
     }
     out

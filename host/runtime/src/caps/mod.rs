@@ -95,6 +95,9 @@ pub struct CapCtx {
     pub stats: CallStats,
     /// Resources the guest holds during the call (file readers and writers).
     pub resources: wasmtime::component::ResourceTable,
+    /// The user whose visibility narrows reads of `read-as` objects (`records.read-as`),
+    /// with their role.
+    pub read_as: Option<(String, plinth_core::manifest::Role)>,
 }
 
 /// Record metadata that any granted object exposes, whatever its field list.
@@ -136,6 +139,23 @@ impl CapCtx {
                 // A plugin never writes through another plugin's lock.
                 override_lock: false,
             },
+        }
+    }
+
+    /// The identity a read of `object` runs as: the user `records.read-as` named, when
+    /// the object is granted `read-as`; else [`CapCtx::who`].
+    pub(crate) fn reader_of(&self, object: &str) -> plinth_core::records::Who {
+        match &self.read_as {
+            Some((user, role)) if self.grants.records.get(object).is_some_and(|g| g.read_as) => {
+                plinth_core::records::Who {
+                    tenant: self.caller.tenant_id.clone(),
+                    user_id: user.clone(),
+                    role: *role,
+                    actor: self.actor(),
+                    override_lock: false,
+                }
+            }
+            _ => self.who(),
         }
     }
 

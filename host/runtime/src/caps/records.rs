@@ -187,7 +187,7 @@ impl CapCtx {
             .await
             .map_err(|e| self.record_error(e))?;
         let resolved = query::resolve_aggregate(&schema, &req).map_err(problems)?;
-        let (rows, truncated) = records::aggregate(&db, &self.who(), &object, &resolved)
+        let (rows, truncated) = records::aggregate(&db, &self.reader_of(&object), &object, &resolved)
             .await
             .map_err(|e| self.record_error(e))?;
         if truncated {
@@ -211,7 +211,7 @@ impl Host for CapCtx {
             Err(e) => return Ok(Err(e)),
         };
         let db = self.services.db.clone();
-        let result = records::get(&db, &self.who(), &object, &id, false).await;
+        let result = records::get(&db, &self.reader_of(&object), &object, &id, false).await;
         Ok(result.map(|r| to_wit(&r, &allowed)).map_err(|e| self.record_error(e)))
     }
 
@@ -260,7 +260,7 @@ impl Host for CapCtx {
                 limit,
                 ..ListQuery::default()
             };
-            let (page, next) = records::list(&db, &self.who(), &object, &list)
+            let (page, next) = records::list(&db, &self.reader_of(&object), &object, &list)
                 .await
                 .map_err(|e| self.record_error(e))?;
             let keep = if q.fields.is_empty() {
@@ -438,6 +438,59 @@ impl Host for CapCtx {
                 .map_err(|e| self.record_error(e))
         };
         Ok(run.await)
+    }
+
+    async fn read_as(&mut self, user_id: Option<String>) -> wasmtime::Result<Result<(), WitError>> {
+        self.stats.host_calls += 1;
+        if !self.grants.records.values().any(|g| g.read_as) {
+            self.stats.denied += 1;
+            return Ok(Err(WitError::Denied(
+                "reading as another user needs `read_as = true` under [capabilities.records.<object>] and the \
+                 tenant's grant of `records:<object>:read-as`"
+                    .into(),
+            )));
+        }
+        let Some(user_id) = user_id else {
+            self.read_as = None;
+            return Ok(Ok(()));
+        };
+        let db = self.services.db.clone();
+        let user = match db.user(&self.caller.tenant_id, &user_id).await {
+            Ok(Some(u)) if u.status == "active" => u,
+            Ok(_) => return Ok(Err(WitError::NotFound(format!("no active user {user_id}")))),
+            Err(e) => return Ok(Err(self.store_error(e))),
+        };
+        let Ok(role) = user.role.parse::<plinth_core::manifest::Role>() else {
+            return Ok(Err(WitError::Internal(format!("user {user_id} has no known role"))));
+        };
+        // Audited per use: who read as whom, and for which objects.
+        let objects: Vec<&String> = self
+            .grants
+            .records
+            .iter()
+            .filter(|(_, g)| g.read_as)
+            .map(|(o, _)| o)
+            .collect();
+        let after = serde_json::json!({ "user_id": user.id, "objects": objects });
+        let event = plinth_core::store::audit::NewEvent {
+            action: "record.read_as",
+            entity_type: "user",
+            entity_id: Some(&user.id),
+            before: None,
+            after: Some(&after),
+        };
+        let (tenant, actor) = (self.caller.tenant_id.clone(), self.actor());
+        let recorded = async {
+            let mut tx = db.writer().begin().await?;
+            plinth_core::store::audit::append(&mut tx, db.dialect(), &tenant, &actor, event).await?;
+            tx.commit().await?;
+            Ok::<(), plinth_core::store::StoreError>(())
+        };
+        if let Err(e) = recorded.await {
+            return Ok(Err(self.store_error(e)));
+        }
+        self.read_as = Some((user.id, role));
+        Ok(Ok(()))
     }
 
     async fn unlock(&mut self, object: String, id: String) -> wasmtime::Result<Result<bool, WitError>> {

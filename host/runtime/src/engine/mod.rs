@@ -395,6 +395,7 @@ impl Runtime {
             services: services.clone(),
             stats: CallStats::default(),
             resources: wasmtime::component::ResourceTable::new(),
+            read_as: None,
         };
         let mut store = Store::new(&self.inner.engine, CallState::new(caps, limits.memory_bytes));
         store.limiter(|s| &mut s.limiter);

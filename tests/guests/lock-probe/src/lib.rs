@@ -1,6 +1,7 @@
 //! The lock probe: `POST /locks/{id}` locks an account (body `{"reason": …}`),
 //! `DELETE /locks/{id}` unlocks it, `PATCH /accounts/{id}` renames it (body
-//! `{"name": …}`) — the locking plugin's own write.
+//! `{"name": …}`) — the locking plugin's own write; `GET /visible-to/{user_id}` lists
+//! the ids of the accounts that user may see (`records.read-as`).
 
 use plinth_sdk::serde_json::{Value, json};
 use plinth_sdk::{Error, Plugin, Request, Response, Router, export_plugin, records};
@@ -25,6 +26,13 @@ impl Plugin for Probe {
             .delete("/locks/{id}", |req| {
                 let released = records::unlock("account", req.param("id")?)?;
                 Ok(Response::json(&json!({ "released": released })))
+            })
+            .get("/visible-to/{user_id}", |req| {
+                records::read_as(Some(req.param("user_id")?))?;
+                let page = records::find("account", &records::Find::new())?;
+                records::read_as(None)?;
+                let ids: Vec<String> = page.records.into_iter().map(|r| r.id).collect();
+                Ok(Response::json(&ids))
             })
             .patch("/accounts/{id}", |req| {
                 let name = text(req, "name")?;

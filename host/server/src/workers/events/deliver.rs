@@ -462,6 +462,7 @@ mod tests {
                 access: Access::Read,
                 fields: FieldSet::Only(only),
                 lock: false,
+                read_as: false,
             },
         );
         let some: Value = serde_json::from_str(&visible_payload(&grants, &e)).unwrap();
