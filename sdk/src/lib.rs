@@ -12,7 +12,9 @@
 //!   [`schedule`] (durable timers and cron), [`config`] and [`log`].
 //!   [`config`] and [`log`];
 //! - since WIT 1.2: [`email`] (the outbox), [`outbound`] HTTP to manifest-listed
-//!   origins, and this plugin's [`secrets`].
+//!   origins, and this plugin's [`secrets`];
+//! - since WIT 1.5: [`directory`], [`notify`], [`files`], background [`jobs`] run in
+//!   committed steps, and atomic [`batch`] writes.
 //!   [`events`] (emit), [`schedule`] (durable timers and cron), [`config`] and [`log`].
 //!
 //! ```no_run
@@ -46,6 +48,7 @@
 extern crate self as plinth_sdk;
 
 pub mod audit;
+pub mod batch;
 mod caller;
 pub mod config;
 pub mod directory;
@@ -54,6 +57,7 @@ mod error;
 pub mod events;
 pub mod files;
 mod http;
+pub mod jobs;
 pub mod log;
 pub mod notify;
 pub mod outbound;
@@ -181,6 +185,29 @@ pub trait Plugin {
         let _ = (caller, previous_version);
         Ok(())
     }
+
+    /// Run one step of a job this plugin started ([`jobs::start`]); see [`jobs`]. An
+    /// `Err` is retried with backoff (the step sees the same [`jobs::Job::step`]);
+    /// after the last try the job fails with it. Default: no jobs.
+    ///
+    /// ```
+    /// use plinth_sdk::{Plugin, Caller, Error, jobs::{Job, Step}};
+    /// struct P;
+    /// impl Plugin for P {
+    ///     fn on_job_step(_c: &Caller, job: Job) -> Result<Step, Error> {
+    ///         let n: u64 = job.state()?.unwrap_or(0);
+    ///         if n == 10 { return Ok(Step::finish().progress(10, Some(10))); }
+    ///         Ok(Step::next(&(n + 1))?.progress(n + 1, Some(10)))
+    ///     }
+    /// }
+    /// ```
+    fn on_job_step(caller: &Caller, job: jobs::Job) -> Result<jobs::Step, Error> {
+        let _ = caller;
+        Err(Error::invalid(format!(
+            "this plugin runs no jobs (asked for `{}`)",
+            job.kind
+        )))
+    }
 }
 
 /// Export a [`Plugin`] implementation as the component's entry points. Use once, at
@@ -221,6 +248,16 @@ macro_rules! export_plugin {
                     previous_version: Option<String>,
                 ) -> Result<(), $crate::__private::wit::plinth::plugin::types::Error> {
                     $crate::__private::on_install::<$plugin>(caller, previous_version)
+                }
+                fn on_job_step(
+                    caller: $crate::__private::wit::plinth::plugin::types::Caller,
+                    job: $crate::__private::wit::plinth::plugin::types::Job,
+                    state: Option<String>,
+                ) -> Result<
+                    $crate::__private::wit::plinth::plugin::types::JobStep,
+                    $crate::__private::wit::plinth::plugin::types::Error,
+                > {
+                    $crate::__private::on_job_step::<$plugin>(caller, job, state)
                 }
             }
             $crate::__private::wit::__export_plugin_world!(
@@ -268,5 +305,24 @@ pub mod __private {
 
     pub fn on_install<P: Plugin>(caller: t::Caller, previous: Option<String>) -> Result<(), t::Error> {
         P::on_install(&caller.into(), previous.as_deref()).map_err(Into::into)
+    }
+
+    pub fn on_job_step<P: Plugin>(
+        caller: t::Caller,
+        job: t::Job,
+        state: Option<String>,
+    ) -> Result<t::JobStep, t::Error> {
+        let job = crate::jobs::Job {
+            id: job.id,
+            kind: job.kind,
+            input: job.input,
+            step: job.step,
+            attempt: job.attempt,
+            cancelled: job.cancelled,
+            state,
+        };
+        P::on_job_step(&caller.into(), job)
+            .map(crate::jobs::Step::into_wit)
+            .map_err(Into::into)
     }
 }

@@ -66,6 +66,15 @@ impl Client {
         }
     }
 
+    /// The same client talking to another server at `base` (a restarted server, a
+    /// second host, a child process on the same database).
+    pub fn rebased(&self, base: &str) -> Client {
+        Client {
+            base: base.to_string(),
+            ..self.clone()
+        }
+    }
+
     /// The bearer token it sends, if any.
     pub fn key(&self) -> Option<&str> {
         self.key.as_deref()

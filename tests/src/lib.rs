@@ -12,6 +12,7 @@ use plinth_runtime::engine::RuntimeConfig;
 use plinth_runtime::sandbox::{Sandbox, SandboxPlugin};
 use serde_json::Value;
 
+pub mod child;
 pub mod client;
 pub mod guest;
 pub mod receivers;
@@ -196,6 +197,11 @@ pub struct StoppedServer {
 }
 
 impl StoppedServer {
+    /// The database URL (to serve it from elsewhere, e.g. a [`child::ChildServer`]).
+    pub fn db_url(&self) -> &str {
+        &self.db_url
+    }
+
     /// Start a new server over the same data directory and database.
     pub async fn start(self) -> TestServer {
         let db = Db::connect(&self.db_url).await.expect("reconnect to the database");
@@ -303,9 +309,14 @@ impl TestServer {
     /// Start another host (own data directory, same clock) on this server's database,
     /// as when several hosts share one PostgreSQL.
     pub async fn another_host(&self) -> TestServer {
+        self.another_host_configured(|_| {}).await
+    }
+
+    /// [`TestServer::another_host`] with its configuration adjusted by `configure`.
+    pub async fn another_host_configured(&self, configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Db::connect(&self.db_url).await.expect("connect to the shared database");
-        let mut host = TestServer::serve(dir, self.db_url.clone(), db, false, self.clock.clone(), |_| {}).await;
+        let mut host = TestServer::serve(dir, self.db_url.clone(), db, false, self.clock.clone(), configure).await;
         host.owns_db = false;
         host
     }

@@ -27,6 +27,7 @@ struct Ids {
     dead_letter: String,
     notification: String,
     file: String,
+    job: String,
 }
 
 /// Paths that do not address tenant-owned data: the operator's (operator token), the
@@ -81,6 +82,7 @@ fn fill(path: &str, ids: &Ids) -> Option<String> {
         ("/api/v1/users/{id}", &[("{id}", &ids.member)]),
         ("/api/v1/me/notifications/{id}", &[("{id}", &ids.notification)]),
         ("/api/v1/files/{id}", &[("{id}", &ids.file)]),
+        ("/api/v1/jobs/{id}", &[("{id}", &ids.job)]),
         ("/api/v1/keys/{id}", &[("{id}", &ids.key)]),
         (
             "/api/v1/groups/{id}",
@@ -223,6 +225,15 @@ async fn setup_a(s: &TestServer, a: &TestTenant) -> Ids {
         &[&a.id, &notification, &member.id, now],
     )
     .await;
+    // A job that waits (due far ahead), run as the member.
+    let job = ulid::Ulid::new().to_string();
+    s.sql(
+        "INSERT INTO jobs (tenant_id, id, plugin_id, kind, input, run_as, status, steps, attempt, done, \
+         cancel_requested, due_at, created_at, updated_at) VALUES ($1, $2, 'counter', 'export', \
+         '{\"of\": \"Secret Corp\"}', $3, 'queued', 0, 0, 0, 0, '2999-01-01T00:00:00.000Z', $4, $4)",
+        &[&a.id, &job, &member.id, now],
+    )
+    .await;
     Ids {
         member: member.id,
         key,
@@ -237,6 +248,7 @@ async fn setup_a(s: &TestServer, a: &TestTenant) -> Ids {
         dead_letter,
         notification,
         file,
+        job,
     }
 }
 
@@ -253,6 +265,7 @@ async fn state_of(s: &TestServer, tenant: &str) -> Vec<String> {
         "SELECT id || '|' || state FROM event_dead_letters WHERE tenant_id = $1 ORDER BY id",
         "SELECT id || '|' || COALESCE(read_at, '-') FROM notifications WHERE tenant_id = $1 ORDER BY id",
         "SELECT id || '|' || digest FROM files WHERE tenant_id = $1 ORDER BY id",
+        "SELECT id || '|' || status || '|' || CAST(cancel_requested AS TEXT) FROM jobs WHERE tenant_id = $1 ORDER BY id",
     ];
     out.extend(rows(s, tenant, &more).await);
     out
@@ -281,6 +294,7 @@ async fn every_documented_endpoint_answers_another_tenants_ids_with_404_and_chan
         &ids.dead_letter,
         &ids.notification,
         &ids.file,
+        &ids.job,
         "Secret Corp",
         "hooks.example.com",
     ];
@@ -337,6 +351,7 @@ async fn every_documented_endpoint_answers_another_tenants_ids_with_404_and_chan
         "/api/v1/installations",
         "/api/v1/events",
         "/api/v1/events/dead-letters",
+        "/api/v1/jobs",
     ] {
         let r = b.get(path).await.expect(200);
         for secret in &secrets {

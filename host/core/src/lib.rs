@@ -22,9 +22,11 @@
 //!   outbound HTTP), [`timers`] (the clock and the rules for timers).
 
 pub mod audit;
+pub mod batch;
 pub mod events;
 pub mod files;
 pub mod installed;
+pub mod jobs;
 pub mod manifest;
 pub mod notify;
 pub mod outbound;

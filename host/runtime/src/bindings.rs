@@ -7,7 +7,8 @@
 
 wasmtime::component::bindgen!({
     path: "../../wit",
-    world: "plugin",
+    // The world every component satisfies; `on-job-step` (1.5.0) is looked up by name.
+    world: "baseline",
     imports: { default: async | trappable },
     exports: { default: async },
     with: {
@@ -17,3 +18,8 @@ wasmtime::component::bindgen!({
 });
 
 pub use plinth::plugin::types::Error as WitError;
+pub use plinth::plugin::types::{Applied, Job, JobNext, JobResult, JobStep, Progress, Write};
+
+/// The generated world, by the name the runtime uses.
+pub use Baseline as Plugin;
+pub use BaselinePre as PluginPre;

@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub clock: plinth_core::timers::Clock,
     /// Timer scheduler settings.
     pub scheduler: crate::workers::timers::SchedulerConfig,
+    /// Job worker settings.
+    pub jobs: crate::workers::jobs::JobsConfig,
     /// Email and webhook delivery.
     pub outbox: plinth_core::outbox::OutboxConfig,
     /// Outbound HTTP rules (plugins' `http` and webhook delivery).
@@ -63,6 +65,7 @@ impl ServerConfig {
             first_party: true,
             clock: plinth_core::timers::Clock::system(),
             scheduler: crate::workers::timers::SchedulerConfig::default(),
+            jobs: crate::workers::jobs::JobsConfig::default(),
             outbox: plinth_core::outbox::OutboxConfig::default(),
             http: plinth_core::outbound::HttpPolicy::default(),
             secret_key: None,
@@ -199,6 +202,13 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
             )),
         ),
         ("timer scheduler", tokio::spawn(scheduler.run(stopped()))),
+        (
+            "job worker",
+            tokio::spawn(
+                crate::workers::jobs::JobWorker::new(db.clone(), state.plugins.clone(), config.jobs)
+                    .run(shutdown.clone()),
+            ),
+        ),
         ("outbox worker", tokio::spawn(outbox.run(stopped()))),
         (
             "abandoned-upload sweeper",
@@ -265,6 +275,7 @@ fn integrations(
         http,
         vault,
         files: config.api.files,
+        jobs: plinth_core::jobs::Signal::default(),
     };
     Ok((services, worker))
 }

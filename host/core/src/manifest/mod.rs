@@ -85,7 +85,7 @@
 //!   whitespace).
 //! * **`[capabilities]`** (optional; anything absent is not requested, so denied).
 //!   Booleans `storage`, `config`, `secrets`, `sharing`, `audit`, `schedule`, `email`,
-//!   `emit`, `directory`, `notify`, `files` (one [`registry`] row each). `events`: ≤ 100 distinct subscription patterns, either `*` or dot-separated
+//!   `emit`, `directory`, `notify`, `files`, `jobs` (one [`registry`] row each). `events`: ≤ 100 distinct subscription patterns, either `*` or dot-separated
 //!   segments of `[a-z0-9_-]+` with an optional final `.*`. `http`: ≤ 50 distinct outbound
 //!   origins `scheme://host[:port]` with scheme `http`/`https`, no path, query, fragment or
 //!   userinfo; the host may start with a `*.` wildcard label followed by at least two

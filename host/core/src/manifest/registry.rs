@@ -155,6 +155,20 @@ pub const FILES: Capability = Capability {
     grant: Grant::Flag,
     summary: "read the caller's files and the plugin's own, and write files, in pieces",
 };
+/// Background jobs run in steps through `on-job-step`.
+pub const JOBS: Capability = Capability {
+    key: "jobs",
+    interface: Some("jobs"),
+    grant: Grant::Flag,
+    summary: "start background jobs the host runs in committed steps, with progress users can follow",
+};
+/// Atomic batches: each write needs its own grant, the batch itself none.
+pub const BATCH: Capability = Capability {
+    key: "batch",
+    interface: Some("batch"),
+    grant: Grant::Always,
+    summary: "apply record, share and storage writes in one transaction (each write needs its own grant)",
+};
 /// Event subscriptions (the host calls `on-event`).
 pub const EVENTS: Capability = Capability {
     key: "events",
@@ -180,8 +194,8 @@ pub const RECORDS: Capability = Capability {
 /// Every capability. The order is the order of `[capabilities]` keys in documents the
 /// host writes (installation views, OpenAPI descriptions).
 pub static REGISTRY: &[Capability] = &[
-    TYPES, LOG, STORAGE, CONFIG, SECRETS, SHARING, AUDIT, SCHEDULE, EMAIL, EMIT, DIRECTORY, NOTIFY, FILES, EVENTS,
-    HTTP, RECORDS,
+    TYPES, LOG, BATCH, STORAGE, CONFIG, SECRETS, SHARING, AUDIT, SCHEDULE, EMAIL, EMIT, DIRECTORY, NOTIFY, FILES, JOBS,
+    EVENTS, HTTP, RECORDS,
 ];
 
 #[cfg(test)]

@@ -283,6 +283,21 @@ pub struct Change {
 /// Create records in one transaction (one or a bulk of up to [`MAX_BULK`]); all or
 /// nothing, with every problem reported by path (`records[i].fields.x` in bulk).
 pub async fn create(db: &Db, who: &Who, object: &str, items: Vec<NewRecord>, bulk: bool) -> RecordResult<Vec<Record>> {
+    let mut tx = db.writer().begin().await?;
+    let created = create_in(db, &mut tx, who, object, items, bulk).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// [`create`] inside the caller's transaction (an atomic batch, a job step's commit).
+pub async fn create_in(
+    db: &Db,
+    tx: &mut crate::store::Tx<'_>,
+    who: &Who,
+    object: &str,
+    items: Vec<NewRecord>,
+    bulk: bool,
+) -> RecordResult<Vec<Record>> {
     who.require_writer()?;
     if items.is_empty() || items.len() > MAX_BULK {
         return Err(RecordError::BadRequest(format!("send 1–{MAX_BULK} records")));
@@ -299,24 +314,17 @@ pub async fn create(db: &Db, who: &Who, object: &str, items: Vec<NewRecord>, bul
     if !problems.is_empty() {
         return Err(RecordError::Invalid(problems));
     }
-    let mut tx = db.writer().begin().await?;
     let refs: Vec<RefCheck> = validated.iter().flat_map(|v| v.references.iter().cloned()).collect();
-    let problems = check_references(db, &mut tx, &who.tenant, &refs).await?;
+    let problems = check_references(db, tx, &who.tenant, &refs).await?;
     if !problems.is_empty() {
         return Err(RecordError::Invalid(problems));
     }
     let now = time::now();
     let mut created = Vec::with_capacity(items.len());
     for (i, (item, v)) in items.iter().zip(validated).enumerate() {
-        let owner = check_owner(
-            db,
-            &mut tx,
-            who,
-            item.owner_id.as_deref(),
-            &format!("{}owner_id", prefix(i)),
-        )
-        .await?
-        .unwrap_or_else(|| who.user_id.clone());
+        let owner = check_owner(db, tx, who, item.owner_id.as_deref(), &format!("{}owner_id", prefix(i)))
+            .await?
+            .unwrap_or_else(|| who.user_id.clone());
         let record = Record {
             tenant_id: who.tenant.clone(),
             id: ulid::Ulid::new().to_string(),
@@ -330,11 +338,10 @@ pub async fn create(db: &Db, who: &Who, object: &str, items: Vec<NewRecord>, bul
             updated_by: Some(who.user_id.clone()),
             deleted_at: None,
         };
-        db.insert_record(&mut tx, &record).await?;
-        after_write(&mut tx, db, who, RecordChange::Created, None, &record).await?;
+        db.insert_record(tx, &record).await?;
+        after_write(tx, db, who, RecordChange::Created, None, &record).await?;
         created.push(record);
     }
-    tx.commit().await?;
     Ok(created)
 }
 
@@ -405,6 +412,21 @@ async fn for_write(
 
 /// Apply changes in one transaction (one, or a bulk of up to [`MAX_BULK`]).
 pub async fn update(db: &Db, who: &Who, object: &str, changes: Vec<Change>, bulk: bool) -> RecordResult<Vec<Record>> {
+    let mut tx = db.writer().begin().await?;
+    let updated = update_in(db, &mut tx, who, object, changes, bulk).await?;
+    tx.commit().await?;
+    Ok(updated)
+}
+
+/// [`update`] inside the caller's transaction (an atomic batch, a job step's commit).
+pub async fn update_in(
+    db: &Db,
+    tx: &mut crate::store::Tx<'_>,
+    who: &Who,
+    object: &str,
+    changes: Vec<Change>,
+    bulk: bool,
+) -> RecordResult<Vec<Record>> {
     who.require_writer()?;
     if changes.is_empty() || changes.len() > MAX_BULK {
         return Err(RecordError::BadRequest(format!("send 1–{MAX_BULK} changes")));
@@ -421,17 +443,16 @@ pub async fn update(db: &Db, who: &Who, object: &str, changes: Vec<Change>, bulk
     if !problems.is_empty() {
         return Err(RecordError::Invalid(problems));
     }
-    let mut tx = db.writer().begin().await?;
     let refs: Vec<RefCheck> = validated.iter().flat_map(|v| v.references.iter().cloned()).collect();
-    let problems = check_references(db, &mut tx, &who.tenant, &refs).await?;
+    let problems = check_references(db, tx, &who.tenant, &refs).await?;
     if !problems.is_empty() {
         return Err(RecordError::Invalid(problems));
     }
     let now = time::now();
     let mut updated = Vec::with_capacity(changes.len());
     for (i, (change, v)) in changes.iter().zip(validated).enumerate() {
-        let current = for_write(db, &mut tx, who, object, &change.id, false).await?;
-        check_lock(db, &mut tx, who, object, &change.id).await?;
+        let current = for_write(db, tx, who, object, &change.id, false).await?;
+        check_lock(db, tx, who, object, &change.id).await?;
         if let Some(expected) = change.expected_version
             && expected != current.version
         {
@@ -441,11 +462,9 @@ pub async fn update(db: &Db, who: &Who, object: &str, changes: Vec<Change>, bulk
             });
         }
         let owner = match change.owner_id.as_deref() {
-            Some(o) if o != current.owner_id => {
-                check_owner(db, &mut tx, who, Some(o), &format!("{}owner_id", prefix(i)))
-                    .await?
-                    .unwrap_or_default()
-            }
+            Some(o) if o != current.owner_id => check_owner(db, tx, who, Some(o), &format!("{}owner_id", prefix(i)))
+                .await?
+                .unwrap_or_default(),
             _ => current.owner_id.clone(),
         };
         let mut data: Map<String, Value> = current.data.as_object().cloned().unwrap_or_default();
@@ -459,7 +478,7 @@ pub async fn update(db: &Db, who: &Who, object: &str, changes: Vec<Change>, bulk
         let data = Value::Object(data);
         let version = db
             .update_record(
-                &mut tx,
+                tx,
                 RecordRef {
                     tenant: &who.tenant,
                     object,
@@ -486,10 +505,9 @@ pub async fn update(db: &Db, who: &Who, object: &str, changes: Vec<Change>, bulk
             updated_by: Some(who.user_id.clone()),
             ..current.clone()
         };
-        after_write(&mut tx, db, who, RecordChange::Updated, Some(&current), &after).await?;
+        after_write(tx, db, who, RecordChange::Updated, Some(&current), &after).await?;
         updated.push(after);
     }
-    tx.commit().await?;
     Ok(updated)
 }
 
@@ -502,11 +520,26 @@ pub async fn set_deleted(
     deleted: bool,
     expected_version: Option<i64>,
 ) -> RecordResult<Record> {
+    let mut tx = db.writer().begin().await?;
+    let after = set_deleted_in(db, &mut tx, who, object, id, deleted, expected_version).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// [`set_deleted`] inside the caller's transaction (an atomic batch, a job step's commit).
+pub async fn set_deleted_in(
+    db: &Db,
+    tx: &mut crate::store::Tx<'_>,
+    who: &Who,
+    object: &str,
+    id: &str,
+    deleted: bool,
+    expected_version: Option<i64>,
+) -> RecordResult<Record> {
     who.require_writer()?;
     schema(db, &who.tenant, object).await?;
-    let mut tx = db.writer().begin().await?;
-    let current = for_write(db, &mut tx, who, object, id, true).await?;
-    check_lock(db, &mut tx, who, object, id).await?;
+    let current = for_write(db, tx, who, object, id, true).await?;
+    check_lock(db, tx, who, object, id).await?;
     if current.deleted_at.is_some() == deleted {
         let state = if deleted { "already deleted" } else { "not deleted" };
         return Err(RecordError::BadRequest(format!("{object} {id} is {state}")));
@@ -522,7 +555,7 @@ pub async fn set_deleted(
     let now = time::now();
     let version = db
         .set_record_deleted(
-            &mut tx,
+            tx,
             RecordRef {
                 tenant: &who.tenant,
                 object,
@@ -552,8 +585,7 @@ pub async fn set_deleted(
     } else {
         RecordChange::Restored
     };
-    after_write(&mut tx, db, who, change, Some(&current), &after).await?;
-    tx.commit().await?;
+    after_write(tx, db, who, change, Some(&current), &after).await?;
     Ok(after)
 }
 

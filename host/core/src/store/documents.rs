@@ -354,7 +354,9 @@ fn push_filter(dialect: Dialect, filter: &DocFilter, sql: &mut String, params: &
     Ok(())
 }
 
-async fn put_in(
+/// Write one document inside the caller's transaction (see the WIT `storage.put` for
+/// `expected`); returns its new version.
+pub async fn put_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     scope: Scope<'_>,
     collection: &str,
@@ -433,7 +435,8 @@ async fn put_in(
     }
 }
 
-async fn delete_in(
+/// Delete one document inside the caller's transaction; `true` if it existed.
+pub async fn delete_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     scope: Scope<'_>,
     collection: &str,

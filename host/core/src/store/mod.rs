@@ -16,6 +16,7 @@ pub mod events;
 pub mod files;
 pub mod groups;
 pub mod installations;
+pub mod jobs;
 pub mod locks;
 pub mod marketplace;
 pub mod notifications;
@@ -43,6 +44,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use documents::{BatchOp, DocFilter, DocOp, Document, DocumentPage, DocumentQuery, Documents, Scope};
+pub use documents::{delete_in as delete_document_in, put_in as put_document_in};
 pub use settings::Settings;
 pub use tenancy::Tx;
 

@@ -179,22 +179,35 @@ async fn require_visible(
 /// caller may see; otherwise nothing changes. Each created or changed share is audited
 /// (`record_share.add` / `record_share.update`) as `who.actor`.
 pub async fn set_shares(db: &Db, tenant: &str, who: ShareActor<'_>, shares: &[NewShare]) -> TenancyResult<()> {
+    let mut tx = db.writer().begin().await?;
+    set_shares_in(db, &mut tx, tenant, who, shares).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`set_shares`] inside the caller's transaction (an atomic batch, a job step's commit).
+pub async fn set_shares_in(
+    db: &Db,
+    tx: &mut crate::store::Tx<'_>,
+    tenant: &str,
+    who: ShareActor<'_>,
+    shares: &[NewShare],
+) -> TenancyResult<()> {
     if shares.len() > MAX_SHARES_PER_CALL {
         return Err(TenancyError::invalid(
             "shares",
             format!("at most {MAX_SHARES_PER_CALL} shares per call, got {}", shares.len()),
         ));
     }
-    let mut tx = db.writer().begin().await?;
     let groups: Vec<&str> = dedup(shares.iter().map(|s| s.group_id.as_str()));
-    require_managed(&mut tx, tenant, who.owner, &groups).await?;
+    require_managed(tx, tenant, who.owner, &groups).await?;
     let mut by_object: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
     for s in shares {
         by_object.entry(&s.object).or_default().push(s.record_id.clone());
     }
     for (object, ids) in &by_object {
         let found: std::collections::HashSet<String> = db
-            .existing_records(&mut tx, tenant, object, ids)
+            .existing_records(tx, tenant, object, ids)
             .await?
             .into_iter()
             .collect();
@@ -205,10 +218,10 @@ pub async fn set_shares(db: &Db, tenant: &str, who: ShareActor<'_>, shares: &[Ne
     let mut batch = store::ShareBatch::default();
     let mut audited: Vec<ShareEvent> = Vec::new();
     for s in shares {
-        require_visible(&mut tx, tenant, who, &s.object, &s.record_id).await?;
+        require_visible(tx, tenant, who, &s.object, &s.record_id).await?;
         let (before, after) = batch
             .upsert(
-                &mut tx,
+                tx,
                 tenant,
                 &s.record_id,
                 &s.group_id,
@@ -231,9 +244,8 @@ pub async fn set_shares(db: &Db, tenant: &str, who: ShareActor<'_>, shares: &[Ne
             Some(share_snapshot(&s.object, &after)),
         ));
     }
-    batch.finish(&mut tx, tenant).await?;
-    append_share_events(&mut tx, db, tenant, who.actor, &audited).await?;
-    tx.commit().await?;
+    batch.finish(tx, tenant).await?;
+    append_share_events(tx, db, tenant, who.actor, &audited).await?;
     Ok(())
 }
 
@@ -266,23 +278,36 @@ pub async fn remove_shares(
     who: ShareActor<'_>,
     shares: &[(String, String, String)],
 ) -> TenancyResult<u32> {
+    let mut tx = db.writer().begin().await?;
+    let removed = remove_shares_in(db, &mut tx, tenant, who, shares).await?;
+    tx.commit().await?;
+    Ok(removed)
+}
+
+/// [`remove_shares`] inside the caller's transaction (an atomic batch, a job step's commit).
+pub async fn remove_shares_in(
+    db: &Db,
+    tx: &mut crate::store::Tx<'_>,
+    tenant: &str,
+    who: ShareActor<'_>,
+    shares: &[(String, String, String)],
+) -> TenancyResult<u32> {
     if shares.len() > MAX_SHARES_PER_CALL {
         return Err(TenancyError::invalid(
             "shares",
             format!("at most {MAX_SHARES_PER_CALL} shares per call, got {}", shares.len()),
         ));
     }
-    let mut tx = db.writer().begin().await?;
     let groups: Vec<&str> = dedup(shares.iter().map(|(_, _, g)| g.as_str()));
-    require_managed(&mut tx, tenant, who.owner, &groups).await?;
+    require_managed(tx, tenant, who.owner, &groups).await?;
     let mut removed = 0u32;
     let mut batch = store::ShareBatch::default();
     let mut audited: Vec<ShareEvent> = Vec::new();
     for (object, id, group) in shares {
-        if require_visible(&mut tx, tenant, who, object, id).await.is_err() {
+        if require_visible(tx, tenant, who, object, id).await.is_err() {
             continue;
         }
-        let Some(s) = batch.remove_of(&mut tx, tenant, object, id, group).await? else {
+        let Some(s) = batch.remove_of(tx, tenant, object, id, group).await? else {
             continue;
         };
         removed += 1;
@@ -293,9 +318,8 @@ pub async fn remove_shares(
             None,
         ));
     }
-    batch.finish(&mut tx, tenant).await?;
-    append_share_events(&mut tx, db, tenant, who.actor, &audited).await?;
-    tx.commit().await?;
+    batch.finish(tx, tenant).await?;
+    append_share_events(tx, db, tenant, who.actor, &audited).await?;
     Ok(removed)
 }
 

@@ -7,12 +7,14 @@
 //! scoped by `caller.tenant_id`, which the plugin cannot choose.
 
 mod audit;
+pub mod batch;
 mod config;
 mod directory;
 mod email;
 mod events;
 pub(crate) mod files;
 mod http;
+mod jobs;
 mod log;
 mod notify;
 mod records;
@@ -43,6 +45,8 @@ pub struct Services {
     pub vault: plinth_core::secrets::Vault,
     /// File size limit and tenant quota (WIT `files`).
     pub files: plinth_core::files::FilesConfig,
+    /// Wakes the job worker when a job starts (WIT `jobs`).
+    pub jobs: plinth_core::jobs::Signal,
 }
 
 impl Services {
@@ -56,6 +60,7 @@ impl Services {
             http: plinth_core::outbound::HttpClient::strict(),
             vault: plinth_core::secrets::Vault::ephemeral(),
             files: plinth_core::files::FilesConfig::default(),
+            jobs: plinth_core::jobs::Signal::default(),
         }
     }
 }
@@ -107,6 +112,12 @@ impl CapCtx {
     /// Count a host call and check that `cap` is granted.
     pub(crate) fn require(&mut self, cap: &Capability) -> Result<(), WitError> {
         self.stats.host_calls += 1;
+        self.granted(cap)
+    }
+
+    /// Check that `cap` is granted, without counting a host call (one call checking
+    /// several writes).
+    pub(crate) fn granted(&mut self, cap: &Capability) -> Result<(), WitError> {
         if self.grants.has(cap) {
             Ok(())
         } else {

@@ -56,7 +56,7 @@ fn op(o: Op) -> query::Op {
     }
 }
 
-fn parse_json(what: &str, s: &str) -> Result<Value, WitError> {
+pub(super) fn parse_json(what: &str, s: &str) -> Result<Value, WitError> {
     if s.len() > MAX_JSON {
         return Err(WitError::Limit(format!("{what} is larger than {MAX_JSON} bytes")));
     }
@@ -108,7 +108,7 @@ impl CapCtx {
         )))
     }
 
-    fn check_fields<'a>(
+    pub(super) fn check_fields<'a>(
         &mut self,
         allowed: &FieldSet,
         names: impl IntoIterator<Item = &'a str>,

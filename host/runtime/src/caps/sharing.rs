@@ -66,7 +66,7 @@ impl CapCtx {
 
     /// The visibility share changes are limited to: the calling user's, or none for
     /// calls without a user (events, timers), which act for the plugin.
-    fn share_viewer(&self) -> Option<Viewer> {
+    pub(super) fn share_viewer(&self) -> Option<Viewer> {
         self.caller.user_id.as_ref()?;
         let who = self.who();
         Some(Viewer {
@@ -123,7 +123,7 @@ impl CapCtx {
 
     /// The record grant a share on `object` at `access` needs: the object declared,
     /// read-write for a read-write share (a plugin cannot grant more than it has).
-    fn share_grant(&mut self, object: &str, access: Access) -> Result<(), WitError> {
+    pub(super) fn share_grant(&mut self, object: &str, access: Access) -> Result<(), WitError> {
         self.granted_records(object, access == Access::ReadWrite).map(|_| ())
     }
 

@@ -25,7 +25,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use error::{CallError, LoadError};
 pub use limits::{CallLimits, HostLimits};
 
-use crate::bindings::{Caller, Event, PluginPre, Request, Response, WitError};
+use crate::bindings::{Caller, Event, Job, JobNext, JobStep, Plugin, PluginPre, Progress, Request, Response, WitError};
 use crate::caps::{self, CallStats, CapCtx, PluginRef, Services};
 use cache::DiskCache;
 use plinth_core::manifest::Capabilities;
@@ -42,6 +42,9 @@ const MAX_TABLE_ELEMENTS: usize = 20_000;
 const MEMORY_KEEP_RESIDENT: usize = 4 * 1024 * 1024;
 /// Extra wall-clock time a call gets beyond its deadline before the host abandons a
 /// stuck host call (the epoch only interrupts guest code, not awaited host futures).
+/// The export that runs a job step (WIT 1.5.0), looked up by name.
+const JOB_STEP_EXPORT: &str = "on-job-step";
+
 const HOST_CALL_GRACE: Duration = Duration::from_millis(500);
 
 /// How to build a [`Runtime`].
@@ -74,6 +77,8 @@ pub struct LoadedComponent {
     digest: Digest,
     pre: PluginPre<CallState>,
     imports: Vec<String>,
+    /// Whether it exports `on-job-step` (WIT 1.5.0; older components do not).
+    job_steps: bool,
 }
 
 impl std::fmt::Debug for LoadedComponent {
@@ -94,6 +99,11 @@ impl LoadedComponent {
     pub fn imports(&self) -> &[String] {
         &self.imports
     }
+
+    /// Whether it exports `on-job-step`, so that it can run jobs.
+    pub fn runs_jobs(&self) -> bool {
+        self.job_steps
+    }
 }
 
 /// One call: who for, which plugin, with what capabilities and limits.
@@ -107,6 +117,17 @@ pub struct Invocation {
     pub grants: Arc<Capabilities>,
     /// Limits for this call (already clamped by [`HostLimits::for_manifest`]).
     pub limits: CallLimits,
+}
+
+/// What a job step returned, its writes checked against the plugin's grants.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    /// Progress after the step.
+    pub progress: Progress,
+    /// The next state, or the result.
+    pub next: JobNext,
+    /// The writes to commit with the step.
+    pub writes: caps::batch::CheckedWrites,
 }
 
 /// What happened during a call, successful or not, for execution tracking.
@@ -134,10 +155,12 @@ enum Entry {
     Event(Event),
     Timer { key: String, payload: String },
     Install { previous: Option<String> },
+    JobStep { job: Job, state: Option<String> },
 }
 
 enum Output {
     Response(Response),
+    Step(Result<Box<StepOutcome>, WitError>),
     Hook(Result<(), WitError>),
 }
 
@@ -270,13 +293,22 @@ impl Runtime {
             .imports(engine)
             .map(|(name, _)| name.to_string())
             .collect();
+        let job_steps = compiled
+            .component_type()
+            .exports(engine)
+            .any(|(name, _)| name == JOB_STEP_EXPORT);
         let instance_pre = self
             .inner
             .linker
             .instantiate_pre(&compiled)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let loaded = Arc::new(LoadedComponent { digest, pre, imports });
+        let loaded = Arc::new(LoadedComponent {
+            digest,
+            pre,
+            imports,
+            job_steps,
+        });
         self.inner
             .loaded
             .lock()
@@ -324,7 +356,7 @@ impl Runtime {
                 r.status
             ))),
             Output::Response(r) => Ok(r),
-            Output::Hook(_) => Err(CallError::Host("wrong export result".into())),
+            Output::Hook(_) | Output::Step(_) => Err(CallError::Host("wrong export result".into())),
         });
         CallOutcome {
             result,
@@ -372,6 +404,39 @@ impl Runtime {
         )
     }
 
+    /// Run one step of a job (`on-job-step`). A component that does not export it
+    /// (built before WIT 1.5.0) fails with a host error naming the reason.
+    pub async fn on_job_step(
+        &self,
+        component: &LoadedComponent,
+        invocation: Invocation,
+        services: &Services,
+        job: Job,
+        state: Option<String>,
+    ) -> CallOutcome<StepOutcome> {
+        if !component.job_steps {
+            return CallOutcome {
+                result: Err(CallError::Host(
+                    "the plugin does not export `on-job-step` (built against WIT before 1.5.0): it cannot run jobs"
+                        .into(),
+                )),
+                report: CallReport::default(),
+            };
+        }
+        let outcome = self
+            .call(component, invocation, services, Entry::JobStep { job, state })
+            .await;
+        let result = outcome.result.and_then(|out| match out {
+            Output::Step(Ok(step)) => Ok(*step),
+            Output::Step(Err(e)) => Err(CallError::Plugin(e)),
+            _ => Err(CallError::Host("wrong export result".into())),
+        });
+        CallOutcome {
+            result,
+            report: outcome.report,
+        }
+    }
+
     async fn call(
         &self,
         component: &LoadedComponent,
@@ -413,7 +478,8 @@ impl Runtime {
         });
 
         let run = async {
-            let plugin = component.pre.instantiate_async(&mut store).await?;
+            let instance = component.pre.instance_pre().instantiate_async(&mut store).await?;
+            let plugin = Plugin::new(&mut store, &instance)?;
             Ok::<_, wasmtime::Error>(match entry {
                 Entry::Handle(request) => Output::Response(plugin.call_handle(&mut store, &caller, &request).await?),
                 Entry::Event(event) => Output::Hook(plugin.call_on_event(&mut store, &caller, &event).await?),
@@ -422,6 +488,24 @@ impl Runtime {
                 }
                 Entry::Install { previous } => {
                     Output::Hook(plugin.call_on_install(&mut store, &caller, previous.as_deref()).await?)
+                }
+                Entry::JobStep { job, state } => {
+                    // Looked up by name: the bindings' world predates this export.
+                    let step = instance.get_typed_func::<(Caller, Job, Option<String>), (Result<JobStep, WitError>,)>(
+                        &mut store,
+                        JOB_STEP_EXPORT,
+                    )?;
+                    let (result,) = step.call_async(&mut store, (caller.clone(), job, state)).await?;
+                    // The step's writes are checked against the grants here, while
+                    // the call's context exists; the worker commits them.
+                    Output::Step(result.and_then(|s| {
+                        let writes = store.data_mut().caps.check_writes(s.writes)?;
+                        Ok(Box::new(StepOutcome {
+                            progress: s.progress,
+                            next: s.next,
+                            writes,
+                        }))
+                    }))
                 }
             })
         };
@@ -447,7 +531,7 @@ fn hook(outcome: CallOutcome<Output>) -> CallOutcome<()> {
     let result = outcome.result.and_then(|out| match out {
         Output::Hook(Ok(())) => Ok(()),
         Output::Hook(Err(e)) => Err(CallError::Plugin(e)),
-        Output::Response(_) => Err(CallError::Host("wrong export result".into())),
+        Output::Response(_) | Output::Step(_) => Err(CallError::Host("wrong export result".into())),
     });
     CallOutcome {
         result,

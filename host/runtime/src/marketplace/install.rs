@@ -687,6 +687,10 @@ pub async fn uninstall(db: &Db, host: &PluginHost, who: &Steward, plugin: &str, 
     db.drop_timers(&mut tx, &who.tenant, plugin).await?;
     // Its record locks go with it: nothing would ever release them.
     plinth_core::store::locks::release_all(&mut tx, &who.tenant, plugin).await?;
+    // Its unfinished jobs end: nothing would ever run their steps.
+    let now = plinth_core::store::time::now();
+    db.cancel_plugin_jobs(&mut tx, &who.tenant, plugin, "the plugin was uninstalled", &now)
+        .await?;
     // So are roll-ups: derived data, rebuilt on a re-install.
     rollups::drop_all(&mut tx, &who.tenant, plugin)
         .await

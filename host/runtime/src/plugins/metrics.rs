@@ -38,6 +38,8 @@ pub enum Entry {
     Timer,
     /// Install or upgrade.
     Install,
+    /// A job step.
+    JobStep,
 }
 
 impl Entry {
@@ -46,6 +48,7 @@ impl Entry {
             Entry::Endpoint => "endpoint",
             Entry::Event => "event",
             Entry::Timer => "timer",
+            Entry::JobStep => "job_step",
             Entry::Install => "install",
         }
     }

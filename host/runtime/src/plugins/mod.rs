@@ -303,4 +303,27 @@ impl PluginHost {
         self.track(active, &tenant, Entry::Timer, &outcome);
         outcome
     }
+
+    /// Run one step of a job (the job worker's entry point).
+    pub async fn job_step(
+        &self,
+        active: &Active,
+        caller: Caller,
+        job: crate::bindings::Job,
+        state: Option<String>,
+    ) -> CallOutcome<crate::engine::StepOutcome> {
+        let tenant = caller.tenant_id.clone();
+        let outcome = self
+            .runtime
+            .on_job_step(
+                &active.component,
+                self.invocation(active, caller),
+                &self.services,
+                job,
+                state,
+            )
+            .await;
+        self.track(active, &tenant, Entry::JobStep, &outcome);
+        outcome
+    }
 }

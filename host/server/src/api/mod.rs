@@ -18,6 +18,7 @@ mod files;
 pub mod filter;
 mod groups;
 mod installations;
+mod jobs;
 pub mod json;
 mod marketplace;
 mod notifications;
@@ -202,6 +203,7 @@ fn routes() -> Routes {
         .merge(outbox::routes())
         .merge(webhooks::routes())
         .merge(secrets::routes())
+        .merge(jobs::routes())
         .merge(notifications::routes())
         .merge(files::routes())
 }

@@ -3,6 +3,7 @@
 //! operator commands. Errors are reported as `error: …` with their causes; nothing
 //! here panics on bad input.
 
+pub mod jobs;
 mod keys;
 mod plugin;
 mod scaffold;
@@ -33,6 +34,9 @@ enum Command {
     /// Operator tasks on the server's database: tenants, operator tokens.
     #[command(subcommand)]
     Admin(serve::AdminCommand),
+    /// Follow background jobs on a server.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
 }
 
 /// Exit codes beyond 0/1, so scripts can tell outcomes apart.
@@ -50,6 +54,7 @@ pub fn main() -> ExitCode {
         Command::Plugin(cmd) => plugin::run(cmd),
         Command::Serve(args) => serve::serve(args),
         Command::Admin(cmd) => serve::admin(cmd),
+        Command::Jobs(cmd) => jobs::run(cmd),
     };
     match result {
         Ok(code) => code,
