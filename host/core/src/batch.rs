@@ -108,6 +108,10 @@ pub struct Applied {
 pub struct Writer<'a> {
     /// The caller as the records service sees it (tenant, user, role, audit actor).
     pub who: &'a Who,
+    /// The identity record writes of `system_objects` run as (the plugin itself).
+    pub system: &'a Who,
+    /// Objects whose record writes run as [`Writer::system`] (granted `system-write`).
+    pub system_objects: &'a [String],
     /// The plugin.
     pub plugin: &'a str,
     /// The calling user's visibility for share changes (`None` when no user called).
@@ -218,6 +222,13 @@ pub async fn apply_in(
         viewer: writer.share_viewer,
         actor: &who.actor,
     };
+    let writer_of = |object: &str| {
+        if writer.system_objects.iter().any(|o| o == object) {
+            writer.system
+        } else {
+            who
+        }
+    };
     let mut applied = Vec::with_capacity(writes.len());
     for (i, write) in writes.iter().enumerate() {
         let done = match write {
@@ -230,7 +241,7 @@ pub async fn apply_in(
                     fields: fields.clone(),
                     owner_id: owner_id.clone(),
                 };
-                let created = records::create_in(db, tx, who, object, vec![item], false)
+                let created = records::create_in(db, tx, writer_of(object), object, vec![item], false)
                     .await
                     .map_err(|e| BatchError::at(i, e))?;
                 let r = created.first();
@@ -252,7 +263,7 @@ pub async fn apply_in(
                     owner_id: None,
                     expected_version: *expected_version,
                 };
-                let updated = records::update_in(db, tx, who, object, vec![change], false)
+                let updated = records::update_in(db, tx, writer_of(object), object, vec![change], false)
                     .await
                     .map_err(|e| BatchError::at(i, e))?;
                 Applied {
@@ -266,7 +277,7 @@ pub async fn apply_in(
                 id,
                 expected_version,
             } => {
-                records::set_deleted_in(db, tx, who, object, id, true, *expected_version)
+                records::set_deleted_in(db, tx, writer_of(object), object, id, true, *expected_version)
                     .await
                     .map_err(|e| BatchError::at(i, e))?;
                 Applied {

@@ -80,6 +80,9 @@ impl Capabilities {
             if access.read_as {
                 keys.insert(record_key(object, "read-as"));
             }
+            if access.system_write {
+                keys.insert(record_key(object, "system-write"));
+            }
         }
         keys
     }
@@ -102,6 +105,7 @@ impl Capabilities {
                 let fields = requested.fields.clone();
                 let lock = requested.lock && has(&record_key(object, "lock"));
                 let read_as = requested.read_as && has(&record_key(object, "read-as"));
+                let system_write = requested.system_write && has(&record_key(object, "system-write"));
                 (
                     object.clone(),
                     RecordAccess {
@@ -109,6 +113,7 @@ impl Capabilities {
                         fields,
                         lock,
                         read_as,
+                        system_write,
                     },
                 )
             })
@@ -187,6 +192,12 @@ pub struct RecordAccess {
     /// (`read_as = true`; grant key `records:<object>:read-as`, audited per use).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub read_as: bool,
+    /// Its writes of the object run as the plugin, not as the calling user — for
+    /// updates the process owns, like an approval's outcome fields, that the deciding
+    /// user may not write themselves (`system_write = true`, read-write objects only;
+    /// grant key `records:<object>:system-write`). The audit entry still names the user.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub system_write: bool,
 }
 
 /// Access level to a CRM object's records.

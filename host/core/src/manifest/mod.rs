@@ -92,9 +92,10 @@
 //!   labels. `[capabilities.records.<object>]` with object `^[a-z][a-z0-9_]{0,62}$`:
 //!   `access` (required, `read` | `read-write`) and `fields` (optional, default all):
 //!   `["*"]` for all fields or a non-empty list of distinct `^[a-z][a-z0-9_]{0,62}$` names,
-//!   `lock` (optional boolean): the plugin may lock records of the object, and `read_as`
+//!   `lock` (optional boolean): the plugin may lock records of the object, `read_as`
 //!   (optional boolean): it may narrow its reads of the object to another user's
-//!   visibility.
+//!   visibility, and `system_write` (optional boolean, read-write objects only): its
+//!   writes of the object run as the plugin rather than the calling user.
 //! * **`[[endpoints]]`** (≤ 200). `method`: `GET` | `POST` | `PUT` | `PATCH` | `DELETE`.
 //!   `path`: see [`PathTemplate`]. Optional `role` (minimum [`Role`], default `member`),
 //!   `summary` (≤ 200), `description` (≤ 4000), `body_schema` (a JSON object, given as a

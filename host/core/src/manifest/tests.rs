@@ -46,6 +46,7 @@ fn expected_full() -> Manifest {
             fields: FieldSet::Only(set(&["name", "owner_id", "territory"])),
             lock: true,
             read_as: false,
+            system_write: false,
         },
     );
     records.insert(
@@ -55,6 +56,7 @@ fn expected_full() -> Manifest {
             fields: FieldSet::All,
             lock: false,
             read_as: false,
+            system_write: false,
         },
     );
     let mut dependencies = BTreeMap::new();

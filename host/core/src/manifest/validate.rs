@@ -31,7 +31,7 @@ const PLUGIN_KEYS: &[&str] = &[
     "api",
     "homepage",
 ];
-const RECORD_KEYS: &[&str] = &["access", "fields", "lock", "read_as"];
+const RECORD_KEYS: &[&str] = &["access", "fields", "lock", "read_as", "system_write"];
 const ENDPOINT_KEYS: &[&str] = &["method", "path", "role", "summary", "description", "body_schema"];
 const LIMIT_KEYS: &[&str] = &["timeout_ms", "memory_mib"];
 
@@ -262,6 +262,10 @@ fn records(cx: &mut Ctx, t: &Table) -> BTreeMap<String, RecordAccess> {
         };
         let lock = cx.get::<bool>(entry, &path, "lock").unwrap_or(false);
         let read_as = cx.get::<bool>(entry, &path, "read_as").unwrap_or(false);
+        let system_write = cx.get::<bool>(entry, &path, "system_write").unwrap_or(false);
+        if system_write && access.is_some_and(|a| a != Access::ReadWrite) {
+            cx.report(join(&path, "system_write"), "needs `access = \"read-write\"`");
+        }
         if let (true, Some(access), Some(fields)) = (name_ok, access, fields) {
             out.insert(
                 object.clone(),
@@ -270,6 +274,7 @@ fn records(cx: &mut Ctx, t: &Table) -> BTreeMap<String, RecordAccess> {
                     fields,
                     lock,
                     read_as,
+                    system_write,
                 },
             );
         }

@@ -247,6 +247,9 @@ pub fn standard_objects() -> Vec<ObjectSchema> {
                     "omitted",
                 ]),
                 f("type", "Type", Enum).values(&["new_business", "expansion", "renewal"]),
+                f("discount", "Discount", Percent).range(0.0, Some(100.0)),
+                // Kept by an approvals plugin: where the opportunity's approval stands.
+                f("approval_status", "Approval status", Enum).values(&["pending", "approved", "rejected", "recalled"]),
             ],
         ),
         object(

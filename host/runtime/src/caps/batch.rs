@@ -22,6 +22,10 @@ pub struct CheckedWrites {
     pub writes: Vec<CoreWrite>,
     /// The records identity of the call.
     pub who: Who,
+    /// The plugin's own identity, for objects granted `system-write`.
+    pub system: Who,
+    /// Those objects.
+    pub system_objects: Vec<String>,
     /// The plugin.
     pub plugin: String,
     /// The calling user's visibility for share changes.
@@ -33,6 +37,8 @@ impl CheckedWrites {
     pub fn writer(&self) -> batch::Writer<'_> {
         batch::Writer {
             who: &self.who,
+            system: &self.system,
+            system_objects: &self.system_objects,
             plugin: &self.plugin,
             share_viewer: self.share_viewer.as_ref(),
         }
@@ -68,9 +74,22 @@ impl CapCtx {
         for (i, w) in writes.into_iter().enumerate() {
             checked.push(self.check_write(w).map_err(|e| at(i, e))?);
         }
+        let system_objects: Vec<String> = self
+            .grants
+            .records
+            .iter()
+            .filter(|(_, g)| g.system_write)
+            .map(|(o, _)| o.clone())
+            .collect();
+        let system = match system_objects.first() {
+            Some(o) => self.writer_of(o),
+            None => self.who(),
+        };
         Ok(CheckedWrites {
             writes: checked,
             who: self.who(),
+            system,
+            system_objects,
             plugin: self.plugin.id.clone(),
             share_viewer: self.share_viewer(),
         })

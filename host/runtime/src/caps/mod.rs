@@ -170,6 +170,23 @@ impl CapCtx {
         }
     }
 
+    /// The identity a write of `object` runs as: the plugin itself when the object is
+    /// granted `system-write` (the audit actor still names the calling user), else
+    /// [`CapCtx::who`].
+    pub(crate) fn writer_of(&self, object: &str) -> plinth_core::records::Who {
+        if self.grants.records.get(object).is_some_and(|g| g.system_write) {
+            plinth_core::records::Who {
+                tenant: self.caller.tenant_id.clone(),
+                user_id: format!("plugin:{}", self.plugin.id),
+                role: plinth_core::manifest::Role::Admin,
+                actor: self.actor(),
+                override_lock: false,
+            }
+        } else {
+            self.who()
+        }
+    }
+
     /// The audit actor: this plugin (and version), for the calling user if any.
     pub(crate) fn actor(&self) -> plinth_core::store::audit::Actor {
         plinth_core::store::audit::Actor {

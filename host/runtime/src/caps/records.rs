@@ -365,9 +365,15 @@ impl Host for CapCtx {
                 return Err(WitError::Invalid("a call with no user must name the owner-id".into()));
             }
             let db = self.services.db.clone();
-            let created = records::create(&db, &self.who(), &object, vec![NewRecord { fields, owner_id }], false)
-                .await
-                .map_err(|e| self.record_error(e))?;
+            let created = records::create(
+                &db,
+                &self.writer_of(&object),
+                &object,
+                vec![NewRecord { fields, owner_id }],
+                false,
+            )
+            .await
+            .map_err(|e| self.record_error(e))?;
             created
                 .first()
                 .map(|r| to_wit(r, &allowed))
@@ -399,7 +405,7 @@ impl Host for CapCtx {
                 expected_version,
             };
             let db = self.services.db.clone();
-            let updated = records::update(&db, &self.who(), &object, vec![change], false)
+            let updated = records::update(&db, &self.writer_of(&object), &object, vec![change], false)
                 .await
                 .map_err(|e| self.record_error(e))?;
             updated
@@ -420,7 +426,7 @@ impl Host for CapCtx {
             self.record_grant(&object, true)?;
             let expected = expected_version.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
             let db = self.services.db.clone();
-            records::set_deleted(&db, &self.who(), &object, &id, true, expected)
+            records::set_deleted(&db, &self.writer_of(&object), &object, &id, true, expected)
                 .await
                 .map(|_| ())
                 .map_err(|e| self.record_error(e))

@@ -463,6 +463,7 @@ mod tests {
                 fields: FieldSet::Only(only),
                 lock: false,
                 read_as: false,
+                system_write: false,
             },
         );
         let some: Value = serde_json::from_str(&visible_payload(&grants, &e)).unwrap();
