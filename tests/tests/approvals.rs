@@ -7,10 +7,17 @@
 
 use std::time::{Duration, Instant};
 
+use plinth_tests::child::ChildServer;
 use plinth_tests::{Client, TestServer, TestTenant, TestUser};
 use serde_json::{Value, json};
 
 const P: &str = "/api/v1/plugins/approvals";
+
+#[tokio::test]
+#[ignore = "the child server of the kill -9 test; run by it"]
+async fn child_server() {
+    plinth_tests::child::serve_if_child().await;
+}
 
 /// A tenant with approvals installed and a management chain: rep → manager →
 /// director → vp, plus three finance people and two lawyers.
@@ -596,4 +603,77 @@ async fn an_approver_who_cannot_see_the_record_still_approves_it() {
         "{last}"
     );
     w.s.stop().await;
+}
+
+#[tokio::test]
+async fn pending_requests_and_their_timers_survive_kill_9_of_the_server() {
+    let w = world().await;
+    w.process(json!({
+        "name": "Escalating", "object": "opportunity",
+        "steps": [{ "name": "Manager", "approvers": [{ "type": "submitter_manager" }],
+                    "timeout": { "after_seconds": 3, "action": { "type": "escalate_to_manager" } } }]
+    }))
+    .await;
+    let first = w.deal(10_000.0, 25.0).await;
+    let first = w.submit(&first).await["id"].as_str().unwrap().to_string();
+    let World { s, rep, director, .. } = w;
+    let stopped = s.stop_keeping_data().await;
+
+    // A second request through a server in its own process, killed at once: its
+    // timer is set but not due.
+    let child = ChildServer::spawn(stopped.db_url(), Duration::from_secs(2));
+    let second = rep
+        .api
+        .rebased(&child.url)
+        .post(
+            "/api/v1/records/opportunity",
+            json!({ "fields": { "name": "Initech", "stage": "proposal", "close_date": "2027-03-31", "discount": 30 } }),
+        )
+        .await
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = rep
+        .api
+        .rebased(&child.url)
+        .post(
+            &format!("{P}/requests"),
+            json!({ "object": "opportunity", "record_id": second }),
+        )
+        .await
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    child.kill9();
+
+    // Restarted: both timers fire, both requests escalate, and they can be decided.
+    let s = stopped.start().await;
+    let rep = rep.api.rebased(&s.url);
+    let director = director.api.rebased(&s.url);
+    for id in [&first, &second] {
+        let started = Instant::now();
+        loop {
+            let r = rep.get(&format!("{P}/requests/{id}")).await.expect(200).json();
+            if r["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "escalated")
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no escalation after the restart: {r}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let r = act(&director, id, "approve").await;
+        assert_eq!(r["status"], "approved", "{r}");
+    }
+    s.stop().await;
 }

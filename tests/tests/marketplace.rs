@@ -398,3 +398,40 @@ async fn reviews_are_for_installers_bounded_and_plain_text() {
     t.delete(review_path).await.expect(204);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn only_admins_see_grants_and_packages_others_see_which_plugins_are_on() {
+    let (s, _acme) = published(&[1]).await;
+    let t = s.tenant("Acme").await;
+    t.post(INSTALLATIONS, pinned("1.0.0")).await.expect(201);
+    let member = s.user(&t, "Max", "member").await;
+    let reader = s.user(&t, "Rita", "read-only").await;
+
+    let full = t.get(INSTALLATIONS).await.expect(200).json();
+    assert!(
+        full["data"][0]["grants"].is_array() && full["data"][0]["digest"].is_string(),
+        "{full}"
+    );
+    for who in [&member, &reader] {
+        let seen = who.get(INSTALLATIONS).await.expect(200).json();
+        assert_eq!(
+            seen["data"],
+            json!([{ "plugin_id": "counter", "version": "1.0.0", "state": "enabled" }])
+        );
+        let one = who.get(&format!("{INSTALLATIONS}/counter")).await.expect(200).json();
+        assert_eq!(
+            one,
+            json!({ "plugin_id": "counter", "version": "1.0.0", "state": "enabled" })
+        );
+    }
+    // A disabled plugin is not theirs to know of.
+    t.request("POST", &format!("{INSTALLATIONS}/counter/disable"))
+        .await
+        .expect(200);
+    assert_eq!(member.get(INSTALLATIONS).await.expect(200).json()["data"], json!([]));
+    member
+        .get(&format!("{INSTALLATIONS}/counter"))
+        .await
+        .expect_problem(404, "not-found");
+    s.stop().await;
+}

@@ -36,3 +36,83 @@ async fn unknown_routes_and_bad_keys_are_problems_with_request_ids() {
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn every_error_is_a_problem_document_of_bounded_size() {
+    let s = TestServer::start().await;
+    let t = s.tenant("Acme").await;
+    let problem_json = |r: &plinth_tests::Reply| {
+        assert_eq!(r.header("content-type"), Some("application/problem+json"), "{}", r.text);
+    };
+    // A path segment that is not UTF-8: the extractor's rejection, as a problem.
+    let r = t.get("/api/v1/records/account/%ff").await.expect(400);
+    problem_json(&r);
+    assert_eq!(r.body["status"], 400);
+    // A body over the limit.
+    let big = serde_json::json!({ "fields": { "name": "x".repeat(3 * 1024 * 1024) } });
+    let r = t.post("/api/v1/records/account", big).await.expect(413);
+    problem_json(&r);
+    // 100,000 unknown fields: the first 100 problems and the count, not megabytes.
+    let mut fields = serde_json::Map::new();
+    for i in 0..100_000 {
+        fields.insert(format!("f{i}"), serde_json::json!(1));
+    }
+    let r = t
+        .post("/api/v1/records/account", serde_json::json!({ "fields": fields }))
+        .await
+        .expect(422);
+    assert_eq!(r.body["errors"].as_array().unwrap().len(), 100);
+    assert!(
+        r.body["errors_total"].as_u64().unwrap() >= 100_000,
+        "{}",
+        r.body["errors_total"]
+    );
+    assert!(r.text.len() < 20_000, "{} bytes", r.text.len());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_configured(|c| {
+        c.connections.header_read = Duration::from_millis(500);
+        c.api.body_idle_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let t = s.tenant("Acme").await;
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let read_all = |mut conn: tokio::net::TcpStream| async move {
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut out)).await;
+        (read.is_ok(), String::from_utf8_lossy(&out).into_owned())
+    };
+
+    // Headers that never finish: the connection is closed.
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = Instant::now();
+    let (closed, _) = read_all(conn).await;
+    assert!(closed, "a half-sent request head kept its connection");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+
+    // A body that stops: cut off with a problem, and the connection closed.
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/records/account HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n{{\"fields\":",
+        t.key
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (closed, answer) = read_all(conn).await;
+    assert!(closed && started.elapsed() < Duration::from_secs(5), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    // Nothing was created.
+    assert_eq!(
+        t.get("/api/v1/records/account").await.expect(200).json()["data"],
+        serde_json::json!([])
+    );
+    s.stop().await;
+}

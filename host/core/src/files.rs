@@ -151,6 +151,9 @@ pub struct Writer {
     max_size: u64,
     quota: u64,
     quota_left: u64,
+    /// The previous full chunk's insert, running while the next chunk arrives and is
+    /// hashed (one in flight: memory stays at two chunks).
+    in_flight: Option<tokio::task::JoinHandle<Result<(), StoreError>>>,
 }
 
 impl Writer {
@@ -168,7 +171,21 @@ impl Writer {
             max_size: config.max_size,
             quota: config.tenant_quota,
             quota_left: config.tenant_quota.saturating_sub(used),
+            in_flight: None,
         })
+    }
+
+    /// Wait for the chunk in flight, if any, and pass on its failure.
+    async fn settle(&mut self) -> Result<(), FileError> {
+        match self.in_flight.take() {
+            None => Ok(()),
+            Some(task) => match task.await {
+                Ok(result) => Ok(result?),
+                Err(e) => Err(FileError::Store(StoreError::Corrupt(format!(
+                    "a chunk write stopped: {e}"
+                )))),
+            },
+        }
     }
 
     /// Bytes written so far.
@@ -197,9 +214,14 @@ impl Writer {
             self.buffer.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
             if self.buffer.len() == CHUNK {
-                db.put_chunk(&self.tenant, &self.blob, self.seq, &self.buffer).await?;
+                // Hand the full chunk to a task and go on receiving the next one.
+                self.settle().await?;
+                let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
+                let (db, tenant, blob, seq) = (db.clone(), self.tenant.clone(), self.blob.clone(), self.seq);
+                self.in_flight = Some(tokio::spawn(
+                    async move { db.put_chunk(&tenant, &blob, seq, &data).await },
+                ));
                 self.seq += 1;
-                self.buffer.clear();
             }
         }
         Ok(())
@@ -214,6 +236,7 @@ impl Writer {
         name: &str,
         content_type: &str,
     ) -> Result<FileRow, FileError> {
+        self.settle().await?;
         if !self.buffer.is_empty() {
             db.put_chunk(&self.tenant, &self.blob, self.seq, &self.buffer).await?;
             self.buffer.clear();
@@ -244,7 +267,9 @@ impl Writer {
 
     /// Drop everything written (logged, not failed: the sweeper catches what this
     /// misses).
-    pub async fn abandon(self, db: &Db) {
+    pub async fn abandon(mut self, db: &Db) {
+        // Let a chunk in flight land first, so that dropping the upload drops it too.
+        let _ = self.settle().await;
         if let Err(e) = db.abandon_upload(&self.tenant, &self.blob).await {
             tracing::warn!(error = ?e, tenant = %self.tenant, blob = %self.blob, "could not drop an abandoned upload; the sweeper will");
         }

@@ -19,9 +19,11 @@ pub mod bundled;
 pub mod cli;
 pub mod demo;
 mod demo_data;
+pub mod http;
 // Also compiled, as source, into build.rs and tests/build.rs, which use parts the
 // command line does not.
 #[allow(dead_code)]
 mod guest_build;
+pub mod logging;
 pub mod server;
 pub mod workers;

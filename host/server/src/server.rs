@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub scheduler: crate::workers::timers::SchedulerConfig,
     /// Job worker settings.
     pub jobs: crate::workers::jobs::JobsConfig,
+    /// How long a connection may take to send a request's headers, and the largest head.
+    pub connections: crate::http::ConnectionLimits,
     /// Email and webhook delivery.
     pub outbox: plinth_core::outbox::OutboxConfig,
     /// Outbound HTTP rules (plugins' `http` and webhook delivery).
@@ -66,6 +68,7 @@ impl ServerConfig {
             clock: plinth_core::timers::Clock::system(),
             scheduler: crate::workers::timers::SchedulerConfig::default(),
             jobs: crate::workers::jobs::JobsConfig::default(),
+            connections: crate::http::ConnectionLimits::default(),
             outbox: plinth_core::outbox::OutboxConfig::default(),
             http: plinth_core::outbound::HttpPolicy::default(),
             secret_key: None,
@@ -220,11 +223,9 @@ pub async fn start_with_db(config: ServerConfig, db: Db) -> anyhow::Result<Runni
         workers.push(("roll-up folder", tokio::spawn(folder)));
     }
     let serving = shutdown.clone();
+    let connections = config.connections;
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(serving.cancelled_owned())
-            .await
-            .context("the HTTP server failed")?;
+        crate::http::serve(listener, app, connections, serving).await;
         for (name, worker) in workers {
             worker.await.with_context(|| format!("the {name} panicked"))?;
         }

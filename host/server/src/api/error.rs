@@ -12,6 +12,66 @@ use plinth_core::store::StoreError;
 /// Base of every problem `type` URI; the slug after it is stable API.
 pub const PROBLEM_BASE: &str = "https://plinth.dev/problems/";
 
+/// Most field problems listed in one document; the rest are counted
+/// (`errors_total`), so a body with 100,000 unknown fields gets a small answer.
+pub const MAX_LISTED_PROBLEMS: usize = 100;
+
+/// Marks a response a plugin wrote (through the gateway): [`problems_everywhere`]
+/// leaves its body alone.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginAnswer;
+
+/// Make every 4xx and 5xx the host answers a problem document: responses that are not
+/// one already — an extractor's plain-text rejection (a path segment that is not
+/// UTF-8, a body over the limit), an empty-bodied status from a layer — become one with
+/// the same status, their text (when short) as the detail. Plugin answers are left as
+/// the plugin wrote them.
+pub async fn problems_everywhere(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || response.extensions().get::<PluginAnswer>().is_some()
+    {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let title = status.canonical_reason().unwrap_or("Error");
+    let detail = if text.is_empty() || status.is_server_error() {
+        title.to_lowercase()
+    } else {
+        text
+    };
+    let slug = match status {
+        StatusCode::BAD_REQUEST => "bad-request",
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+        StatusCode::URI_TOO_LONG => "uri-too-long",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers-too-large",
+        StatusCode::UNPROCESSABLE_ENTITY => "validation",
+        s if s.is_server_error() => "internal",
+        _ => "bad-request",
+    };
+    let mut out = ApiError::new(status, slug, title, detail).into_response();
+    // Keep the original's headers that still apply (Allow, Retry-After, request id…).
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
 /// An API failure, rendered as problem+json. Boxed, so `Result<_, ApiError>` stays
 /// small on the success path.
 #[derive(Debug)]
@@ -205,7 +265,11 @@ impl ApiError {
         doc.insert("status".into(), p.status.as_u16().into());
         doc.insert("detail".into(), p.detail.clone().into());
         if !p.fields.is_empty() {
-            doc.insert("errors".into(), serde_json::to_value(&p.fields).unwrap_or_default());
+            let listed = &p.fields[..p.fields.len().min(MAX_LISTED_PROBLEMS)];
+            doc.insert("errors".into(), serde_json::to_value(listed).unwrap_or_default());
+            if p.fields.len() > listed.len() {
+                doc.insert("errors_total".into(), p.fields.len().into());
+            }
         }
         for (k, v) in &p.extra {
             doc.insert(k.clone(), v.clone());

@@ -39,8 +39,19 @@ pub fn filters_from_query(pairs: &[(String, String)]) -> Result<Vec<Filter>, Vec
             });
             continue;
         }
+        // `in` takes a comma list or a JSON array; something that starts like an
+        // array but is not one is refused rather than read as a comma list.
         let value = if op == Op::In && value.starts_with('[') {
-            serde_json::from_str(value).unwrap_or(Value::String(value.clone()))
+            match serde_json::from_str::<Value>(value) {
+                Ok(list @ Value::Array(_)) => list,
+                _ => {
+                    problems.push(FieldProblem {
+                        field: key.clone(),
+                        message: "is not a JSON array (write [\"a\",\"b\"] or a,b)".into(),
+                    });
+                    continue;
+                }
+            }
         } else {
             Value::String(value.clone())
         };
@@ -105,10 +116,21 @@ mod tests {
             ("filter[amount][about]".into(), "1".into()),
             ("filter[]".into(), "x".into()),
             ("filter[a][eq][b]".into(), "x".into()),
+            ("filter[name][in]".into(), "[1,".into()),
+            ("filter[name][in]".into(), r#"["a"]x"#.into()),
         ];
         let problems = filters_from_query(&pairs).unwrap_err();
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(fields, ["filter[amount][about]", "filter[]", "filter[a][eq][b]"]);
+        assert_eq!(
+            fields,
+            [
+                "filter[amount][about]",
+                "filter[]",
+                "filter[a][eq][b]",
+                "filter[name][in]",
+                "filter[name][in]"
+            ]
+        );
         assert!(
             problems[0].message.starts_with("unknown operator `about`"),
             "{problems:?}"

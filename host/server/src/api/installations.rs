@@ -24,7 +24,11 @@ pub fn routes() -> Routes {
         .get(
             "/api/v1/installations",
             list,
-            doc("installations", "This tenant's plugins", Access::READER),
+            doc(
+                "installations",
+                "This tenant's plugins (admins: everything; others: the enabled ones, id, version and state)",
+                Access::READER,
+            ),
         )
         .post(
             "/api/v1/installations",
@@ -252,9 +256,19 @@ async fn create(State(state): State<AppState>, ctx: Ctx, ApiJson(body): ApiJson<
     Ok((StatusCode::CREATED, axum::Json(json!({ "installed": planned }))).into_response())
 }
 
+/// What non-admins see of an installation: which plugin, which version, whether it is
+/// on — enough to use it, nothing of its grants, package or who installed it.
+fn summary(i: &plinth_core::store::installations::Installation) -> Value {
+    json!({ "plugin_id": i.plugin_id, "version": i.version, "state": i.state })
+}
+
 async fn list(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Response> {
     let all = state.db.installations(&ctx.auth.tenant_id).await?;
-    Ok(axum::Json(json!({ "data": all })).into_response())
+    if ctx.auth.role.at_least(Role::Admin) {
+        return Ok(axum::Json(json!({ "data": all })).into_response());
+    }
+    let usable: Vec<Value> = all.iter().filter(|i| i.state == "enabled").map(summary).collect();
+    Ok(axum::Json(json!({ "data": usable })).into_response())
 }
 
 async fn history(state: &AppState, tenant: &str, plugin: &str) -> ApiResult<Vec<Value>> {
@@ -288,6 +302,12 @@ async fn one(State(state): State<AppState>, ctx: Ctx, Path(plugin): Path<String>
         .installation(None, &ctx.auth.tenant_id, &plugin)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("`{plugin}` is not installed")))?;
+    if !ctx.auth.role.at_least(Role::Admin) {
+        if installation.state != "enabled" {
+            return Err(ApiError::not_found(format!("`{plugin}` is not installed")));
+        }
+        return Ok(axum::Json(summary(&installation)).into_response());
+    }
     let requested = match state.db.package(&installation.digest).await? {
         Some(row) => Manifest::parse(&row.manifest)
             .map(|m| m.capabilities.keys())

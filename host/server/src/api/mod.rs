@@ -65,6 +65,8 @@ use plinth_runtime::plugins::PluginHost;
 pub struct ApiConfig {
     /// Largest request body, in bytes.
     pub body_limit: usize,
+    /// Longest silence while a request body is being read: a stalled upload is cut off.
+    pub body_idle_timeout: Duration,
     /// Request log (client tracking) settings.
     pub request_log: plinth_core::versioning::RequestLogConfig,
     /// File size limit and tenant quota.
@@ -75,6 +77,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             body_limit: 2 * 1024 * 1024,
+            body_idle_timeout: Duration::from_secs(30),
             files: plinth_core::files::FilesConfig::default(),
             request_log: plinth_core::versioning::RequestLogConfig::default(),
         }
@@ -237,6 +240,9 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn(system::record_metrics))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.config.body_idle_timeout,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeUlid))
@@ -261,5 +267,6 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
             state.clone(),
             events::wake_after_writes,
         ))
+        .layer(axum::middleware::from_fn(error::problems_everywhere))
         .with_state(state)
 }

@@ -200,6 +200,8 @@ fn to_http(response: bindings::plinth::plugin::types::Response) -> Response {
             headers.append(n, v);
         }
     }
+    // The plugin's own answer: its error bodies are its to choose.
+    out.extensions_mut().insert(super::error::PluginAnswer);
     out
 }
 

@@ -17,6 +17,10 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "plinth", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
+    /// How log lines are written: `text` (one line per event, control characters
+    /// escaped) or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t, env = "PLINTH_LOG_FORMAT")]
+    log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,7 +52,7 @@ pub(crate) mod exit {
 /// Parse arguments, run the command, print errors with their causes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    crate::logging::init(cli.log_format);
     let result = match cli.command {
         Command::Keygen(args) => keys::keygen(args),
         Command::Plugin(cmd) => plugin::run(cmd),
@@ -63,19 +67,6 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("PLINTH_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn"));
-    // Colour only on a terminal: redirected logs stay plain text for grep and collectors.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
 }
 
 /// Run a future on a fresh tokio runtime (for commands that need async).
