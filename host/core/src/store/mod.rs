@@ -15,6 +15,7 @@ pub mod event_delivery;
 pub mod events;
 pub mod files;
 pub mod groups;
+pub mod idempotency;
 pub mod installations;
 pub mod jobs;
 pub mod locks;

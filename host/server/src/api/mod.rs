@@ -17,6 +17,7 @@ pub mod extract;
 mod files;
 pub mod filter;
 mod groups;
+mod idempotency;
 mod installations;
 mod jobs;
 pub mod json;
@@ -154,9 +155,20 @@ impl AppState {
         let (stop_versioning, stopped) = tokio::sync::watch::channel(false);
         let versioning = tokio::spawn(versions::background(self.clone(), stopped));
         tokio::pin!(shutdown);
+        let mut ticks: u64 = 0;
         loop {
             tokio::select! {
-                _ = tick.tick() => self.flush_key_uses().await,
+                _ = tick.tick() => {
+                    self.flush_key_uses().await;
+                    ticks += 1;
+                    // Expired idempotency keys go about every ten minutes.
+                    if ticks % 120 == 1 {
+                        let now = plinth_core::store::time::now();
+                        if let Err(e) = self.db.sweep_idempotency_keys(&now).await {
+                            tracing::warn!(error = ?e, "could not sweep expired idempotency keys");
+                        }
+                    }
+                }
                 () = &mut shutdown => {
                     self.flush_key_uses().await;
                     let _ = stop_versioning.send(true);
@@ -236,6 +248,11 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             versions::select_version,
+        ))
+        // Inside authentication: keys belong to the API key that sent them.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotency,
         ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn(system::record_metrics))
