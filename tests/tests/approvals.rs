@@ -677,3 +677,46 @@ async fn pending_requests_and_their_timers_survive_kill_9_of_the_server() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_inbox_pages_oldest_first() {
+    let w = world().await;
+    w.process(json!({
+        "name": "Manager", "object": "opportunity",
+        "steps": [{ "name": "Manager", "approvers": [{ "type": "submitter_manager" }] }]
+    }))
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let deal = w.deal(10_000.0, 25.0).await;
+        ids.push(w.submit(&deal).await["id"].as_str().unwrap().to_string());
+    }
+    let first = w
+        .manager
+        .get(&format!("{P}/requests?assigned=me&limit=2"))
+        .await
+        .expect(200)
+        .json();
+    let seen: Vec<&str> = first["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, [ids[0].as_str(), ids[1].as_str()]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let rest = w
+        .manager
+        .get(&format!("{P}/requests?assigned=me&limit=2&cursor={cursor}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(rest["data"][0]["id"], ids[2].as_str());
+    assert!(rest["next_cursor"].is_null());
+    w.manager
+        .get(&format!("{P}/requests?assigned=me&limit=0"))
+        .await
+        .expect(400);
+    w.manager.get(&format!("{P}/requests?status=pending")).await.expect(400);
+    w.s.stop().await;
+}

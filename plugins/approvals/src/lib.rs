@@ -53,21 +53,6 @@ fn unprocessable(problems: Vec<(String, String)>) -> Response {
     Response::from_error(&e).with_status(422)
 }
 
-/// All documents of a collection whose keys start with `prefix`.
-fn all_keys(collection: &str, prefix: &str) -> Result<Vec<String>, Error> {
-    let docs: Collection<Value> = Collection::new(collection);
-    let mut out = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = docs.list(Query::new().prefix(prefix).cursor(cursor).limit(500))?;
-        out.extend(page.items.into_iter().map(|d| d.key));
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
-}
-
 /// Whether `user` may see `req`: its submitter, anyone it was ever assigned to, admins.
 fn may_see(req: &Request, user: &str, caller: &Caller) -> bool {
     is_admin(caller)
@@ -353,17 +338,27 @@ fn list_requests(req: &HttpRequest) -> Result<Response, Error> {
             return Err(Error::invalid("say whose requests").with_field("assigned", "give assigned=me or submitted=me"));
         }
     };
+    let limit: u32 = req.query_parse("limit")?.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(Error::invalid("bad page size").with_field("limit", "must be between 1 and 200"));
+    }
+    // Oldest first (longest waiting), a page of the index at a time.
+    let docs: Collection<Value> = Collection::new(index);
+    let query = Query::new()
+        .prefix(format!("{user}:"))
+        .cursor(req.query("cursor").map(str::to_string))
+        .limit(limit);
+    let page = docs.list(query)?;
     let mut out = Vec::new();
-    for key in all_keys(index, &format!("{user}:"))? {
-        let id = key.rsplit(':').next().unwrap_or_default();
-        if let Some(doc) = requests().get(id)?
-            && status.is_none_or(|s| s == doc.value.status.as_str())
+    for doc in page.items {
+        let id = doc.key.rsplit(':').next().unwrap_or_default();
+        if let Some(r) = requests().get(id)?
+            && status.is_none_or(|s| s == r.value.status.as_str())
         {
-            out.push(summary(&doc.value));
+            out.push(summary(&r.value));
         }
     }
-    out.reverse(); // newest first
-    Ok(Response::json(&json!({ "data": out })))
+    Ok(Response::json(&json!({ "data": out, "next_cursor": page.next_cursor })))
 }
 
 #[derive(Deserialize)]
