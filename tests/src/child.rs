@@ -95,6 +95,7 @@ pub async fn serve_if_child() {
     let mut config = ServerConfig::new(dir.path().to_path_buf());
     config.listen = "127.0.0.1:0".parse().expect("addr");
     config.first_party = false;
+    config.api.rate_limit = None;
     if let Some(ms) = std::env::var(LEASE_VAR).ok().and_then(|v| v.parse().ok()) {
         config.jobs.lease = Duration::from_millis(ms);
     }

@@ -292,6 +292,9 @@ impl TestServer {
         // tests that need them use `start_with_first_party`.
         config.first_party = first_party;
         config.clock = clock.clone();
+        // Tests drive the server far faster than any client should; the rate limit has
+        // its own test, which turns it on.
+        config.api.rate_limit = None;
         configure(&mut config);
         let server = server::start_with_db(config, db).await.expect("server starts");
         let url = server.url();

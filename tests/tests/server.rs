@@ -116,3 +116,35 @@ async fn slow_clients_are_cut_off() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn each_api_key_is_rate_limited_with_headers_and_retry_after() {
+    use plinth_host::api::ratelimit::RateLimit;
+    let s = TestServer::start_configured(|c| {
+        c.api.rate_limit = Some(RateLimit {
+            per_second: 1.0,
+            burst: 3,
+        })
+    })
+    .await;
+    let t = s.tenant("Acme").await;
+    let max = s.user(&t, "Max", "member").await;
+    for left in ["2", "1", "0"] {
+        let r = t.get("/api/v1/records/account").await.expect(200);
+        assert_eq!(r.header("ratelimit-policy"), Some("\"per-key\";q=3;w=3"));
+        assert_eq!(
+            r.header("ratelimit"),
+            Some(format!("\"per-key\";r={left};t=0").as_str())
+        );
+    }
+    let refused = t.get("/api/v1/records/account").await.expect(429);
+    assert_eq!(refused.header("content-type"), Some("application/problem+json"));
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    // Another key has its own bucket; requests without a key are not counted.
+    max.get("/api/v1/records/account").await.expect(200);
+    s.anonymous().get("/healthz").await.expect(200);
+    // A second later the key may go on.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    t.get("/api/v1/records/account").await.expect(200);
+    s.stop().await;
+}

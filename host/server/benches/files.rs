@@ -56,6 +56,7 @@ fn main() {
         config.listen = "127.0.0.1:0".parse().expect("address");
         config.first_party = false;
         config.api.files.max_size = size.max(1 << 30);
+        config.api.rate_limit = None;
         let created =
             plinth_core::tenancy::create_tenant(&db, "Bench", "o@b.test", "Owner", "2026-11-01", &Actor::system())
                 .await

@@ -93,6 +93,7 @@ async fn setup(url: Option<&str>, logging: bool) -> Setup {
     let mut config = ServerConfig::new(dir.path().to_path_buf());
     config.max_concurrent_calls = 8;
     config.api.request_log.enabled = logging;
+    config.api.rate_limit = None;
     let state = server::assemble(&config, db).expect("assembled").state;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let background = tokio::spawn(state.clone().run_background(async move {

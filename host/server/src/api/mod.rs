@@ -29,6 +29,7 @@ mod operator;
 mod outbox;
 pub mod plugins;
 mod publishers;
+pub mod ratelimit;
 pub mod records;
 pub mod routes;
 mod secrets;
@@ -68,6 +69,8 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// Longest silence while a request body is being read: a stalled upload is cut off.
     pub body_idle_timeout: Duration,
+    /// Requests per API key (`None`: unlimited).
+    pub rate_limit: Option<ratelimit::RateLimit>,
     /// Request log (client tracking) settings.
     pub request_log: plinth_core::versioning::RequestLogConfig,
     /// File size limit and tenant quota.
@@ -79,6 +82,7 @@ impl Default for ApiConfig {
         ApiConfig {
             body_limit: 2 * 1024 * 1024,
             body_idle_timeout: Duration::from_secs(30),
+            rate_limit: Some(ratelimit::RateLimit::default()),
             files: plinth_core::files::FilesConfig::default(),
             request_log: plinth_core::versioning::RequestLogConfig::default(),
         }
@@ -116,6 +120,8 @@ pub struct AppInner {
     pub outbound: plinth_core::outbound::HttpClient,
     /// Event delivery settings and the worker's wake-up signal.
     pub events: crate::workers::events::Events,
+    /// Per-API-key request buckets.
+    pub rate_limiter: ratelimit::RateLimiter,
 }
 
 impl std::ops::Deref for AppState {
@@ -141,6 +147,7 @@ impl AppState {
             metrics: system::metrics_handle(),
             plugins,
             plugin_schemas: plinth_runtime::admission::SchemaCache::default(),
+            rate_limiter: ratelimit::RateLimiter::default(),
             versions: plinth_core::versioning::Versions::default(),
             request_log,
             events: crate::workers::events::Events::default(),
@@ -160,6 +167,7 @@ impl AppState {
             tokio::select! {
                 _ = tick.tick() => {
                     self.flush_key_uses().await;
+                    self.rate_limiter.prune(Duration::from_secs(600), std::time::Instant::now());
                     ticks += 1;
                     // Expired idempotency keys go about every ten minutes.
                     if ticks % 120 == 1 {
@@ -253,6 +261,10 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotency,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::rate_limit,
         ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn(system::record_metrics))

@@ -25,7 +25,8 @@ pub(crate) struct DataArgs {
     /// TOML file with any of: listen, data_dir, database_url, body_limit,
     /// plugin_timeout_ms (the longest deadline a manifest may ask for; default 60000),
     /// plugin_memory_mib (default 64), request_log_retention_days (default 30,
-    /// 0 keeps the request log forever), smtp_url, smtp_from, http_allow_private,
+    /// 0 keeps the request log forever), rate_limit_per_second and rate_limit_burst
+    /// (per API key; default 50 and 100; a rate of 0 turns the limit off), smtp_url, smtp_from, http_allow_private,
     /// http_allow_networks. Flags and environment win over it.
     #[arg(long, env = "PLINTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -167,6 +168,8 @@ struct FileConfig {
     plugin_timeout_ms: Option<u64>,
     plugin_memory_mib: Option<u64>,
     request_log_retention_days: Option<u32>,
+    rate_limit_per_second: Option<f64>,
+    rate_limit_burst: Option<u32>,
     smtp_url: Option<String>,
     smtp_from: Option<String>,
     http_allow_private: Option<bool>,
@@ -209,6 +212,15 @@ fn config_with(data: &DataArgs, listen: Option<SocketAddr>, int: &IntegrationArg
     }
     if let Some(days) = file.request_log_retention_days {
         config.api.request_log.retention_days = days;
+    }
+    // Per API key; a rate of 0 turns the limit off.
+    if file.rate_limit_per_second.is_some() || file.rate_limit_burst.is_some() {
+        let default = crate::api::ratelimit::RateLimit::default();
+        let per_second = file.rate_limit_per_second.unwrap_or(default.per_second);
+        config.api.rate_limit = (per_second > 0.0).then_some(crate::api::ratelimit::RateLimit {
+            per_second,
+            burst: file.rate_limit_burst.unwrap_or(default.burst).max(1),
+        });
     }
     if let Some(url) = int.smtp_url.clone().or(file.smtp_url) {
         let url = plinth_core::outbox::SmtpUrl::parse(&url).map_err(|e| anyhow::anyhow!("--smtp-url: {e}"))?;
