@@ -148,3 +148,47 @@ async fn each_api_key_is_rate_limited_with_headers_and_retry_after() {
     t.get("/api/v1/records/account").await.expect(200);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_flooded_plugin_fills_only_its_own_compartment() {
+    use plinth_host::api::bulkhead::BulkheadConfig;
+    let s = TestServer::start_configured(|c| {
+        c.api.bulkheads = BulkheadConfig {
+            per_plugin: 2,
+            per_tenant: 4,
+            queue_wait: std::time::Duration::from_millis(100),
+        }
+    })
+    .await;
+    let publisher = s.publisher("plinth-tests").await;
+    // The hostile guest imports `config` undeclared on purpose; declare it to publish.
+    let hostile = plinth_tests::Guest::named("hostile").set("capabilities.config", true);
+    publisher.publish(&s, &hostile).await.expect(201);
+    let a = s.tenant("Flooder").await;
+    let b = s.tenant("Neighbour").await;
+    for t in [&a, &b] {
+        s.install(t, "hostile", serde_json::json!("all")).await.expect(201);
+    }
+    // Six calls that each spin until their 500 ms deadline: two run, the rest wait
+    // 100 ms for a place and are told to come back.
+    let calls: Vec<_> = (0..6)
+        .map(|_| a.get("/api/v1/plugins/hostile/loop").into_future())
+        .collect();
+    let neighbour = async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        b.get("/api/v1/plugins/hostile/ok").await
+    };
+    let (flood, quiet) = tokio::join!(futures_util::future::join_all(calls), neighbour);
+    let busy: Vec<&plinth_tests::Reply> = flood.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(
+        busy.len(),
+        4,
+        "{:?}",
+        flood.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(busy[0].header("retry-after"), Some("1"));
+    assert_eq!(busy[0].header("content-type"), Some("application/problem+json"));
+    // The other tenant was served meanwhile.
+    assert_eq!(quiet.status, 200, "{}", quiet.text);
+    s.stop().await;
+}

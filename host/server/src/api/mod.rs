@@ -10,6 +10,7 @@
 
 mod audit;
 pub mod auth;
+pub mod bulkhead;
 pub mod context;
 mod error;
 mod events;
@@ -71,6 +72,8 @@ pub struct ApiConfig {
     pub body_idle_timeout: Duration,
     /// Requests per API key (`None`: unlimited).
     pub rate_limit: Option<ratelimit::RateLimit>,
+    /// Plugin calls at once per tenant × plugin and per tenant.
+    pub bulkheads: bulkhead::BulkheadConfig,
     /// Request log (client tracking) settings.
     pub request_log: plinth_core::versioning::RequestLogConfig,
     /// File size limit and tenant quota.
@@ -83,6 +86,7 @@ impl Default for ApiConfig {
             body_limit: 2 * 1024 * 1024,
             body_idle_timeout: Duration::from_secs(30),
             rate_limit: Some(ratelimit::RateLimit::default()),
+            bulkheads: bulkhead::BulkheadConfig::default(),
             files: plinth_core::files::FilesConfig::default(),
             request_log: plinth_core::versioning::RequestLogConfig::default(),
         }
@@ -122,6 +126,8 @@ pub struct AppInner {
     pub events: crate::workers::events::Events,
     /// Per-API-key request buckets.
     pub rate_limiter: ratelimit::RateLimiter,
+    /// Plugin-call compartments per tenant and plugin.
+    pub bulkheads: bulkhead::Bulkheads,
 }
 
 impl std::ops::Deref for AppState {
@@ -148,6 +154,7 @@ impl AppState {
             plugins,
             plugin_schemas: plinth_runtime::admission::SchemaCache::default(),
             rate_limiter: ratelimit::RateLimiter::default(),
+            bulkheads: bulkhead::Bulkheads::default(),
             versions: plinth_core::versioning::Versions::default(),
             request_log,
             events: crate::workers::events::Events::default(),

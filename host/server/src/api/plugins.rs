@@ -168,6 +168,10 @@ async fn dispatch(
         headers,
         body: body.to_vec(),
     };
+    let _places = state
+        .bulkheads
+        .enter(state.config.bulkheads, &ctx.auth.tenant_id, &plugin)
+        .await?;
     let outcome = state.plugins.handle(&active, caller, request).await;
     match outcome.result {
         Ok(response) => Ok(to_http(response)),
