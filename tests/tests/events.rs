@@ -719,7 +719,11 @@ async fn tenants_never_see_each_others_events() {
     // The log endpoint: admins only, parameters checked.
     let member = s.user(&a, "Max Member", "member").await;
     member.get("/api/v1/events").await.expect(403);
-    a.get("/api/v1/events?after=-1&limit=9999&x=1").await.expect(400);
+    // Every problem at once: the unknown parameter and both bad known values.
+    let bad = a.get("/api/v1/events?after=-1&limit=9999&x=1").await.expect(400);
+    let mut fields = bad.problem_fields();
+    fields.sort();
+    assert_eq!(fields, ["after", "limit", "x"], "{}", bad.text);
     let page = a.get("/api/v1/events?limit=1").await.expect(200).json();
     assert_eq!(
         (page["data"][0]["seq"].as_i64(), page["next_after"].as_i64()),

@@ -29,6 +29,18 @@ pub struct Params {
 impl Params {
     /// Parse a raw query string, accepting only the names in `allowed`.
     pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Params, AuditError> {
+        let (params, issues) = Params::parse_all(raw, allowed)?;
+        if issues.is_empty() {
+            Ok(params)
+        } else {
+            Err(AuditError::BadParams(issues))
+        }
+    }
+
+    /// Like [`Params::parse`], but unknown and repeated parameters are returned as
+    /// issues beside the known ones, so that [`Params::check_with`] reports them
+    /// together with the known parameters' bad values. Only an over-long query fails.
+    pub fn parse_all(raw: Option<&str>, allowed: &[&str]) -> Result<(Params, Vec<Issue>), AuditError> {
         let raw = raw.unwrap_or("");
         if raw.len() > MAX_QUERY_LEN {
             return Err(AuditError::BadParams(vec![Issue::new(
@@ -48,11 +60,7 @@ impl Params {
                 issues.push(Issue::new(name.as_ref(), "given more than once"));
             }
         }
-        if issues.is_empty() {
-            Ok(Params { map })
-        } else {
-            Err(AuditError::BadParams(issues))
-        }
+        Ok((Params { map }, issues))
     }
 
     /// Params from name/value pairs (for callers that are not HTTP handlers).
@@ -69,10 +77,12 @@ impl Params {
 
     /// Start checking values.
     pub fn check(&self) -> Checker<'_> {
-        Checker {
-            params: self,
-            issues: Vec::new(),
-        }
+        self.check_with(Vec::new())
+    }
+
+    /// Start checking values with `issues` already found (from [`Params::parse_all`]).
+    pub fn check_with(&self, issues: Vec<Issue>) -> Checker<'_> {
+        Checker { params: self, issues }
     }
 }
 

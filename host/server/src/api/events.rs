@@ -74,8 +74,8 @@ pub(super) async fn wake_after_writes(State(state): State<AppState>, request: Re
 /// `GET /api/v1/events`: the tenant's event log in seq (commit) order.
 async fn list_events(State(state): State<AppState>, ctx: Ctx, RawQuery(q): RawQuery) -> ApiResult<Response> {
     ctx.auth.require(Role::Admin)?;
-    let params = Params::parse(q.as_deref(), &["after", "limit"])?;
-    let mut check = params.check();
+    let (params, unknown) = Params::parse_all(q.as_deref(), &["after", "limit"])?;
+    let mut check = params.check_with(unknown);
     let after = match params.get("after") {
         None => 0,
         Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).unwrap_or_else(|| {
@@ -117,8 +117,8 @@ async fn subscriptions(State(state): State<AppState>, ctx: Ctx, RawQuery(q): Raw
 /// `GET /api/v1/events/dead-letters`: parked events, oldest first.
 async fn list_dead_letters(State(state): State<AppState>, ctx: Ctx, RawQuery(q): RawQuery) -> ApiResult<Response> {
     ctx.auth.require(Role::Admin)?;
-    let params = Params::parse(q.as_deref(), &["plugin", "cursor", "limit"])?;
-    let mut check = params.check();
+    let (params, unknown) = Params::parse_all(q.as_deref(), &["plugin", "cursor", "limit"])?;
+    let mut check = params.check_with(unknown);
     let plugin = check.text("plugin");
     let after = check.cursor(CURSOR_KIND).unwrap_or_default();
     let limit = check.limit();
