@@ -265,11 +265,16 @@ pub async fn cancel(db: &Db, tenant: &str, actor: &Actor, job: &JobRow) -> Resul
         return Ok(job.clone());
     }
     let now = time::now();
-    let after = db
-        .request_job_cancel(tenant, &job.id, &now)
-        .await?
-        .ok_or_else(|| Problem::new(ProblemKind::NotFound, format!("no job {}", job.id)))?;
+    // The request and its audit entry commit together.
     let mut tx = db.writer().begin().await.map_err(StoreError::from)?;
+    if !db.request_job_cancel(&mut tx, tenant, &job.id, &now).await? {
+        // It finished meanwhile: nothing to cancel, nothing to audit.
+        drop(tx);
+        return db
+            .job(tenant, &job.id)
+            .await?
+            .ok_or_else(|| Problem::new(ProblemKind::NotFound, format!("no job {}", job.id)));
+    }
     let event = NewEvent {
         action: "job.cancel",
         entity_type: "job",
@@ -279,7 +284,9 @@ pub async fn cancel(db: &Db, tenant: &str, actor: &Actor, job: &JobRow) -> Resul
     };
     audit::append(&mut tx, db.dialect(), tenant, actor, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
-    Ok(after)
+    db.job(tenant, &job.id)
+        .await?
+        .ok_or_else(|| Problem::new(ProblemKind::NotFound, format!("no job {}", job.id)))
 }
 
 #[cfg(test)]

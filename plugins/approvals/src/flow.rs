@@ -181,6 +181,7 @@ pub fn start_step(req: &mut Request, now: &str) -> Result<(), Error> {
             });
         }
         req.branches = branches;
+        req.note_participants();
         req.round += 1;
         let step = req.step;
         let detail = json!({
@@ -471,6 +472,7 @@ pub fn on_timer(key: &str, payload: &str) -> Result<(), Error> {
                 }
                 moves.push(json!({ "from": a.user, "to": to.user }));
             }
+            after.note_participants();
             after.round += 1;
             after.log(
                 &now,

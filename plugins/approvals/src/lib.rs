@@ -55,10 +55,7 @@ fn unprocessable(problems: Vec<(String, String)>) -> Response {
 
 /// Whether `user` may see `req`: its submitter, anyone it was ever assigned to, admins.
 fn may_see(req: &Request, user: &str, caller: &Caller) -> bool {
-    is_admin(caller)
-        || req.submitter == user
-        || req.timeline.iter().any(|e| e.detail.to_string().contains(user))
-        || req.branches.iter().any(|b| b.assignees.iter().any(|a| a.user == user))
+    is_admin(caller) || req.submitter == user || req.participants.iter().any(|p| p == user)
 }
 
 fn summary(req: &Request) -> Value {
@@ -153,6 +150,7 @@ fn submit(submitter: &str, body: Submit) -> Result<Request, Error> {
         step: 0,
         round: 0,
         branches: Vec::new(),
+        participants: Vec::new(),
         timeline: Vec::new(),
         submitted_at: now.clone(),
         finished_at: None,
@@ -316,6 +314,7 @@ fn reassign(req: &HttpRequest) -> Result<Response, Error> {
             json!({ "from": from, "to": target.id, "comment": body.comment }),
         );
     }
+    after.note_participants();
     commit(Some((&before, version)), &after)?;
     after_commit(Some(&before), &after)?;
     Ok(Response::json(&view(&after)))

@@ -185,6 +185,9 @@ pub struct Request {
     pub round: u32,
     /// The current step's branches.
     pub branches: Vec<BranchState>,
+    /// Everyone the request has ever been assigned to (they may read it).
+    #[serde(default)]
+    pub participants: Vec<String>,
     /// The history.
     pub timeline: Vec<Entry>,
     /// Submitted.
@@ -195,6 +198,17 @@ pub struct Request {
 }
 
 impl Request {
+    /// Remember the current branches' assignees as participants.
+    pub fn note_participants(&mut self) {
+        for b in &self.branches {
+            for a in &b.assignees {
+                if !self.participants.contains(&a.user) {
+                    self.participants.push(a.user.clone());
+                }
+            }
+        }
+    }
+
     /// Every user the request now waits for (undecided assignees of pending branches).
     pub fn waiting_for(&self) -> Vec<String> {
         if self.status != Status::Pending {

@@ -252,11 +252,11 @@ impl Db {
         rows.iter().map(from_row).collect()
     }
 
-    /// Ask an unfinished job to stop: its next step sees `cancelled`, and a step
-    /// waiting out a retry backoff runs now. Returns the job as it is after the
-    /// request (`None`: no such job).
-    pub async fn request_job_cancel(&self, tenant: &str, id: &str, now: &str) -> StoreResult<Option<JobRow>> {
-        sqlx::query(
+    /// Ask an unfinished job to stop, inside `tx` (with its audit entry): its next step
+    /// sees `cancelled`, and a step waiting out a retry backoff runs now. `false`
+    /// when there was no unfinished job `id`.
+    pub async fn request_job_cancel(&self, tx: &mut Tx<'_>, tenant: &str, id: &str, now: &str) -> StoreResult<bool> {
+        let done = sqlx::query(
             "UPDATE jobs SET cancel_requested = 1, updated_at = $3, \
              due_at = CASE WHEN due_at > $3 THEN $3 ELSE due_at END \
              WHERE tenant_id = $1 AND id = $2 AND due_at IS NOT NULL",
@@ -264,9 +264,9 @@ impl Db {
         .bind(tenant)
         .bind(id)
         .bind(now)
-        .execute(self.writer())
+        .execute(&mut **tx)
         .await?;
-        self.job(tenant, id).await
+        Ok(done.rows_affected() == 1)
     }
 
     /// The earliest due time among jobs that could be claimed at `now` or later.
@@ -320,15 +320,16 @@ impl Db {
     }
 
     /// Commit a step inside `tx` (where its writes were applied): only if the job still
-    /// carries `token` and has `from_steps` committed steps. Returns whether it did;
-    /// `false` means the claim was lost and the caller must roll back.
+    /// carries `token` and has `from_steps` committed steps. Returns whether a cancel
+    /// has been asked for since; `None` means the claim was lost and the caller must
+    /// roll back.
     pub async fn commit_job_step(
         &self,
         tx: &mut Tx<'_>,
         job: &JobRow,
         token: &str,
         step: StepCommit<'_>,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<bool>> {
         let finished = step.finish.is_some();
         let status = step.finish.unwrap_or(status::RUNNING);
         let done = sqlx::query(
@@ -339,7 +340,7 @@ impl Db {
              due_at = CASE WHEN $13 = 1 THEN NULL ELSE due_at END, \
              claimed_by = CASE WHEN $13 = 1 THEN NULL ELSE claimed_by END, \
              claim_until = CASE WHEN $13 = 1 THEN NULL ELSE $14 END \
-             WHERE tenant_id = $1 AND id = $2 AND claimed_by = $3 AND steps = $4",
+             WHERE tenant_id = $1 AND id = $2 AND claimed_by = $3 AND steps = $4 RETURNING cancel_requested",
         )
         .bind(&job.tenant_id)
         .bind(&job.id)
@@ -355,9 +356,12 @@ impl Db {
         .bind(step.now)
         .bind(i64::from(finished))
         .bind(step.lease_until)
-        .execute(&mut **tx)
+        .fetch_optional(&mut **tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(match done {
+            Some(row) => Some(row.try_get::<i64, _>("cancel_requested")? != 0),
+            None => None,
+        })
     }
 
     /// Record a failed try of a step (if the job still carries `token` and is at the

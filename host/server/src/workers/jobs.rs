@@ -296,7 +296,7 @@ impl JobWorker {
                 file_id: None,
                 lease_until: &stored::format(now),
             };
-            if self.db.commit_job_step(&mut tx, job, token, commit).await? {
+            if self.db.commit_job_step(&mut tx, job, token, commit).await?.is_some() {
                 tx.commit().await?;
             }
         } else {
@@ -360,28 +360,40 @@ impl JobWorker {
             file_id,
             lease_until: &lease_until,
         };
-        if !self.db.commit_job_step(&mut tx, job, token, commit).await? {
+        let Some(cancel_requested) = self.db.commit_job_step(&mut tx, job, token, commit).await? else {
             // The lease lapsed and another run took the job: this step never happened.
             drop(tx);
             tracing::warn!(tenant = %job.tenant_id, job = %job.id, step = job.steps, "a job step finished after its claim was lost; rolled back");
             return Ok(Committed::Lost);
-        }
+        };
         tx.commit().await?;
         self.signal.changed(&job.id);
         if finish.is_some() {
             return Ok(Committed::Ended);
         }
-        // Read back: the next step needs a cancel asked for meanwhile.
-        match self.db.job(&job.tenant_id, &job.id).await? {
-            Some(next) if next.claimed_by.as_deref() == Some(token) => Ok(Committed::Next(Box::new(next))),
-            _ => Ok(Committed::Lost),
-        }
+        // The job as the commit left it (the commit said whether a cancel came meanwhile).
+        let next = JobRow {
+            status: status::RUNNING.to_string(),
+            step_state: next_state.map(str::to_string),
+            steps: job.steps + 1,
+            attempt: 0,
+            done: commit.done,
+            total: commit.total,
+            message: message.clone(),
+            error: None,
+            cancel_requested,
+            updated_at: now_s.clone(),
+            started_at: job.started_at.clone().or_else(|| Some(now_s.clone())),
+            claim_until: Some(lease_until.clone()),
+            ..job.clone()
+        };
+        Ok(Committed::Next(Box::new(next)))
     }
 }
 
 /// How committing a step went.
 enum Committed {
-    /// Committed; the job goes on (as read back).
+    /// Committed; the job goes on (as the commit left it).
     Next(Box<JobRow>),
     /// Committed; the job ended with it.
     Ended,
